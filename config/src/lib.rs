@@ -1,0 +1,173 @@
+//! Golek's node configuration: typed, layered, validated.
+//!
+//! Layers, lowest first: built-in defaults (`defaults.toml`), a TOML file (`--config PATH`),
+//! the environment (`GOLEK_SECTION__KEY=value`, segments joined by `__`), command-line flags.
+//! Unknown keys are errors. [`load`] merges the layers, remembers where each value came from,
+//! and validates everything in one pass, reporting every bad field with its key path, the value
+//! and the reason.
+//!
+//! The environment map is passed in, never read here, so tests do not touch the process
+//! environment.
+
+mod layers;
+mod node_config;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use layers::{Provenance, Source};
+pub use node_config::{
+    DebugConfig, HttpConfig, ModelConfig, NodeConfig, NodeSection, OnnxParams, OnnxPipeline,
+    ProviderKind, ProviderParams, RuntimeConfig, SupervisionConfig,
+};
+pub use validate::FieldError;
+
+use layers::Layer;
+
+/// The prefix of environment variables that set configuration keys.
+pub const ENV_PREFIX: &str = "GOLEK_";
+
+const DEFAULTS: &str = include_str!("defaults.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("bad override from {source_name}: {message}")]
+    BadOverride {
+        source_name: String,
+        message: String,
+    },
+    #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+impl ConfigError {
+    /// The field errors, when validation failed.
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            ConfigError::Invalid(errors) => errors,
+            _ => &[],
+        }
+    }
+}
+
+/// Everything the layers come from.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigInputs {
+    /// The TOML file, if any.
+    pub file: Option<PathBuf>,
+    /// The environment (only `GOLEK_*` variables are read, plus `HOME` for `~`).
+    pub env: BTreeMap<String, String>,
+    /// Command-line overrides: the dotted key path, the value, and the flag as written.
+    pub cli: Vec<CliOverride>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CliOverride {
+    pub key: String,
+    pub value: String,
+    pub flag: String,
+}
+
+impl CliOverride {
+    pub fn new(key: impl Into<String>, value: impl Into<String>, flag: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+            flag: flag.into(),
+        }
+    }
+}
+
+/// The validated configuration plus what is needed to explain it.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: NodeConfig,
+    pub provenance: Provenance,
+    merged: toml::Table,
+}
+
+impl LoadedConfig {
+    /// The effective configuration, one `key = value  # source` line per value.
+    pub fn show(&self) -> String {
+        let mut out = String::new();
+        for (path, value) in layers::leaves(&self.merged) {
+            let source = self
+                .provenance
+                .get(&path)
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "default".to_string());
+            out.push_str(&format!("{path} = {value}  # {source}\n"));
+        }
+        out
+    }
+}
+
+/// The checkout's `.golek` folder, where `scripts/setup.sh` puts the runtime and the models.
+pub fn default_assets_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).join(".golek")
+}
+
+/// Builds the configuration from its layers and validates it.
+pub fn load(inputs: &ConfigInputs) -> Result<LoadedConfig, ConfigError> {
+    let mut defaults: toml::Table =
+        toml::from_str(DEFAULTS).expect("built-in defaults.toml is valid TOML");
+    if let Some(node) = defaults.get_mut("node").and_then(|v| v.as_table_mut()) {
+        node.insert(
+            "assets_dir".into(),
+            toml::Value::String(default_assets_dir().display().to_string()),
+        );
+    }
+    let mut layers = vec![Layer::uniform(defaults, Source::Default)];
+
+    if let Some(path) = &inputs.file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        layers.push(Layer::uniform(table, Source::File(abs)));
+    }
+
+    let (so_far, _) = layers::merge(layers.clone());
+    let env_pairs = inputs.env.iter().filter_map(|(name, value)| {
+        let rest = name.strip_prefix(ENV_PREFIX)?;
+        let segments = rest.split("__").map(str::to_string).collect();
+        Some((segments, value.clone(), Source::Env(name.clone())))
+    });
+    let env_layer = Layer::overrides(&so_far, env_pairs)?;
+    layers.push(env_layer);
+
+    let (so_far, _) = layers::merge(layers.clone());
+    let cli_pairs = inputs.cli.iter().map(|o| {
+        let segments = o.key.split('.').map(str::to_string).collect();
+        (segments, o.value.clone(), Source::Cli(o.flag.clone()))
+    });
+    let cli_layer = Layer::overrides(&so_far, cli_pairs)?;
+    layers.push(cli_layer);
+
+    let (merged, provenance) = layers::merge(layers);
+    let home = inputs.env.get("HOME").map(PathBuf::from);
+    let config = validate::build_and_validate(&merged, &provenance, home.as_deref())
+        .map_err(ConfigError::Invalid)?;
+    Ok(LoadedConfig {
+        config,
+        provenance,
+        merged,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! The typed node configuration that the rest of the node reads.
+//!
+//! Built only by [`crate::load`]: every value here has passed validation, paths are absolute,
+//! durations are `Duration`s.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    pub http: HttpConfig,
+    pub runtime: RuntimeConfig,
+    pub supervision: SupervisionConfig,
+    pub debug: DebugConfig,
+    /// Deployments by served model name; disabled ones are dropped.
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeSection {
+    /// Holds the node's state: the registry store and its identity.
+    pub data_dir: PathBuf,
+    /// Where the setup script put the runtime library and the default models.
+    pub assets_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpConfig {
+    pub addr: SocketAddr,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    /// How long in-flight requests may run on after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// The `Retry-After` sent with 429 answers.
+    pub retry_after_s: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuntimeConfig {
+    pub onnxruntime_path: PathBuf,
+}
+
+/// How the provider supervisor restarts failed workers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SupervisionConfig {
+    pub restart_backoff_initial: Duration,
+    pub restart_backoff_max: Duration,
+    /// More restarts than this within `restart_window` open the model's breaker.
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+    /// How long an open breaker waits before one more restart is tried.
+    pub breaker_cooldown: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DebugConfig {
+    /// Enables `POST /admin/debug/crash/{model}`, which makes a worker panic (for tests).
+    pub fault_injection: bool,
+}
+
+/// The provider kinds this build knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Onnx,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 1] = [ProviderKind::Onnx];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Onnx => "onnx",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    pub fn known_names() -> String {
+        Self::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// One deployed model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelConfig {
+    pub name: String,
+    /// Most rows (inputs) one batch may hold.
+    pub max_batch_size: usize,
+    /// How long the worker waits for more requests to fill a batch.
+    pub max_queue_delay: Duration,
+    /// Requests that may wait for the worker; beyond it the model answers "overloaded".
+    pub queue_capacity: usize,
+    pub params: ProviderParams,
+}
+
+impl ModelConfig {
+    pub fn kind(&self) -> ProviderKind {
+        match self.params {
+            ProviderParams::Onnx(_) => ProviderKind::Onnx,
+        }
+    }
+}
+
+/// The typed parameters of each provider kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "provider", rename_all = "snake_case")]
+pub enum ProviderParams {
+    Onnx(OnnxParams),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnnxPipeline {
+    /// Text in, one pooled, normalised vector out (MiniLM and other sentence encoders).
+    SentenceEmbedding,
+    /// Named tensors in, named tensors out.
+    Tensor,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OnnxParams {
+    pub pipeline: OnnxPipeline,
+    pub model_path: PathBuf,
+    /// Required by the sentence-embedding pipeline.
+    pub tokenizer_path: Option<PathBuf>,
+    /// Longer inputs are truncated to this many tokens (special tokens included).
+    pub max_input_tokens: usize,
+    pub intra_threads: usize,
+    pub normalize: bool,
+}

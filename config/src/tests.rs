@@ -1,0 +1,209 @@
+use std::path::PathBuf;
+
+use super::*;
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn with_file(name: &str) -> ConfigInputs {
+    ConfigInputs {
+        file: Some(examples().join(name)),
+        env: env(&[("HOME", "/home/test")]),
+        cli: vec![],
+    }
+}
+
+/// Loads a bad example and returns its one-line error text.
+fn error_of(name: &str) -> String {
+    match load(&with_file(name)) {
+        Ok(_) => panic!("{name} should be rejected"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn defaults_alone_serve_the_embedding_model() {
+    let loaded = load(&ConfigInputs {
+        env: env(&[("HOME", "/home/test")]),
+        ..Default::default()
+    })
+    .unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.http.addr.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.node.data_dir, PathBuf::from("/home/test/.local/share/golek"));
+    let model = &c.models["all-minilm-l6-v2"];
+    assert_eq!(model.kind(), ProviderKind::Onnx);
+    let ProviderParams::Onnx(params) = &model.params;
+    assert!(params.model_path.starts_with(default_assets_dir()));
+    assert_eq!(params.pipeline, OnnxPipeline::SentenceEmbedding);
+    assert_eq!(loaded.provenance["http.addr"], Source::Default);
+}
+
+#[test]
+fn the_documented_example_is_valid() {
+    let loaded = load(&with_file("node.toml")).unwrap();
+    assert_eq!(loaded.config.models["all-minilm-l6-v2"].max_batch_size, 32);
+    assert!(matches!(loaded.provenance["http.addr"], Source::File(_)));
+}
+
+#[test]
+fn layers_apply_in_order_defaults_file_env_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.toml");
+    std::fs::write(
+        &file,
+        "[http]\naddr = \"127.0.0.1:1001\"\nretry_after_s = 7\nrequest_timeout_ms = 500\n\
+         [models.all-minilm-l6-v2]\nmax_batch_size = 4\n",
+    )
+    .unwrap();
+    let inputs = ConfigInputs {
+        file: Some(file.clone()),
+        env: env(&[
+            ("HOME", "/h"),
+            ("GOLEK_HTTP__ADDR", "127.0.0.1:1002"),
+            ("GOLEK_HTTP__RETRY_AFTER_S", "9"),
+            ("GOLEK_MODELS__ALL_MINILM_L6_V2__MAX_BATCH_SIZE", "8"),
+            ("UNRELATED", "x"),
+        ]),
+        cli: vec![CliOverride::new("http.addr", "127.0.0.1:1003", "--http-addr")],
+    };
+    let loaded = load(&inputs).unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.http.addr.to_string(), "127.0.0.1:1003", "flag beats env");
+    assert_eq!(c.http.retry_after_s, 9, "env beats file");
+    assert_eq!(c.http.request_timeout.as_millis(), 500, "file beats default");
+    assert_eq!(c.http.max_body_bytes, 8388608, "default stays");
+    assert_eq!(c.models["all-minilm-l6-v2"].max_batch_size, 8);
+    assert_eq!(loaded.provenance["http.addr"], Source::Cli("--http-addr".into()));
+    assert_eq!(
+        loaded.provenance["http.retry_after_s"],
+        Source::Env("GOLEK_HTTP__RETRY_AFTER_S".into())
+    );
+    let shown = loaded.show();
+    assert!(shown.contains("http.addr = \"127.0.0.1:1003\"  # flag --http-addr"), "{shown}");
+    assert!(shown.contains("http.retry_after_s = 9  # env GOLEK_HTTP__RETRY_AFTER_S"), "{shown}");
+    assert!(shown.contains("http.request_timeout_ms = 500  # file"), "{shown}");
+    assert!(shown.contains("http.max_body_bytes = 8388608  # default"), "{shown}");
+}
+
+#[test]
+fn relative_paths_follow_the_layer_that_set_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.toml");
+    std::fs::write(
+        &file,
+        "[models.t]\nprovider = \"onnx\"\n[models.t.params]\npipeline = \"tensor\"\nmodel_path = \"m/model.onnx\"\n",
+    )
+    .unwrap();
+    let loaded = load(&ConfigInputs {
+        file: Some(file),
+        env: env(&[("HOME", "/h"), ("GOLEK_NODE__DATA_DIR", "~/state")]),
+        cli: vec![],
+    })
+    .unwrap();
+    let ProviderParams::Onnx(p) = &loaded.config.models["t"].params;
+    assert_eq!(p.model_path, std::path::absolute(dir.path()).unwrap().join("m/model.onnx"));
+    assert_eq!(loaded.config.node.data_dir, PathBuf::from("/h/state"));
+}
+
+#[test]
+fn a_disabled_model_is_not_deployed() {
+    let loaded = load(&ConfigInputs {
+        env: env(&[("HOME", "/h"), ("GOLEK_MODELS__ALL_MINILM_L6_V2__ENABLED", "false")]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(loaded.config.models.is_empty());
+}
+
+#[test]
+fn every_bad_example_names_its_key_and_reason() {
+    let cases: &[(&str, &[&str])] = &[
+        ("bad/unknown-key.toml", &["http", "unknown field `adress`"]),
+        (
+            "bad/batch-size-zero.toml",
+            &["models.all-minilm-l6-v2.max_batch_size: must be between 1 and 1024, got 0"],
+        ),
+        ("bad/bad-addr.toml", &["http.addr: must be an IP address and port", "\"localhost\""]),
+        (
+            "bad/unknown-provider.toml",
+            &["models.mystery.provider: unknown provider kind \"tensorflow\"; known kinds: onnx"],
+        ),
+        (
+            "bad/missing-tokenizer.toml",
+            &["models.encoder.params.tokenizer_path: is required"],
+        ),
+        ("bad/wrong-type.toml", &["http.max_body_bytes", "invalid type: string \"lots\""]),
+        ("bad/syntax-error.toml", &["not valid TOML"]),
+        (
+            "bad/backoff-order.toml",
+            &["supervision.restart_backoff_max_ms: must be at least supervision.restart_backoff_initial_ms (5000 ms), got 100 ms"],
+        ),
+        ("bad/bad-model-name.toml", &["models.my model/v1: model names use"]),
+        (
+            "bad/unknown-param.toml",
+            &["models.all-minilm-l6-v2.params", "unknown field `pooling`"],
+        ),
+    ];
+    for (file, needles) in cases {
+        let text = error_of(file);
+        for needle in *needles {
+            assert!(text.contains(needle), "{file}: {needle:?} not in {text:?}");
+        }
+    }
+}
+
+#[test]
+fn validation_errors_say_which_layer_set_the_value_and_all_are_reported() {
+    let err = load(&ConfigInputs {
+        file: None,
+        env: env(&[
+            ("HOME", "/h"),
+            ("GOLEK_HTTP__RETRY_AFTER_S", "0"),
+            ("GOLEK_MODELS__ALL_MINILM_L6_V2__QUEUE_CAPACITY", "-3"),
+        ]),
+        cli: vec![CliOverride::new("supervision.max_restarts", "5000", "--set")],
+    })
+    .unwrap_err();
+    let errors = err.field_errors();
+    assert_eq!(errors.len(), 3, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("http.retry_after_s: must be between 1 and 3600, got 0 (set by env GOLEK_HTTP__RETRY_AFTER_S)"), "{text}");
+    assert!(text.contains("models.all-minilm-l6-v2.queue_capacity: must be between 1 and 1000000, got -3"), "{text}");
+    assert!(text.contains("supervision.max_restarts: must be between 0 and 1000, got 5000 (set by flag --set)"), "{text}");
+}
+
+#[test]
+fn unknown_environment_keys_are_errors() {
+    let err = load(&ConfigInputs {
+        env: env(&[("HOME", "/h"), ("GOLEK_HTTP__PORT", "80")]),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("http.port: unknown field `port`"), "{err}");
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let err = load(&with_file("does-not-exist.toml")).unwrap_err();
+    assert!(err.to_string().starts_with("cannot read config file"), "{err}");
+}
+
+#[test]
+fn an_override_cannot_descend_through_a_value() {
+    let err = load(&ConfigInputs {
+        env: env(&[("HOME", "/h")]),
+        cli: vec![CliOverride::new("http.addr.port", "1", "--set")],
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("http.addr"), "{err}");
+}

@@ -1,0 +1,479 @@
+//! The one step from the merged TOML table to a typed, checked [`NodeConfig`].
+//!
+//! Serde checks shapes and unknown keys (with the key path); this module checks ranges,
+//! addresses, paths and cross-field rules, and collects every error instead of stopping at the
+//! first one.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::layers::{Provenance, Source};
+use crate::node_config::*;
+
+/// One invalid value: where it is, what is wrong, and which layer set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The dotted key path, e.g. `models.minilm.max_batch_size`.
+    pub path: String,
+    pub message: String,
+    /// The layer that set the value, when known.
+    pub source: Option<String>,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, " (set by {source})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: RawNode,
+    http: RawHttp,
+    runtime: RawRuntime,
+    supervision: RawSupervision,
+    debug: RawDebug,
+    #[serde(default)]
+    models: BTreeMap<String, RawModel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    data_dir: String,
+    assets_dir: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    addr: String,
+    max_body_bytes: i64,
+    request_timeout_ms: i64,
+    shutdown_grace_ms: i64,
+    retry_after_s: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    onnxruntime_path: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSupervision {
+    restart_backoff_initial_ms: i64,
+    restart_backoff_max_ms: i64,
+    max_restarts: i64,
+    restart_window_s: i64,
+    breaker_cooldown_s: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDebug {
+    fault_injection: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    provider: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "default_max_batch_size")]
+    max_batch_size: i64,
+    #[serde(default = "default_max_queue_delay_us")]
+    max_queue_delay_us: i64,
+    #[serde(default = "default_queue_capacity")]
+    queue_capacity: i64,
+    #[serde(default)]
+    params: toml::Table,
+}
+
+fn default_max_batch_size() -> i64 {
+    32
+}
+fn default_max_queue_delay_us() -> i64 {
+    2000
+}
+fn default_queue_capacity() -> i64 {
+    1024
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOnnxParams {
+    pipeline: String,
+    model_path: String,
+    #[serde(default)]
+    tokenizer_path: Option<String>,
+    #[serde(default = "default_max_input_tokens")]
+    max_input_tokens: i64,
+    #[serde(default = "default_intra_threads")]
+    intra_threads: i64,
+    #[serde(default = "yes")]
+    normalize: bool,
+}
+
+fn default_max_input_tokens() -> i64 {
+    512
+}
+fn default_intra_threads() -> i64 {
+    1
+}
+
+/// Collects errors while converting raw values.
+struct Checker<'a> {
+    provenance: &'a Provenance,
+    home: Option<&'a Path>,
+    errors: Vec<FieldError>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, path: &str, message: impl Into<String>) {
+        let source = self.source_of(path).map(|s| s.to_string());
+        self.errors.push(FieldError {
+            path: path.to_string(),
+            message: message.into(),
+            source,
+        });
+    }
+
+    fn source_of(&self, path: &str) -> Option<&Source> {
+        // A value that is not a leaf (a table) takes the source of its first leaf.
+        self.provenance.get(path).or_else(|| {
+            let prefix = format!("{path}.");
+            self.provenance
+                .iter()
+                .find(|(k, _)| k.starts_with(&prefix))
+                .map(|(_, s)| s)
+        })
+    }
+
+    fn range(&mut self, path: &str, value: i64, min: i64, max: i64) -> Option<i64> {
+        if value < min || value > max {
+            self.fail(
+                path,
+                format!("must be between {min} and {max}, got {value}"),
+            );
+            None
+        } else {
+            Some(value)
+        }
+    }
+
+    fn millis(&mut self, path: &str, value: i64, min: i64, max: i64) -> Option<Duration> {
+        self.range(path, value, min, max)
+            .map(|v| Duration::from_millis(v as u64))
+    }
+
+    fn socket_addr(&mut self, path: &str, value: &str) -> Option<SocketAddr> {
+        match value.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.fail(
+                    path,
+                    format!("must be an IP address and port like 127.0.0.1:8080, got {value:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A path: `~/` expands to HOME; a relative path is resolved against the folder of the file
+    /// that set it, against `assets_dir` for defaults, and against the working directory for
+    /// the environment and flags.
+    fn path(&mut self, path: &str, value: &str, assets_dir: &Path) -> Option<PathBuf> {
+        if value.trim().is_empty() {
+            self.fail(path, "must not be empty");
+            return None;
+        }
+        let expanded = if let Some(rest) = value.strip_prefix("~/") {
+            match self.home {
+                Some(home) => home.join(rest),
+                None => {
+                    self.fail(path, format!("starts with ~/ but HOME is not set, got {value:?}"));
+                    return None;
+                }
+            }
+        } else {
+            PathBuf::from(value)
+        };
+        if expanded.is_absolute() {
+            return Some(expanded);
+        }
+        let base = match self.source_of(path) {
+            Some(Source::File(file)) => file.parent().map(Path::to_path_buf),
+            Some(Source::Default) => Some(assets_dir.to_path_buf()),
+            _ => std::env::current_dir().ok(),
+        };
+        Some(base.unwrap_or_default().join(expanded))
+    }
+}
+
+/// Deserializes `value` into `T`, reporting a failure with the full key path.
+fn typed<T: serde::de::DeserializeOwned>(
+    value: toml::Value,
+    prefix: &str,
+    checker: &mut Checker<'_>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(err) => {
+            let inner = err.path().to_string();
+            let path = match (prefix.is_empty(), inner.as_str()) {
+                (true, _) => inner.clone(),
+                (false, ".") => prefix.to_string(),
+                (false, _) => format!("{prefix}.{inner}"),
+            };
+            checker.fail(&path, err.into_inner().message().to_string());
+            None
+        }
+    }
+}
+
+fn valid_model_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+pub(crate) fn build_and_validate(
+    merged: &toml::Table,
+    provenance: &Provenance,
+    home: Option<&Path>,
+) -> Result<NodeConfig, Vec<FieldError>> {
+    let mut c = Checker {
+        provenance,
+        home,
+        errors: Vec::new(),
+    };
+    let raw: RawConfig = match typed(toml::Value::Table(merged.clone()), "", &mut c) {
+        Some(raw) => raw,
+        None => return Err(c.errors),
+    };
+
+    // assets_dir first: the defaults' relative paths hang off it.
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let assets_dir = c
+        .path("node.assets_dir", &raw.node.assets_dir, &cwd)
+        .unwrap_or_default();
+    let data_dir = c.path("node.data_dir", &raw.node.data_dir, &assets_dir);
+
+    let addr = c.socket_addr("http.addr", &raw.http.addr);
+    let max_body_bytes = c.range("http.max_body_bytes", raw.http.max_body_bytes, 1024, 1 << 30);
+    let request_timeout =
+        c.millis("http.request_timeout_ms", raw.http.request_timeout_ms, 1, 3_600_000);
+    let shutdown_grace =
+        c.millis("http.shutdown_grace_ms", raw.http.shutdown_grace_ms, 0, 600_000);
+    let retry_after_s = c.range("http.retry_after_s", raw.http.retry_after_s, 1, 3600);
+
+    let onnxruntime_path = c.path(
+        "runtime.onnxruntime_path",
+        &raw.runtime.onnxruntime_path,
+        &assets_dir,
+    );
+
+    let s = &raw.supervision;
+    let backoff_initial = c.millis(
+        "supervision.restart_backoff_initial_ms",
+        s.restart_backoff_initial_ms,
+        1,
+        600_000,
+    );
+    let backoff_max = c.millis(
+        "supervision.restart_backoff_max_ms",
+        s.restart_backoff_max_ms,
+        1,
+        3_600_000,
+    );
+    if let (Some(initial), Some(max)) = (backoff_initial, backoff_max) {
+        if max < initial {
+            c.fail(
+                "supervision.restart_backoff_max_ms",
+                format!(
+                    "must be at least supervision.restart_backoff_initial_ms ({} ms), got {} ms",
+                    initial.as_millis(),
+                    max.as_millis()
+                ),
+            );
+        }
+    }
+    let max_restarts = c.range("supervision.max_restarts", s.max_restarts, 0, 1000);
+    let restart_window = c
+        .range("supervision.restart_window_s", s.restart_window_s, 1, 86_400)
+        .map(|v| Duration::from_secs(v as u64));
+    let breaker_cooldown = c
+        .range("supervision.breaker_cooldown_s", s.breaker_cooldown_s, 1, 86_400)
+        .map(|v| Duration::from_secs(v as u64));
+
+    let mut models = BTreeMap::new();
+    for (name, model) in raw.models {
+        let prefix = format!("models.{name}");
+        if !valid_model_name(&name) {
+            c.fail(
+                &prefix,
+                format!(
+                    "model names use letters, digits, '-', '_', '.', ':' (1 to 128 characters), got {name:?}"
+                ),
+            );
+            continue;
+        }
+        if let Some(m) = build_model(&name, model, &assets_dir, &mut c) {
+            models.insert(name, m);
+        }
+    }
+
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    // Every Option below is Some when no error was recorded.
+    let config = (|| {
+        Some(NodeConfig {
+            node: NodeSection {
+                data_dir: data_dir?,
+                assets_dir,
+            },
+            http: HttpConfig {
+                addr: addr?,
+                max_body_bytes: max_body_bytes? as usize,
+                request_timeout: request_timeout?,
+                shutdown_grace: shutdown_grace?,
+                retry_after_s: retry_after_s? as u32,
+            },
+            runtime: RuntimeConfig {
+                onnxruntime_path: onnxruntime_path?,
+            },
+            supervision: SupervisionConfig {
+                restart_backoff_initial: backoff_initial?,
+                restart_backoff_max: backoff_max?,
+                max_restarts: max_restarts? as u32,
+                restart_window: restart_window?,
+                breaker_cooldown: breaker_cooldown?,
+            },
+            debug: DebugConfig {
+                fault_injection: raw.debug.fault_injection,
+            },
+            models,
+        })
+    })();
+    config.ok_or_else(|| {
+        vec![FieldError {
+            path: "(config)".into(),
+            message: "a value failed validation without a recorded error".into(),
+            source: None,
+        }]
+    })
+}
+
+fn build_model(
+    name: &str,
+    model: RawModel,
+    assets_dir: &Path,
+    c: &mut Checker<'_>,
+) -> Option<ModelConfig> {
+    let prefix = format!("models.{name}");
+    let kind = ProviderKind::parse(&model.provider);
+    if kind.is_none() {
+        c.fail(
+            &format!("{prefix}.provider"),
+            format!(
+                "unknown provider kind {:?}; known kinds: {}",
+                model.provider,
+                ProviderKind::known_names()
+            ),
+        );
+    }
+    let max_batch_size = c.range(&format!("{prefix}.max_batch_size"), model.max_batch_size, 1, 1024);
+    let max_queue_delay = c
+        .range(
+            &format!("{prefix}.max_queue_delay_us"),
+            model.max_queue_delay_us,
+            0,
+            1_000_000,
+        )
+        .map(|us| Duration::from_micros(us as u64));
+    let queue_capacity = c.range(
+        &format!("{prefix}.queue_capacity"),
+        model.queue_capacity,
+        1,
+        1_000_000,
+    );
+    let params = match kind? {
+        ProviderKind::Onnx => onnx_params(&prefix, model.params, assets_dir, c).map(ProviderParams::Onnx),
+    };
+    if !model.enabled {
+        return None;
+    }
+    Some(ModelConfig {
+        name: name.to_string(),
+        max_batch_size: max_batch_size? as usize,
+        max_queue_delay: max_queue_delay?,
+        queue_capacity: queue_capacity? as usize,
+        params: params?,
+    })
+}
+
+fn onnx_params(
+    model_prefix: &str,
+    params: toml::Table,
+    assets_dir: &Path,
+    c: &mut Checker<'_>,
+) -> Option<OnnxParams> {
+    let prefix = format!("{model_prefix}.params");
+    let raw: RawOnnxParams = typed(toml::Value::Table(params), &prefix, c)?;
+    let pipeline = match raw.pipeline.as_str() {
+        "sentence-embedding" => Some(OnnxPipeline::SentenceEmbedding),
+        "tensor" => Some(OnnxPipeline::Tensor),
+        other => {
+            c.fail(
+                &format!("{prefix}.pipeline"),
+                format!("must be \"sentence-embedding\" or \"tensor\", got {other:?}"),
+            );
+            None
+        }
+    };
+    let model_path = c.path(&format!("{prefix}.model_path"), &raw.model_path, assets_dir);
+    let tokenizer_path = raw
+        .tokenizer_path
+        .as_deref()
+        .and_then(|p| c.path(&format!("{prefix}.tokenizer_path"), p, assets_dir));
+    if pipeline == Some(OnnxPipeline::SentenceEmbedding) && raw.tokenizer_path.is_none() {
+        c.fail(
+            &format!("{prefix}.tokenizer_path"),
+            "is required when pipeline is \"sentence-embedding\"",
+        );
+    }
+    let max_input_tokens = c.range(
+        &format!("{prefix}.max_input_tokens"),
+        raw.max_input_tokens,
+        2,
+        1 << 20,
+    );
+    let intra_threads = c.range(&format!("{prefix}.intra_threads"), raw.intra_threads, 1, 256);
+    Some(OnnxParams {
+        pipeline: pipeline?,
+        model_path: model_path?,
+        tokenizer_path,
+        max_input_tokens: max_input_tokens? as usize,
+        intra_threads: intra_threads? as usize,
+        normalize: raw.normalize,
+    })
+}

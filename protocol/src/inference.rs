@@ -1,0 +1,143 @@
+//! The internal request a provider runs, and the events it answers with.
+//!
+//! Requests reach this form only after validation (see the node's HTTP layer): a provider can
+//! trust that inputs are non-empty and within the limits it advertised.
+
+use serde::{Deserialize, Serialize};
+
+/// What a provider can do; the router checks it before dispatching.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub embeddings: bool,
+    pub chat: bool,
+    pub completions: bool,
+    pub tensors: bool,
+}
+
+impl Capabilities {
+    /// The names of the capabilities that are on, for `/v1/models` and the admin view.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.embeddings {
+            names.push("embeddings");
+        }
+        if self.chat {
+            names.push("chat");
+        }
+        if self.completions {
+            names.push("completions");
+        }
+        if self.tensors {
+            names.push("tensors");
+        }
+        names
+    }
+}
+
+/// One input of an embeddings request: text to tokenize, or token ids already tokenized.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EmbeddingInput {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+/// A validated embeddings request: at least one input, none empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingsRequest {
+    pub inputs: Vec<EmbeddingInput>,
+}
+
+/// One embedding vector with the number of tokens its input used (after truncation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Embedding {
+    pub vector: Vec<f32>,
+    pub tokens: u32,
+}
+
+/// Element data of a tensor, by datatype.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TensorData {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    U8(Vec<u8>),
+}
+
+impl TensorData {
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::F64(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+            TensorData::U8(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The KServe v2 name of the datatype.
+    pub fn datatype(&self) -> &'static str {
+        match self {
+            TensorData::F32(_) => "FP32",
+            TensorData::F64(_) => "FP64",
+            TensorData::I32(_) => "INT32",
+            TensorData::I64(_) => "INT64",
+            TensorData::U8(_) => "UINT8",
+        }
+    }
+}
+
+/// A named tensor with its shape; `data.len()` equals the product of `shape`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: TensorData,
+}
+
+/// A validated request for a generic tensor model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorRequest {
+    pub inputs: Vec<NamedTensor>,
+    /// The outputs wanted; empty means all of them.
+    pub outputs: Vec<String>,
+}
+
+/// A request as a provider sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum InferenceRequest {
+    Embeddings(EmbeddingsRequest),
+    Tensors(TensorRequest),
+}
+
+impl InferenceRequest {
+    /// How many batch rows the request occupies (its share of `max_batch_size`).
+    pub fn batch_rows(&self) -> usize {
+        match self {
+            InferenceRequest::Embeddings(r) => r.inputs.len(),
+            InferenceRequest::Tensors(_) => 1,
+        }
+    }
+
+    /// The short name of the request kind, for logs and metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InferenceRequest::Embeddings(_) => "embeddings",
+            InferenceRequest::Tensors(_) => "tensors",
+        }
+    }
+}
+
+/// What a provider emits for one request. A request's stream ends after `Embeddings`,
+/// `Tensors` or an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum InferenceEvent {
+    /// The embeddings, in input order.
+    Embeddings(Vec<Embedding>),
+    /// The requested output tensors.
+    Tensors(Vec<NamedTensor>),
+}

@@ -1,0 +1,13 @@
+//! Golek's pure data types, shared by every crate of the workspace.
+//!
+//! - [`openai`]: the OpenAI-compatible HTTP schemas (requests as clients send them, responses).
+//! - [`inference`]: the internal, validated request a provider runs and the events it emits.
+//! - [`error`]: the small error-code enum every layer maps its errors to, with its HTTP status.
+//!
+//! This crate holds data only: no async runtime, no actors, no I/O.
+
+mod error;
+pub mod inference;
+pub mod openai;
+
+pub use error::{ErrorCode, ErrorInfo};

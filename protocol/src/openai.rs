@@ -1,0 +1,108 @@
+//! The OpenAI-compatible schemas, as clients send and receive them.
+//!
+//! Request types keep loosely typed fields (`input` as JSON) where the node validates them
+//! itself, so that a bad value gets an error naming the field rather than a generic parse error.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/embeddings` as sent by a client. Unknown fields are ignored, as OpenAI's own
+/// clients may add new optional ones.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct EmbeddingsRequestBody {
+    pub model: String,
+    /// A string, an array of strings, an array of token ids, or an array of token-id arrays.
+    pub input: serde_json::Value,
+    #[serde(default)]
+    pub encoding_format: Option<EncodingFormat>,
+    /// Only the model's own dimension is accepted (the models served do not shorten vectors).
+    #[serde(default)]
+    pub dimensions: Option<u32>,
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// How embedding vectors are encoded in the response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingFormat {
+    /// A JSON array of numbers.
+    #[default]
+    Float,
+    /// Base64 of the little-endian f32 bytes.
+    Base64,
+}
+
+/// One vector in an embeddings response; `embedding` is an array of floats or a base64 string.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmbeddingObject {
+    pub object: String,
+    pub index: usize,
+    pub embedding: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub total_tokens: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmbeddingsResponse {
+    pub object: String,
+    pub data: Vec<EmbeddingObject>,
+    pub model: String,
+    pub usage: Usage,
+}
+
+/// One entry of `GET /v1/models`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelObject {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub owned_by: String,
+    /// Golek's addition: what the model can do and its state on this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub golek: Option<ModelDetails>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelDetails {
+    pub provider: String,
+    pub capabilities: Vec<String>,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelList {
+    pub object: String,
+    pub data: Vec<ModelObject>,
+}
+
+/// The OpenAI error body: `{"error": {...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+impl From<&crate::ErrorInfo> for ErrorBody {
+    fn from(info: &crate::ErrorInfo) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                message: info.message.clone(),
+                kind: info.code.as_str().to_string(),
+                param: info.param.clone(),
+                code: Some(info.code.as_str().to_string()),
+            },
+        }
+    }
+}
