@@ -1,1 +1,18 @@
-//! placeholder
+//! Golek's providers: the SPI every model backend implements, the bounded job queue in front
+//! of a provider's worker thread, and the providers themselves (one folder each).
+//!
+//! A provider lives on one dedicated worker thread, which it owns for its whole life: the
+//! factory builds it there (loading is blocking), then [`Provider::serve`] runs until the queue
+//! closes. The async runtime never runs inference.
+
+mod factory;
+mod metrics;
+#[cfg(feature = "onnx")]
+pub mod onnx;
+mod queue;
+mod spi;
+
+pub use factory::build_provider;
+pub use metrics::describe as describe_metrics;
+pub use queue::{job_queue, EventTx, Faults, Job, JobQueue, JobSender, SubmitError};
+pub use spi::{Provider, ProviderError, ProviderInfo, Result, TensorSpec};

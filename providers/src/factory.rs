@@ -1,0 +1,33 @@
+//! Builds a provider from a validated deployment, by kind. Heavy providers sit behind cargo
+//! features; a kind whose feature is off fails to load with a message saying so.
+
+use golek_config::{ModelConfig, ProviderParams, RuntimeConfig};
+
+use crate::{Provider, Result};
+
+/// Builds (and loads) the provider for `model`. Blocking: call it on the worker thread.
+pub fn build_provider(model: &ModelConfig, runtime: &RuntimeConfig) -> Result<Box<dyn Provider>> {
+    match &model.params {
+        ProviderParams::Onnx(params) => build_onnx(&model.name, params, runtime),
+    }
+}
+
+#[cfg(feature = "onnx")]
+fn build_onnx(
+    name: &str,
+    params: &golek_config::OnnxParams,
+    runtime: &RuntimeConfig,
+) -> Result<Box<dyn Provider>> {
+    Ok(Box::new(crate::onnx::OnnxProvider::load(name, params, runtime)?))
+}
+
+#[cfg(not(feature = "onnx"))]
+fn build_onnx(
+    _name: &str,
+    _params: &golek_config::OnnxParams,
+    _runtime: &RuntimeConfig,
+) -> Result<Box<dyn Provider>> {
+    Err(crate::ProviderError::Load(
+        "provider kind \"onnx\" is not compiled into this build (cargo feature `onnx`)".into(),
+    ))
+}

@@ -1,0 +1,140 @@
+//! Conversions between Golek's tensors and ONNX Runtime values.
+
+use golek_protocol::inference::{NamedTensor, TensorData};
+use ort::session::SessionInputValue;
+use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+
+use crate::{ProviderError, Result, TensorSpec};
+
+/// The KServe v2 name of an ONNX element type.
+pub fn datatype_name(ty: TensorElementType) -> &'static str {
+    match ty {
+        TensorElementType::Float32 => "FP32",
+        TensorElementType::Float64 => "FP64",
+        TensorElementType::Float16 => "FP16",
+        TensorElementType::Bfloat16 => "BF16",
+        TensorElementType::Int8 => "INT8",
+        TensorElementType::Int16 => "INT16",
+        TensorElementType::Int32 => "INT32",
+        TensorElementType::Int64 => "INT64",
+        TensorElementType::Uint8 => "UINT8",
+        TensorElementType::Uint16 => "UINT16",
+        TensorElementType::Uint32 => "UINT32",
+        TensorElementType::Uint64 => "UINT64",
+        TensorElementType::Bool => "BOOL",
+        TensorElementType::String => "BYTES",
+        _ => "UNSUPPORTED",
+    }
+}
+
+/// Describes a model input or output.
+pub fn spec(name: &str, ty: &ValueType) -> TensorSpec {
+    match ty {
+        ValueType::Tensor { ty, shape, .. } => TensorSpec {
+            name: name.to_string(),
+            datatype: datatype_name(*ty).to_string(),
+            shape: shape.iter().copied().collect(),
+        },
+        _ => TensorSpec {
+            name: name.to_string(),
+            datatype: "UNSUPPORTED".to_string(),
+            shape: vec![],
+        },
+    }
+}
+
+/// Checks `input` against the model's declared spec: datatype, rank and fixed dimensions.
+pub fn check_input(input: &NamedTensor, spec: &TensorSpec) -> Result<()> {
+    let bad = |message: String| ProviderError::BadInput {
+        param: format!("inputs.{}", input.name),
+        message,
+    };
+    if input.data.datatype() != spec.datatype {
+        return Err(bad(format!(
+            "tensor {:?} has datatype {}, the model expects {}",
+            input.name,
+            input.data.datatype(),
+            spec.datatype
+        )));
+    }
+    if input.shape.len() != spec.shape.len() {
+        return Err(bad(format!(
+            "tensor {:?} has shape {:?}, the model expects rank {} ({:?}, -1 is any size)",
+            input.name,
+            input.shape,
+            spec.shape.len(),
+            spec.shape
+        )));
+    }
+    for (i, (&got, &want)) in input.shape.iter().zip(&spec.shape).enumerate() {
+        if want >= 0 && got as i64 != want {
+            return Err(bad(format!(
+                "tensor {:?} dimension {i} is {got}, the model expects {want}",
+                input.name
+            )));
+        }
+    }
+    let elements: usize = input.shape.iter().product();
+    if elements != input.data.len() {
+        return Err(bad(format!(
+            "tensor {:?} has {} elements, its shape {:?} needs {elements}",
+            input.name,
+            input.data.len(),
+            input.shape
+        )));
+    }
+    Ok(())
+}
+
+fn ort_err(e: ort::Error) -> ProviderError {
+    ProviderError::Inference(e.to_string())
+}
+
+/// Builds an ONNX Runtime input value from a checked tensor.
+pub fn to_value(input: &NamedTensor) -> Result<SessionInputValue<'static>> {
+    let shape: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
+    let value: SessionInputValue<'static> = match &input.data {
+        TensorData::F32(v) => Tensor::from_array((shape, v.clone())).map_err(ort_err)?.into(),
+        TensorData::F64(v) => Tensor::from_array((shape, v.clone())).map_err(ort_err)?.into(),
+        TensorData::I32(v) => Tensor::from_array((shape, v.clone())).map_err(ort_err)?.into(),
+        TensorData::I64(v) => Tensor::from_array((shape, v.clone())).map_err(ort_err)?.into(),
+        TensorData::U8(v) => Tensor::from_array((shape, v.clone())).map_err(ort_err)?.into(),
+    };
+    Ok(value)
+}
+
+/// Reads an output value into a named tensor.
+pub fn from_value(name: &str, value: &DynValue) -> Result<NamedTensor> {
+    let ty = match value.dtype() {
+        ValueType::Tensor { ty, .. } => *ty,
+        other => {
+            return Err(ProviderError::Inference(format!(
+                "output {name:?} is not a tensor ({other:?})"
+            )))
+        }
+    };
+    fn read<T: ort::value::PrimitiveTensorElementType + Clone>(
+        value: &DynValue,
+    ) -> Result<(Vec<usize>, Vec<T>)> {
+        let (shape, data) = value.try_extract_tensor::<T>().map_err(ort_err)?;
+        Ok((shape.iter().map(|&d| d.max(0) as usize).collect(), data.to_vec()))
+    }
+    let (shape, data) = match ty {
+        TensorElementType::Float32 => read::<f32>(value).map(|(s, d)| (s, TensorData::F32(d)))?,
+        TensorElementType::Float64 => read::<f64>(value).map(|(s, d)| (s, TensorData::F64(d)))?,
+        TensorElementType::Int32 => read::<i32>(value).map(|(s, d)| (s, TensorData::I32(d)))?,
+        TensorElementType::Int64 => read::<i64>(value).map(|(s, d)| (s, TensorData::I64(d)))?,
+        TensorElementType::Uint8 => read::<u8>(value).map(|(s, d)| (s, TensorData::U8(d)))?,
+        other => {
+            return Err(ProviderError::Inference(format!(
+                "output {name:?} has datatype {}, which Golek cannot return yet",
+                datatype_name(other)
+            )))
+        }
+    };
+    Ok(NamedTensor {
+        name: name.to_string(),
+        shape,
+        data,
+    })
+}

@@ -1,0 +1,309 @@
+//! The bounded queue in front of a provider's worker thread: the model's bulkhead.
+//!
+//! The async side submits with [`JobSender::try_submit`], which never blocks: a full queue is
+//! answered "overloaded" at once. The worker side pulls single jobs or dynamic batches (jobs that
+//! arrive within `max_queue_delay`, up to `max_batch_rows` rows).
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use golek_protocol::inference::{InferenceEvent, InferenceRequest};
+use golek_protocol::ErrorInfo;
+
+use crate::metrics as m;
+
+/// Where a provider sends a job's events. The stream ends when the sender is dropped.
+pub type EventTx = tokio::sync::mpsc::UnboundedSender<Result<InferenceEvent, ErrorInfo>>;
+
+/// One request waiting for, or running on, a worker.
+#[derive(Debug)]
+pub struct Job {
+    pub request: InferenceRequest,
+    pub events: EventTx,
+    pub enqueued_at: Instant,
+    /// Past this instant nobody waits for the answer any more.
+    pub deadline: Instant,
+}
+
+impl Job {
+    /// True when the client is gone or the deadline passed: the job need not run.
+    pub fn is_abandoned(&self) -> bool {
+        self.events.is_closed() || Instant::now() >= self.deadline
+    }
+
+    /// Sends one event; a closed receiver is not an error (the client left).
+    pub fn emit(&self, event: Result<InferenceEvent, ErrorInfo>) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// Switches that make a worker fail for real, used by tests through the admin API when
+/// `debug.fault_injection` is on.
+#[derive(Debug, Default)]
+pub struct Faults {
+    crash_next_batch: AtomicBool,
+}
+
+impl Faults {
+    /// The worker will panic when it next takes work from its queue.
+    pub fn crash_next_batch(&self) {
+        self.crash_next_batch.store(true, Ordering::SeqCst);
+    }
+
+    fn check(&self) {
+        if self.crash_next_batch.swap(false, Ordering::SeqCst) {
+            panic!("fault injection: worker crash requested");
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the model's queue is full")]
+    Full,
+    #[error("the model's worker is not running")]
+    Closed,
+}
+
+struct Shared {
+    model: String,
+    depth: AtomicUsize,
+    capacity: usize,
+}
+
+/// The submitting side; cheap to clone.
+#[derive(Clone)]
+pub struct JobSender {
+    tx: mpsc::SyncSender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl JobSender {
+    pub fn try_submit(&self, job: Job) -> Result<(), SubmitError> {
+        // Count first so the worker never sees depth underflow.
+        self.shared.depth.fetch_add(1, Ordering::SeqCst);
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.shared.depth.fetch_sub(1, Ordering::SeqCst);
+                Err(match err {
+                    TrySendError::Full(_) => SubmitError::Full,
+                    TrySendError::Disconnected(_) => SubmitError::Closed,
+                })
+            }
+        }
+    }
+
+    /// Jobs waiting for the worker.
+    pub fn depth(&self) -> usize {
+        self.shared.depth.load(Ordering::SeqCst)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+}
+
+/// The worker's side of the queue.
+pub struct JobQueue {
+    rx: mpsc::Receiver<Job>,
+    shared: Arc<Shared>,
+    faults: Arc<Faults>,
+    max_batch_rows: usize,
+    max_delay: Duration,
+    /// A job taken while filling a batch that did not fit; it opens the next batch.
+    held: RefCell<Option<Job>>,
+}
+
+/// Makes a queue of `capacity` jobs for `model`.
+pub fn job_queue(
+    model: &str,
+    capacity: usize,
+    max_batch_rows: usize,
+    max_delay: Duration,
+    faults: Arc<Faults>,
+) -> (JobSender, JobQueue) {
+    let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+    let shared = Arc::new(Shared {
+        model: model.to_string(),
+        depth: AtomicUsize::new(0),
+        capacity,
+    });
+    (
+        JobSender {
+            tx,
+            shared: shared.clone(),
+        },
+        JobQueue {
+            rx,
+            shared,
+            faults,
+            max_batch_rows: max_batch_rows.max(1),
+            max_delay,
+            held: RefCell::new(None),
+        },
+    )
+}
+
+impl JobQueue {
+    pub fn model(&self) -> &str {
+        &self.shared.model
+    }
+
+    pub fn max_batch_rows(&self) -> usize {
+        self.max_batch_rows
+    }
+
+    fn taken(&self, job: Job) -> Job {
+        self.shared.depth.fetch_sub(1, Ordering::SeqCst);
+        job
+    }
+
+    /// Blocks for the next job; `None` once every sender is gone.
+    pub fn next(&self) -> Option<Job> {
+        self.faults.check();
+        if let Some(job) = self.held.borrow_mut().take() {
+            return Some(job);
+        }
+        self.rx.recv().ok().map(|j| self.taken(j))
+    }
+
+    /// The next job if one is waiting, without blocking.
+    pub fn try_next(&self) -> Option<Job> {
+        if let Some(job) = self.held.borrow_mut().take() {
+            return Some(job);
+        }
+        self.rx.try_recv().ok().map(|j| self.taken(j))
+    }
+
+    /// Blocks for a job, then gathers more for up to `max_delay` until the batch holds
+    /// `max_batch_rows` rows. Abandoned jobs are dropped on the way. `None` once the queue is
+    /// closed and drained.
+    pub fn next_batch(&self) -> Option<Vec<Job>> {
+        loop {
+            let first = self.next()?;
+            if first.is_abandoned() {
+                continue;
+            }
+            let mut rows = first.request.batch_rows();
+            let mut batch = vec![first];
+            let until = Instant::now() + self.max_delay;
+            while rows < self.max_batch_rows {
+                let next = match self.try_next() {
+                    Some(job) => job,
+                    None => {
+                        let left = until.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        match self.rx.recv_timeout(left) {
+                            Ok(job) => self.taken(job),
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
+                };
+                if next.is_abandoned() {
+                    continue;
+                }
+                let next_rows = next.request.batch_rows();
+                if rows + next_rows > self.max_batch_rows {
+                    *self.held.borrow_mut() = Some(next);
+                    break;
+                }
+                rows += next_rows;
+                batch.push(next);
+            }
+            let now = Instant::now();
+            for job in &batch {
+                metrics::histogram!(m::QUEUE_WAIT_SECONDS, "model" => self.shared.model.clone())
+                    .record(now.duration_since(job.enqueued_at).as_secs_f64());
+            }
+            metrics::histogram!(m::BATCH_SIZE, "model" => self.shared.model.clone())
+                .record(rows as f64);
+            return Some(batch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use golek_protocol::inference::{EmbeddingInput, EmbeddingsRequest};
+
+    fn job(rows: usize) -> (Job, tokio::sync::mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let request = InferenceRequest::Embeddings(EmbeddingsRequest {
+            inputs: vec![EmbeddingInput::Text("x".into()); rows],
+        });
+        let now = Instant::now();
+        (
+            Job {
+                request,
+                events: tx,
+                enqueued_at: now,
+                deadline: now + Duration::from_secs(60),
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn a_full_queue_refuses_at_once_and_depth_is_counted() {
+        let (tx, q) = job_queue("m", 2, 8, Duration::ZERO, Default::default());
+        let (a, _ra) = job(1);
+        let (b, _rb) = job(1);
+        let (c, _rc) = job(1);
+        tx.try_submit(a).unwrap();
+        tx.try_submit(b).unwrap();
+        assert_eq!(tx.try_submit(c).unwrap_err(), SubmitError::Full);
+        assert_eq!(tx.depth(), 2);
+        assert!(q.next().is_some());
+        assert_eq!(tx.depth(), 1);
+        drop(q);
+        let (d, _rd) = job(1);
+        assert_eq!(tx.try_submit(d).unwrap_err(), SubmitError::Closed);
+    }
+
+    #[test]
+    fn batches_fill_up_to_max_rows_and_keep_the_overflow_for_the_next() {
+        let (tx, q) = job_queue("m", 16, 4, Duration::from_millis(50), Default::default());
+        let mut keep = Vec::new();
+        for rows in [2, 1, 3, 1] {
+            let (j, r) = job(rows);
+            keep.push(r);
+            tx.try_submit(j).unwrap();
+        }
+        let first = q.next_batch().unwrap();
+        assert_eq!(first.iter().map(|j| j.request.batch_rows()).collect::<Vec<_>>(), vec![2, 1]);
+        let second = q.next_batch().unwrap();
+        assert_eq!(second.iter().map(|j| j.request.batch_rows()).collect::<Vec<_>>(), vec![3, 1]);
+        drop(tx);
+        assert!(q.next_batch().is_none());
+    }
+
+    #[test]
+    fn abandoned_jobs_are_skipped() {
+        let (tx, q) = job_queue("m", 4, 4, Duration::ZERO, Default::default());
+        let (gone, rx_gone) = job(1);
+        drop(rx_gone);
+        let (live, _rx_live) = job(1);
+        tx.try_submit(gone).unwrap();
+        tx.try_submit(live).unwrap();
+        let batch = q.next_batch().unwrap();
+        assert_eq!(batch.len(), 1);
+        assert!(!batch[0].is_abandoned());
+    }
+
+    #[test]
+    #[should_panic(expected = "fault injection")]
+    fn an_injected_fault_panics_the_worker() {
+        let faults = Arc::new(Faults::default());
+        let (_tx, q) = job_queue("m", 4, 4, Duration::ZERO, faults.clone());
+        faults.crash_next_batch();
+        q.next_batch();
+    }
+}
