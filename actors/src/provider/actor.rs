@@ -1,0 +1,160 @@
+//! ProviderActor: one per deployed model. Owns the model's bounded queue (its bulkhead) and the
+//! dedicated worker thread that loads the model and serves the queue.
+//!
+//! The worker reports back by message: `Loaded` when the model is up, `Exited` when its thread
+//! ends (cleanly, with an error, or by panic). Any exit the actor did not ask for fails the
+//! actor, and the supervisor restarts it.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use golek_config::{ModelConfig, RuntimeConfig};
+use golek_providers::{build_provider, job_queue, Faults, JobSender, ProviderInfo};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::SupervisorMsg;
+use crate::router::{ModelEntry, ModelState, RouterMsg};
+
+pub struct ProviderActor;
+
+pub struct ProviderArgs {
+    pub model: ModelConfig,
+    pub runtime: RuntimeConfig,
+    pub generation: u64,
+    pub restarts: u64,
+    pub created_unix_s: u64,
+    pub router: ActorRef<RouterMsg>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+}
+
+/// How a worker thread ended.
+#[derive(Debug)]
+pub enum WorkerExit {
+    /// The queue closed (the node is stopping).
+    Finished,
+    LoadFailed(String),
+    Failed(String),
+    Panicked(String),
+}
+
+pub enum ProviderMsg {
+    Loaded(ProviderInfo),
+    Exited(WorkerExit),
+}
+
+pub struct ProviderState {
+    name: String,
+    generation: u64,
+    router: ActorRef<RouterMsg>,
+    supervisor: ActorRef<SupervisorMsg>,
+    /// Kept so the queue stays open while the actor lives; dropped with the state.
+    _sender: JobSender,
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+impl Actor for ProviderActor {
+    type Msg = ProviderMsg;
+    type State = ProviderState;
+    type Arguments = ProviderArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: ProviderArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let model = args.model;
+        let faults = Arc::new(Faults::default());
+        let (sender, queue) = job_queue(
+            &model.name,
+            model.queue_capacity,
+            model.max_batch_size,
+            model.max_queue_delay,
+            faults.clone(),
+        );
+        args.router.cast(RouterMsg::Update(Box::new(ModelEntry {
+            name: model.name.clone(),
+            provider: model.kind().as_str().to_string(),
+            state: ModelState::Loading,
+            generation: args.generation,
+            restarts: args.restarts,
+            last_error: None,
+            info: None,
+            sender: Some(sender.clone()),
+            faults: Some(faults),
+            created_unix_s: args.created_unix_s,
+        })))?;
+
+        let worker_ref = myself.clone();
+        let runtime = args.runtime;
+        let thread_model = model.clone();
+        std::thread::Builder::new()
+            .name(format!("golek-worker-{}", model.name))
+            .spawn(move || {
+                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    let mut provider = match build_provider(&thread_model, &runtime) {
+                        Ok(p) => p,
+                        Err(e) => return WorkerExit::LoadFailed(e.to_string()),
+                    };
+                    let _ = worker_ref.cast(ProviderMsg::Loaded(provider.info()));
+                    match provider.serve(&queue) {
+                        Ok(()) => WorkerExit::Finished,
+                        Err(e) => WorkerExit::Failed(e.to_string()),
+                    }
+                }));
+                let exit = outcome.unwrap_or_else(|p| WorkerExit::Panicked(panic_message(p)));
+                let _ = worker_ref.cast(ProviderMsg::Exited(exit));
+            })?;
+
+        Ok(ProviderState {
+            name: model.name,
+            generation: args.generation,
+            router: args.router,
+            supervisor: args.supervisor,
+            _sender: sender,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ProviderMsg::Loaded(info) => {
+                tracing::info!(model = %state.name, generation = state.generation, "model ready");
+                state.router.cast(RouterMsg::Ready {
+                    name: state.name.clone(),
+                    generation: state.generation,
+                    info,
+                })?;
+                let _ = state.supervisor.cast(SupervisorMsg::WorkerReady {
+                    name: state.name.clone(),
+                    generation: state.generation,
+                });
+                Ok(())
+            }
+            ProviderMsg::Exited(exit) => {
+                let reason = match exit {
+                    WorkerExit::Finished => {
+                        myself.stop(Some("queue closed".into()));
+                        return Ok(());
+                    }
+                    WorkerExit::LoadFailed(e) => format!("model failed to load: {e}"),
+                    WorkerExit::Failed(e) => format!("worker failed: {e}"),
+                    WorkerExit::Panicked(e) => format!("worker panicked: {e}"),
+                };
+                Err(reason.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Provider actors and their supervisor.
+
+mod actor;
+pub mod restart;
+mod supervisor;
+
+pub use actor::{ProviderActor, ProviderArgs, ProviderMsg};
+pub use supervisor::{ProviderSupervisor, SupervisorArgs, SupervisorMsg};

@@ -1,0 +1,274 @@
+//! ServiceRegistry: the node's persistent registry in sled.
+//!
+//! Trees: `meta` (store format version, node id) and `deployments` (one JSON record per served
+//! model). Every write is flushed to disk before it is acknowledged. The store is opened once
+//! per process, by this actor.
+
+use std::path::{Path, PathBuf};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+
+use crate::{ActorError, Result};
+
+/// The on-disk format this build reads and writes.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+
+const FORMAT_KEY: &[u8] = b"format_version";
+const NODE_ID_KEY: &[u8] = b"node_id";
+
+/// A deployment as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub name: String,
+    pub provider: String,
+    /// Where the deployment came from (`config` for now).
+    pub source: String,
+    /// The provider's parameters, as JSON.
+    pub params: serde_json::Value,
+    /// Unix seconds of the first time this deployment was recorded.
+    pub created_unix_s: u64,
+}
+
+/// The sled store, used by the registry actor (and directly by tests).
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    deployments: sled::Tree,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `dir`; refuses a store written in another format.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            ActorError::Corrupt(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let path = dir.join("registry");
+        let db = sled::open(&path)?;
+        let meta = db.open_tree("meta")?;
+        let deployments = db.open_tree("deployments")?;
+        match meta.get(FORMAT_KEY)? {
+            Some(raw) => {
+                let found = <[u8; 4]>::try_from(raw.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| ActorError::Corrupt("format_version is not 4 bytes".into()))?;
+                if found != STORE_FORMAT_VERSION {
+                    return Err(ActorError::FormatVersion {
+                        found,
+                        supported: STORE_FORMAT_VERSION,
+                    });
+                }
+            }
+            None => {
+                meta.insert(FORMAT_KEY, &STORE_FORMAT_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+        }
+        Ok(Store {
+            db,
+            meta,
+            deployments,
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The node's id, made on first start and kept across restarts.
+    pub fn node_id(&self) -> Result<String> {
+        if let Some(raw) = self.meta.get(NODE_ID_KEY)? {
+            return String::from_utf8(raw.to_vec())
+                .map_err(|_| ActorError::Corrupt("node_id is not UTF-8".into()));
+        }
+        let id = format!("node-{}", uuid::Uuid::new_v4().simple());
+        self.meta.insert(NODE_ID_KEY, id.as_bytes())?;
+        self.db.flush()?;
+        Ok(id)
+    }
+
+    /// Records a deployment (keeping the creation time of an existing one) and flushes.
+    pub async fn put_deployment(&self, mut record: DeploymentRecord) -> Result<DeploymentRecord> {
+        if let Some(existing) = self.deployment(&record.name)? {
+            record.created_unix_s = existing.created_unix_s;
+        }
+        let bytes = serde_json::to_vec(&record)
+            .map_err(|e| ActorError::Corrupt(format!("cannot encode deployment: {e}")))?;
+        self.deployments.insert(record.name.as_bytes(), bytes)?;
+        self.db.flush_async().await?;
+        Ok(record)
+    }
+
+    pub fn deployment(&self, name: &str) -> Result<Option<DeploymentRecord>> {
+        self.deployments
+            .get(name.as_bytes())?
+            .map(|raw| decode(name, &raw))
+            .transpose()
+    }
+
+    pub fn deployments(&self) -> Result<Vec<DeploymentRecord>> {
+        let mut out = Vec::new();
+        for item in self.deployments.iter() {
+            let (key, raw) = item?;
+            out.push(decode(&String::from_utf8_lossy(&key), &raw)?);
+        }
+        Ok(out)
+    }
+
+    /// Removes a deployment and flushes; true if it existed.
+    pub async fn remove_deployment(&self, name: &str) -> Result<bool> {
+        let existed = self.deployments.remove(name.as_bytes())?.is_some();
+        self.db.flush_async().await?;
+        Ok(existed)
+    }
+
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+fn decode(name: &str, raw: &[u8]) -> Result<DeploymentRecord> {
+    serde_json::from_slice(raw)
+        .map_err(|e| ActorError::Corrupt(format!("deployment {name:?} cannot be read: {e}")))
+}
+
+/// The registry actor. Arguments: the data dir.
+pub struct ServiceRegistry;
+
+pub enum RegistryMsg {
+    NodeId(RpcReplyPort<String>),
+    PutDeployment(DeploymentRecord, RpcReplyPort<Result<DeploymentRecord, String>>),
+    /// Removes deployments not in the list (the config no longer has them).
+    Retain(Vec<String>, RpcReplyPort<Result<(), String>>),
+    ListDeployments(RpcReplyPort<Result<Vec<DeploymentRecord>, String>>),
+    Flush(RpcReplyPort<Result<(), String>>),
+}
+
+pub struct RegistryState {
+    store: Store,
+    node_id: String,
+}
+
+impl Actor for ServiceRegistry {
+    type Msg = RegistryMsg;
+    type State = RegistryState;
+    type Arguments = PathBuf;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        data_dir: PathBuf,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let store = Store::open(&data_dir)?;
+        let node_id = store.node_id()?;
+        tracing::info!(node_id, path = %store.path().display(), "registry opened");
+        Ok(RegistryState { store, node_id })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let s = &state.store;
+        match message {
+            RegistryMsg::NodeId(reply) => {
+                let _ = reply.send(state.node_id.clone());
+            }
+            RegistryMsg::PutDeployment(record, reply) => {
+                let _ = reply.send(s.put_deployment(record).await.map_err(|e| e.to_string()));
+            }
+            RegistryMsg::Retain(names, reply) => {
+                let outcome = async {
+                    for record in s.deployments()? {
+                        if !names.contains(&record.name) {
+                            s.remove_deployment(&record.name).await?;
+                        }
+                    }
+                    Ok::<_, ActorError>(())
+                }
+                .await;
+                let _ = reply.send(outcome.map_err(|e| e.to_string()));
+            }
+            RegistryMsg::ListDeployments(reply) => {
+                let _ = reply.send(s.deployments().map_err(|e| e.to_string()));
+            }
+            RegistryMsg::Flush(reply) => {
+                let _ = reply.send(s.flush().await.map_err(|e| e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.store.flush().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str) -> DeploymentRecord {
+        DeploymentRecord {
+            name: name.into(),
+            provider: "onnx".into(),
+            source: "config".into(),
+            params: serde_json::json!({"model_path": "/m.onnx"}),
+            created_unix_s: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn node_id_and_deployments_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_deployment(record("a")).await.unwrap();
+            store.put_deployment(record("b")).await.unwrap();
+            assert!(store.remove_deployment("b").await.unwrap());
+            store.node_id().unwrap()
+        };
+        assert!(id.starts_with("node-"));
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.node_id().unwrap(), id);
+        assert_eq!(store.deployments().unwrap(), vec![record("a")]);
+        // Re-recording keeps the creation time.
+        let mut again = record("a");
+        again.created_unix_s = 99;
+        assert_eq!(store.put_deployment(again).await.unwrap().created_unix_s, 1);
+    }
+
+    #[test]
+    fn a_store_in_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path().join("registry")).unwrap();
+            db.open_tree("meta").unwrap().insert(FORMAT_KEY, &7u32.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        match Store::open(dir.path()) {
+            Err(ActorError::FormatVersion { found: 7, supported: 1 }) => {}
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a version 7 store must be refused"),
+        }
+    }
+
+    #[test]
+    fn a_corrupt_record_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.deployments.insert(b"x", b"not json".to_vec()).unwrap();
+        let err = store.deployments().unwrap_err();
+        assert!(err.to_string().contains("\"x\""), "{err}");
+    }
+}
