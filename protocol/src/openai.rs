@@ -37,7 +37,15 @@ pub enum EncodingFormat {
 pub struct EmbeddingObject {
     pub object: String,
     pub index: usize,
-    pub embedding: serde_json::Value,
+    pub embedding: EmbeddingData,
+}
+
+/// An embedding vector as floats, or as base64 of its little-endian f32 bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EmbeddingData {
+    Float(Vec<f32>),
+    Base64(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

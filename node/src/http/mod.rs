@@ -1,0 +1,80 @@
+//! The HTTP API: OpenAI-compatible `/v1`, health, metrics and admin.
+
+mod embeddings;
+mod error;
+mod models;
+mod ops;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use golek_actors::RouterHandle;
+use golek_config::NodeConfig;
+use golek_protocol::{ErrorCode, ErrorInfo};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use error::ApiError;
+
+use crate::metrics as m;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub node_id: String,
+    pub config: Arc<NodeConfig>,
+    pub router: RouterHandle,
+    pub prometheus: PrometheusHandle,
+}
+
+/// The HTTP API as an axum router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/embeddings", post(embeddings::create))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::get_one))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/admin/models", get(ops::admin_models))
+        .route("/admin/debug/crash/{model}", post(ops::crash))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::from(ErrorInfo::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    ))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::from(ErrorInfo::new(
+        ErrorCode::MethodNotAllowed,
+        format!("method {} is not allowed on {}", request.method(), request.uri().path()),
+    ))
+}
+
+/// Counts and times every request by its route pattern (never the raw path: bounded labels).
+async fn record(State(_state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(m::HTTP_REQUESTS_TOTAL, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,82 @@
+//! Start-up and graceful shutdown.
+//!
+//! On the shutdown signal the listener stops accepting, in-flight requests finish (up to
+//! `http.shutdown_grace_ms`), then the models' workers stop and the registry is flushed.
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+
+use anyhow::Context;
+use golek_config::LoadedConfig;
+
+use crate::http::{self, AppState};
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Runs a node until `shutdown` resolves, then shuts it down gracefully.
+pub async fn serve(
+    loaded: LoadedConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let prometheus = crate::metrics::install().context("cannot install the metrics recorder")?;
+    let config = Arc::new(loaded.config);
+    let listener = tokio::net::TcpListener::bind(config.http.addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.addr)", config.http.addr))?;
+    let node = golek_actors::start_node(config.clone())
+        .await
+        .context("cannot start the node")?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, node_id = %node.node_id, models = config.models.len(), "golek listening");
+
+    let app = http::app(AppState {
+        node_id: node.node_id.clone(),
+        config: config.clone(),
+        router: node.router.clone(),
+        prometheus,
+    });
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            let _ = signalled_tx.send(());
+        })
+        .into_future();
+    let grace = config.http.shutdown_grace;
+    tokio::select! {
+        result = server => result.context("the HTTP server failed")?,
+        _ = async {
+            if signalled_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace period over; dropping the requests still running");
+        }
+    }
+    node.shutdown().await.context("cannot stop the node cleanly")?;
+    tracing::info!("stopped");
+    Ok(())
+}
