@@ -8,7 +8,9 @@ pub enum ActorError {
     Store(#[from] sled::Error),
     #[error("registry data is corrupt: {0}")]
     Corrupt(String),
-    #[error("registry format version {found} is not supported (this build reads version {supported})")]
+    #[error(
+        "registry format version {found} is not supported (this build reads version {supported})"
+    )]
     FormatVersion { found: u32, supported: u32 },
     #[error("actor {0} did not answer")]
     Unavailable(String),

@@ -14,10 +14,16 @@ pub const PROVIDER_RESTARTS_TOTAL: &str = "golek_provider_restarts_total";
 pub const PROVIDER_BREAKER_OPEN_TOTAL: &str = "golek_provider_breaker_open_total";
 
 pub fn describe() {
-    metrics::describe_counter!(ROUTER_REJECTED_TOTAL, "requests refused before reaching a worker");
+    metrics::describe_counter!(
+        ROUTER_REJECTED_TOTAL,
+        "requests refused before reaching a worker"
+    );
     metrics::describe_gauge!(MODEL_QUEUE_DEPTH, "requests waiting in the model's queue");
     metrics::describe_gauge!(MODEL_QUEUE_CAPACITY, "the model's queue capacity");
     metrics::describe_gauge!(MODEL_READY, "1 when the model is ready to serve");
     metrics::describe_counter!(PROVIDER_RESTARTS_TOTAL, "model worker restarts");
-    metrics::describe_counter!(PROVIDER_BREAKER_OPEN_TOTAL, "times a model's breaker opened");
+    metrics::describe_counter!(
+        PROVIDER_BREAKER_OPEN_TOTAL,
+        "times a model's breaker opened"
+    );
 }

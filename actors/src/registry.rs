@@ -140,7 +140,10 @@ pub struct ServiceRegistry;
 
 pub enum RegistryMsg {
     NodeId(RpcReplyPort<String>),
-    PutDeployment(DeploymentRecord, RpcReplyPort<Result<DeploymentRecord, String>>),
+    PutDeployment(
+        DeploymentRecord,
+        RpcReplyPort<Result<DeploymentRecord, String>>,
+    ),
     /// Removes deployments not in the list (the config no longer has them).
     Retain(Vec<String>, RpcReplyPort<Result<(), String>>),
     ListDeployments(RpcReplyPort<Result<Vec<DeploymentRecord>, String>>),
@@ -253,11 +256,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = sled::open(dir.path().join("registry")).unwrap();
-            db.open_tree("meta").unwrap().insert(FORMAT_KEY, &7u32.to_be_bytes()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(FORMAT_KEY, &7u32.to_be_bytes())
+                .unwrap();
             db.flush().unwrap();
         }
         match Store::open(dir.path()) {
-            Err(ActorError::FormatVersion { found: 7, supported: 1 }) => {}
+            Err(ActorError::FormatVersion {
+                found: 7,
+                supported: 1,
+            }) => {}
             Err(other) => panic!("unexpected error {other}"),
             Ok(_) => panic!("a version 7 store must be refused"),
         }
@@ -267,7 +276,10 @@ mod tests {
     fn a_corrupt_record_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.deployments.insert(b"x", b"not json".to_vec()).unwrap();
+        store
+            .deployments
+            .insert(b"x", b"not json".to_vec())
+            .unwrap();
         let err = store.deployments().unwrap_err();
         assert!(err.to_string().contains("\"x\""), "{err}");
     }

@@ -208,7 +208,11 @@ fn apply(table: &mut RoutingTable, message: RouterMsg) {
 }
 
 fn set_gauges(entry: &ModelEntry) {
-    let ready = if entry.state == ModelState::Ready { 1.0 } else { 0.0 };
+    let ready = if entry.state == ModelState::Ready {
+        1.0
+    } else {
+        0.0
+    };
     metrics::gauge!(m::MODEL_READY, "model" => entry.name.clone()).set(ready);
     if let Some(sender) = &entry.sender {
         metrics::gauge!(m::MODEL_QUEUE_CAPACITY, "model" => entry.name.clone())
@@ -244,7 +248,11 @@ impl RouterHandle {
     }
 
     /// Waits until `predicate` holds for the table, or `timeout` passes.
-    pub async fn wait_for(&self, timeout: Duration, predicate: impl Fn(&RoutingTable) -> bool) -> bool {
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&RoutingTable) -> bool,
+    ) -> bool {
         let mut rx = self.table.clone();
         tokio::time::timeout(timeout, async {
             loop {
@@ -268,8 +276,11 @@ impl RouterHandle {
             .get(model)
             .cloned()
             .ok_or_else(|| {
-                ErrorInfo::new(ErrorCode::NotFound, format!("model {model:?} does not exist"))
-                    .with_param("model")
+                ErrorInfo::new(
+                    ErrorCode::NotFound,
+                    format!("model {model:?} does not exist"),
+                )
+                .with_param("model")
             })
     }
 

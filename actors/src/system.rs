@@ -82,10 +82,14 @@ impl Actor for SystemModule {
             Actor::spawn_linked(None, ConfigManager, config.clone(), cell.clone())
                 .await
                 .map_err(|e| spawn_err("ConfigManager", e))?;
-        let (registry, _) =
-            Actor::spawn_linked(None, ServiceRegistry, config.node.data_dir.clone(), cell.clone())
-                .await
-                .map_err(|e| spawn_err("ServiceRegistry", e))?;
+        let (registry, _) = Actor::spawn_linked(
+            None,
+            ServiceRegistry,
+            config.node.data_dir.clone(),
+            cell.clone(),
+        )
+        .await
+        .map_err(|e| spawn_err("ServiceRegistry", e))?;
         let node_id = call(&registry, "ServiceRegistry", RegistryMsg::NodeId).await?;
 
         // Record the deployments (flushed) before serving them.
@@ -107,9 +111,11 @@ impl Actor for SystemModule {
             models.push((model.clone(), stored.created_unix_s));
         }
         let names = config.models.keys().cloned().collect();
-        call(&registry, "ServiceRegistry", |r| RegistryMsg::Retain(names, r))
-            .await?
-            .map_err(ActorError::Corrupt)?;
+        call(&registry, "ServiceRegistry", |r| {
+            RegistryMsg::Retain(names, r)
+        })
+        .await?
+        .map_err(ActorError::Corrupt)?;
 
         let (router, _) = Actor::spawn_linked(None, Router, args.table, cell.clone())
             .await
@@ -215,9 +221,13 @@ pub async fn start_node(config: Arc<NodeConfig>) -> Result<NodeHandle> {
 impl NodeHandle {
     /// The deployments recorded in the registry.
     pub async fn deployments(&self) -> Result<Vec<DeploymentRecord>> {
-        call(&self.managers.registry, "ServiceRegistry", RegistryMsg::ListDeployments)
-            .await?
-            .map_err(ActorError::Corrupt)
+        call(
+            &self.managers.registry,
+            "ServiceRegistry",
+            RegistryMsg::ListDeployments,
+        )
+        .await?
+        .map_err(ActorError::Corrupt)
     }
 
     /// A receiver that sees the configuration and every later change to it.
@@ -233,8 +243,18 @@ impl NodeHandle {
     /// Stops the models' workers, flushes the registry, stops the tree. Call after the request
     /// handlers have drained.
     pub async fn shutdown(self) -> Result<()> {
-        let _ = call(&self.managers.providers, "ProviderSupervisor", SupervisorMsg::StopAll).await;
-        let flushed = call(&self.managers.registry, "ServiceRegistry", RegistryMsg::Flush).await;
+        let _ = call(
+            &self.managers.providers,
+            "ProviderSupervisor",
+            SupervisorMsg::StopAll,
+        )
+        .await;
+        let flushed = call(
+            &self.managers.registry,
+            "ServiceRegistry",
+            RegistryMsg::Flush,
+        )
+        .await;
         self.system.stop(Some("node shutdown".into()));
         let _ = tokio::time::timeout(CALL_TIMEOUT, self.join).await;
         flushed?.map_err(ActorError::Corrupt)

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use golek_actors::{start_node, ModelState, NodeHandle};
 use golek_config::{CliOverride, ConfigInputs, NodeConfig};
-use golek_protocol::inference::{EmbeddingInput, EmbeddingsRequest, InferenceEvent, InferenceRequest};
+use golek_protocol::inference::{
+    EmbeddingInput, EmbeddingsRequest, InferenceEvent, InferenceRequest,
+};
 use golek_protocol::ErrorCode;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -16,11 +18,23 @@ const WAIT: Duration = Duration::from_secs(60);
 fn config(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> Arc<NodeConfig> {
     let mut env = BTreeMap::new();
     env.insert("HOME".to_string(), "/tmp".to_string());
-    let mut cli = vec![CliOverride::new("node.data_dir", data_dir.display().to_string(), "--data-dir")];
+    let mut cli = vec![CliOverride::new(
+        "node.data_dir",
+        data_dir.display().to_string(),
+        "--data-dir",
+    )];
     for (k, v) in extra {
         cli.push(CliOverride::new(*k, *v, "--set"));
     }
-    Arc::new(golek_config::load(&ConfigInputs { file: None, env, cli }).unwrap().config)
+    Arc::new(
+        golek_config::load(&ConfigInputs {
+            file: None,
+            env,
+            cli,
+        })
+        .unwrap()
+        .config,
+    )
 }
 
 fn request(text: &str) -> InferenceRequest {
@@ -32,7 +46,11 @@ fn request(text: &str) -> InferenceRequest {
 async fn embed(node: &NodeHandle, model: &str) -> Result<usize, ErrorCode> {
     let mut rx = node
         .router
-        .submit(model, request("a man is eating food"), Duration::from_secs(30))
+        .submit(
+            model,
+            request("a man is eating food"),
+            Duration::from_secs(30),
+        )
         .map_err(|e| e.code)?;
     match rx.recv().await {
         Some(Ok(InferenceEvent::Embeddings(v))) => Ok(v[0].vector.len()),
@@ -54,9 +72,18 @@ fn second_minilm(name: &str) -> Vec<(String, String)> {
     let dir = assets.join("models/all-minilm-l6-v2");
     vec![
         (format!("models.{name}.provider"), "onnx".into()),
-        (format!("models.{name}.params.pipeline"), "sentence-embedding".into()),
-        (format!("models.{name}.params.model_path"), dir.join("model.onnx").display().to_string()),
-        (format!("models.{name}.params.tokenizer_path"), dir.join("tokenizer.json").display().to_string()),
+        (
+            format!("models.{name}.params.pipeline"),
+            "sentence-embedding".into(),
+        ),
+        (
+            format!("models.{name}.params.model_path"),
+            dir.join("model.onnx").display().to_string(),
+        ),
+        (
+            format!("models.{name}.params.tokenizer_path"),
+            dir.join("tokenizer.json").display().to_string(),
+        ),
     ]
 }
 
@@ -64,10 +91,16 @@ fn second_minilm(name: &str) -> Vec<(String, String)> {
 async fn a_crashed_worker_is_restarted_while_other_models_keep_serving() {
     let dir = tempfile::tempdir().unwrap();
     let extra = second_minilm("other");
-    let mut overrides: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut overrides: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     overrides.push(("supervision.restart_backoff_initial_ms", "300"));
     let node = start_node(config(dir.path(), &overrides)).await.unwrap();
-    assert!(node.router.wait_for(WAIT, |t| t.all_ready()).await, "models ready");
+    assert!(
+        node.router.wait_for(WAIT, |t| t.all_ready()).await,
+        "models ready"
+    );
     assert_eq!(embed(&node, "all-minilm-l6-v2").await, Ok(384));
 
     // A real panic on the worker thread: it fires when the worker next takes work.
@@ -75,7 +108,8 @@ async fn a_crashed_worker_is_restarted_while_other_models_keep_serving() {
     let _ = embed(&node, "all-minilm-l6-v2").await;
     assert!(
         node.router
-            .wait_for(WAIT, |t| t.models["all-minilm-l6-v2"].state != ModelState::Ready)
+            .wait_for(WAIT, |t| t.models["all-minilm-l6-v2"].state
+                != ModelState::Ready)
             .await,
         "the crash is noticed"
     );
@@ -93,7 +127,15 @@ async fn a_crashed_worker_is_restarted_while_other_models_keep_serving() {
     );
     let table = node.router.table();
     let entry = &table.models["all-minilm-l6-v2"];
-    assert!(entry.last_error.as_deref().unwrap_or("").contains("fault injection"), "{:?}", entry.last_error);
+    assert!(
+        entry
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("fault injection"),
+        "{:?}",
+        entry.last_error
+    );
     assert_eq!(entry.generation, 2);
     assert_eq!(embed(&node, "all-minilm-l6-v2").await, Ok(384));
     assert_eq!(state_of(&node, "other"), (ModelState::Ready, 0));
@@ -122,13 +164,17 @@ async fn a_model_that_keeps_failing_opens_its_breaker() {
     .unwrap();
     assert!(
         node.router
-            .wait_for(WAIT, |t| t.models["broken"].state == ModelState::BreakerOpen)
+            .wait_for(WAIT, |t| t.models["broken"].state
+                == ModelState::BreakerOpen)
             .await,
         "breaker opens: {:?}",
         state_of(&node, "broken")
     );
     let (_, restarts) = state_of(&node, "broken");
-    assert_eq!(restarts, 2, "two restarts, then the third failure opened the breaker");
+    assert_eq!(
+        restarts, 2,
+        "two restarts, then the third failure opened the breaker"
+    );
     let err = node
         .router
         .submit("broken", request("x"), Duration::from_secs(1))
@@ -136,9 +182,18 @@ async fn a_model_that_keeps_failing_opens_its_breaker() {
     assert_eq!(err.code, ErrorCode::Unavailable);
     assert!(err.message.contains("breaker_open"), "{}", err.message);
     let table = node.router.table();
-    assert!(table.models["broken"].last_error.as_deref().unwrap_or("").contains("failed to load"));
+    assert!(table.models["broken"]
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("failed to load"));
     // The healthy model is untouched.
-    assert!(node.router.wait_for(WAIT, |t| t.models["all-minilm-l6-v2"].state == ModelState::Ready).await);
+    assert!(
+        node.router
+            .wait_for(WAIT, |t| t.models["all-minilm-l6-v2"].state
+                == ModelState::Ready)
+            .await
+    );
     assert_eq!(embed(&node, "all-minilm-l6-v2").await, Ok(384));
     node.shutdown().await.unwrap();
 }
@@ -153,13 +208,23 @@ async fn identity_and_deployments_persist_across_node_restarts() {
     assert_eq!(deployed[0].name, "all-minilm-l6-v2");
     first.shutdown().await.unwrap();
 
-    let second = start_node(config(dir.path(), &[("models.all-minilm-l6-v2.enabled", "false")]))
-        .await
-        .unwrap();
+    let second = start_node(config(
+        dir.path(),
+        &[("models.all-minilm-l6-v2.enabled", "false")],
+    ))
+    .await
+    .unwrap();
     assert_eq!(second.node_id, id, "the node id is kept");
-    assert!(second.deployments().await.unwrap().is_empty(), "a removed deployment is forgotten");
+    assert!(
+        second.deployments().await.unwrap().is_empty(),
+        "a removed deployment is forgotten"
+    );
     assert_eq!(
-        second.router.submit("all-minilm-l6-v2", request("x"), Duration::from_secs(1)).unwrap_err().code,
+        second
+            .router
+            .submit("all-minilm-l6-v2", request("x"), Duration::from_secs(1))
+            .unwrap_err()
+            .code,
         ErrorCode::NotFound
     );
     second.shutdown().await.unwrap();

@@ -102,7 +102,9 @@ fn same_key(existing: &str, wanted: &str) -> bool {
 fn parse_scalar(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match toml::from_str::<toml::Table>(&doc) {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -215,7 +217,11 @@ mod tests {
         let layer = Layer::overrides(
             &base,
             vec![(
-                vec!["MODELS".into(), "ALL_MINILM_L6_V2".into(), "MAX_BATCH_SIZE".into()],
+                vec![
+                    "MODELS".into(),
+                    "ALL_MINILM_L6_V2".into(),
+                    "MAX_BATCH_SIZE".into(),
+                ],
                 "8".into(),
                 Source::Env("GOLEK_MODELS__ALL_MINILM_L6_V2__MAX_BATCH_SIZE".into()),
             )],
@@ -225,7 +231,10 @@ mod tests {
             layer.table["models"]["all-minilm-l6-v2"]["max_batch_size"].as_integer(),
             Some(8)
         );
-        assert_eq!(parse_scalar("127.0.0.1:80"), toml::Value::String("127.0.0.1:80".into()));
+        assert_eq!(
+            parse_scalar("127.0.0.1:80"),
+            toml::Value::String("127.0.0.1:80".into())
+        );
         assert_eq!(parse_scalar("true"), toml::Value::Boolean(true));
     }
 }

@@ -38,7 +38,10 @@ fn defaults_alone_serve_the_embedding_model() {
     .unwrap();
     let c = &loaded.config;
     assert_eq!(c.http.addr.to_string(), "127.0.0.1:8080");
-    assert_eq!(c.node.data_dir, PathBuf::from("/home/test/.local/share/golek"));
+    assert_eq!(
+        c.node.data_dir,
+        PathBuf::from("/home/test/.local/share/golek")
+    );
     let model = &c.models["all-minilm-l6-v2"];
     assert_eq!(model.kind(), ProviderKind::Onnx);
     let ProviderParams::Onnx(params) = &model.params;
@@ -73,25 +76,48 @@ fn layers_apply_in_order_defaults_file_env_cli() {
             ("GOLEK_MODELS__ALL_MINILM_L6_V2__MAX_BATCH_SIZE", "8"),
             ("UNRELATED", "x"),
         ]),
-        cli: vec![CliOverride::new("http.addr", "127.0.0.1:1003", "--http-addr")],
+        cli: vec![CliOverride::new(
+            "http.addr",
+            "127.0.0.1:1003",
+            "--http-addr",
+        )],
     };
     let loaded = load(&inputs).unwrap();
     let c = &loaded.config;
     assert_eq!(c.http.addr.to_string(), "127.0.0.1:1003", "flag beats env");
     assert_eq!(c.http.retry_after_s, 9, "env beats file");
-    assert_eq!(c.http.request_timeout.as_millis(), 500, "file beats default");
+    assert_eq!(
+        c.http.request_timeout.as_millis(),
+        500,
+        "file beats default"
+    );
     assert_eq!(c.http.max_body_bytes, 8388608, "default stays");
     assert_eq!(c.models["all-minilm-l6-v2"].max_batch_size, 8);
-    assert_eq!(loaded.provenance["http.addr"], Source::Cli("--http-addr".into()));
+    assert_eq!(
+        loaded.provenance["http.addr"],
+        Source::Cli("--http-addr".into())
+    );
     assert_eq!(
         loaded.provenance["http.retry_after_s"],
         Source::Env("GOLEK_HTTP__RETRY_AFTER_S".into())
     );
     let shown = loaded.show();
-    assert!(shown.contains("http.addr = \"127.0.0.1:1003\"  # flag --http-addr"), "{shown}");
-    assert!(shown.contains("http.retry_after_s = 9  # env GOLEK_HTTP__RETRY_AFTER_S"), "{shown}");
-    assert!(shown.contains("http.request_timeout_ms = 500  # file"), "{shown}");
-    assert!(shown.contains("http.max_body_bytes = 8388608  # default"), "{shown}");
+    assert!(
+        shown.contains("http.addr = \"127.0.0.1:1003\"  # flag --http-addr"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("http.retry_after_s = 9  # env GOLEK_HTTP__RETRY_AFTER_S"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("http.request_timeout_ms = 500  # file"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("http.max_body_bytes = 8388608  # default"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -110,14 +136,22 @@ fn relative_paths_follow_the_layer_that_set_them() {
     })
     .unwrap();
     let ProviderParams::Onnx(p) = &loaded.config.models["t"].params;
-    assert_eq!(p.model_path, std::path::absolute(dir.path()).unwrap().join("m/model.onnx"));
+    assert_eq!(
+        p.model_path,
+        std::path::absolute(dir.path())
+            .unwrap()
+            .join("m/model.onnx")
+    );
     assert_eq!(loaded.config.node.data_dir, PathBuf::from("/h/state"));
 }
 
 #[test]
 fn a_disabled_model_is_not_deployed() {
     let loaded = load(&ConfigInputs {
-        env: env(&[("HOME", "/h"), ("GOLEK_MODELS__ALL_MINILM_L6_V2__ENABLED", "false")]),
+        env: env(&[
+            ("HOME", "/h"),
+            ("GOLEK_MODELS__ALL_MINILM_L6_V2__ENABLED", "false"),
+        ]),
         ..Default::default()
     })
     .unwrap();
@@ -170,15 +204,29 @@ fn validation_errors_say_which_layer_set_the_value_and_all_are_reported() {
             ("GOLEK_HTTP__RETRY_AFTER_S", "0"),
             ("GOLEK_MODELS__ALL_MINILM_L6_V2__QUEUE_CAPACITY", "-3"),
         ]),
-        cli: vec![CliOverride::new("supervision.max_restarts", "5000", "--set")],
+        cli: vec![CliOverride::new(
+            "supervision.max_restarts",
+            "5000",
+            "--set",
+        )],
     })
     .unwrap_err();
     let errors = err.field_errors();
     assert_eq!(errors.len(), 3, "{err}");
     let text = err.to_string();
     assert!(text.contains("http.retry_after_s: must be between 1 and 3600, got 0 (set by env GOLEK_HTTP__RETRY_AFTER_S)"), "{text}");
-    assert!(text.contains("models.all-minilm-l6-v2.queue_capacity: must be between 1 and 1000000, got -3"), "{text}");
-    assert!(text.contains("supervision.max_restarts: must be between 0 and 1000, got 5000 (set by flag --set)"), "{text}");
+    assert!(
+        text.contains(
+            "models.all-minilm-l6-v2.queue_capacity: must be between 1 and 1000000, got -3"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "supervision.max_restarts: must be between 0 and 1000, got 5000 (set by flag --set)"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -188,13 +236,19 @@ fn unknown_environment_keys_are_errors() {
         ..Default::default()
     })
     .unwrap_err();
-    assert!(err.to_string().contains("http.port: unknown field `port`"), "{err}");
+    assert!(
+        err.to_string().contains("http.port: unknown field `port`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
     let err = load(&with_file("does-not-exist.toml")).unwrap_err();
-    assert!(err.to_string().starts_with("cannot read config file"), "{err}");
+    assert!(
+        err.to_string().starts_with("cannot read config file"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -207,7 +207,10 @@ impl Checker<'_> {
             match self.home {
                 Some(home) => home.join(rest),
                 None => {
-                    self.fail(path, format!("starts with ~/ but HOME is not set, got {value:?}"));
+                    self.fail(
+                        path,
+                        format!("starts with ~/ but HOME is not set, got {value:?}"),
+                    );
                     return None;
                 }
             }
@@ -278,11 +281,24 @@ pub(crate) fn build_and_validate(
     let data_dir = c.path("node.data_dir", &raw.node.data_dir, &assets_dir);
 
     let addr = c.socket_addr("http.addr", &raw.http.addr);
-    let max_body_bytes = c.range("http.max_body_bytes", raw.http.max_body_bytes, 1024, 1 << 30);
-    let request_timeout =
-        c.millis("http.request_timeout_ms", raw.http.request_timeout_ms, 1, 3_600_000);
-    let shutdown_grace =
-        c.millis("http.shutdown_grace_ms", raw.http.shutdown_grace_ms, 0, 600_000);
+    let max_body_bytes = c.range(
+        "http.max_body_bytes",
+        raw.http.max_body_bytes,
+        1024,
+        1 << 30,
+    );
+    let request_timeout = c.millis(
+        "http.request_timeout_ms",
+        raw.http.request_timeout_ms,
+        1,
+        3_600_000,
+    );
+    let shutdown_grace = c.millis(
+        "http.shutdown_grace_ms",
+        raw.http.shutdown_grace_ms,
+        0,
+        600_000,
+    );
     let retry_after_s = c.range("http.retry_after_s", raw.http.retry_after_s, 1, 3600);
 
     let onnxruntime_path = c.path(
@@ -318,10 +334,20 @@ pub(crate) fn build_and_validate(
     }
     let max_restarts = c.range("supervision.max_restarts", s.max_restarts, 0, 1000);
     let restart_window = c
-        .range("supervision.restart_window_s", s.restart_window_s, 1, 86_400)
+        .range(
+            "supervision.restart_window_s",
+            s.restart_window_s,
+            1,
+            86_400,
+        )
         .map(|v| Duration::from_secs(v as u64));
     let breaker_cooldown = c
-        .range("supervision.breaker_cooldown_s", s.breaker_cooldown_s, 1, 86_400)
+        .range(
+            "supervision.breaker_cooldown_s",
+            s.breaker_cooldown_s,
+            1,
+            86_400,
+        )
         .map(|v| Duration::from_secs(v as u64));
 
     let mut models = BTreeMap::new();
@@ -401,7 +427,12 @@ fn build_model(
             ),
         );
     }
-    let max_batch_size = c.range(&format!("{prefix}.max_batch_size"), model.max_batch_size, 1, 1024);
+    let max_batch_size = c.range(
+        &format!("{prefix}.max_batch_size"),
+        model.max_batch_size,
+        1,
+        1024,
+    );
     let max_queue_delay = c
         .range(
             &format!("{prefix}.max_queue_delay_us"),
@@ -417,7 +448,9 @@ fn build_model(
         1_000_000,
     );
     let params = match kind? {
-        ProviderKind::Onnx => onnx_params(&prefix, model.params, assets_dir, c).map(ProviderParams::Onnx),
+        ProviderKind::Onnx => {
+            onnx_params(&prefix, model.params, assets_dir, c).map(ProviderParams::Onnx)
+        }
     };
     if !model.enabled {
         return None;
@@ -467,7 +500,12 @@ fn onnx_params(
         2,
         1 << 20,
     );
-    let intra_threads = c.range(&format!("{prefix}.intra_threads"), raw.intra_threads, 1, 256);
+    let intra_threads = c.range(
+        &format!("{prefix}.intra_threads"),
+        raw.intra_threads,
+        1,
+        256,
+    );
     Some(OnnxParams {
         pipeline: pipeline?,
         model_path: model_path?,

@@ -61,7 +61,11 @@ impl ConfigArgs {
             let (key, value) = pair
                 .split_once('=')
                 .with_context(|| format!("--set expects KEY=VALUE, got {pair:?}"))?;
-            cli.push(CliOverride::new(key.trim(), value.trim(), format!("--set {}", key.trim())));
+            cli.push(CliOverride::new(
+                key.trim(),
+                value.trim(),
+                format!("--set {}", key.trim()),
+            ));
         }
         let inputs = ConfigInputs {
             file: self.config.clone(),

@@ -29,7 +29,9 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     let latency = [
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     ];
-    let batch = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+    let batch = [
+        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+    ];
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)?
         .set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), &batch)?
@@ -45,8 +47,14 @@ fn describe() {
         metrics::Unit::Seconds,
         "HTTP request latency by route"
     );
-    metrics::describe_counter!(MODEL_REQUESTS_TOTAL, "inference requests by model and outcome");
-    metrics::describe_counter!(MODEL_ERRORS_TOTAL, "inference errors by model and error type");
+    metrics::describe_counter!(
+        MODEL_REQUESTS_TOTAL,
+        "inference requests by model and outcome"
+    );
+    metrics::describe_counter!(
+        MODEL_ERRORS_TOTAL,
+        "inference errors by model and error type"
+    );
     metrics::describe_histogram!(
         MODEL_REQUEST_DURATION_SECONDS,
         metrics::Unit::Seconds,

@@ -76,7 +76,9 @@ pub async fn serve(
             tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace period over; dropping the requests still running");
         }
     }
-    node.shutdown().await.context("cannot stop the node cleanly")?;
+    node.shutdown()
+        .await
+        .context("cannot stop the node cleanly")?;
     tracing::info!("stopped");
     Ok(())
 }

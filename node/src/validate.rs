@@ -12,7 +12,20 @@ pub const MAX_EMBEDDING_INPUTS: usize = 2048;
 /// Parses a JSON body into `T`; errors say where (`input`, `encoding_format`) and why.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ErrorInfo> {
     if bytes.is_empty() {
-        return Err(ErrorInfo::invalid("body", "the request body is empty; send a JSON object"));
+        return Err(ErrorInfo::invalid(
+            "body",
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) if serde_json::from_slice::<serde_json::Value>(bytes).is_ok() => {
+            return Err(ErrorInfo::invalid(
+                "body",
+                "invalid type: the body must be a JSON object",
+            ));
+        }
+        _ => {}
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
@@ -26,7 +39,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ErrorInfo> {
             let path = err.path().to_string();
             let inner = err.into_inner();
             if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-                return Err(ErrorInfo::invalid("body", format!("malformed JSON: {inner}")));
+                return Err(ErrorInfo::invalid(
+                    "body",
+                    format!("malformed JSON: {inner}"),
+                ));
             }
             let message = inner.to_string();
             // serde reports a missing field at its parent; name the field itself.
@@ -39,7 +55,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ErrorInfo> {
                 None if path == "." => "body".to_string(),
                 None => path,
             };
-            Err(ErrorInfo::invalid(param.clone(), format!("{param}: {message}")))
+            Err(ErrorInfo::invalid(
+                param.clone(),
+                format!("{param}: {message}"),
+            ))
         }
     }
 }
@@ -55,7 +74,10 @@ pub struct ValidEmbeddings {
 
 fn token_list(values: &[serde_json::Value], param: &str) -> Result<Vec<u32>, ErrorInfo> {
     if values.is_empty() {
-        return Err(ErrorInfo::invalid(param, format!("{param}: a token array must not be empty")));
+        return Err(ErrorInfo::invalid(
+            param,
+            format!("{param}: a token array must not be empty"),
+        ));
     }
     values
         .iter()
@@ -66,7 +88,10 @@ fn token_list(values: &[serde_json::Value], param: &str) -> Result<Vec<u32>, Err
                 .ok_or_else(|| {
                     ErrorInfo::invalid(
                         param,
-                        format!("{param}[{i}]: token ids are integers from 0 to {}, got {v}", u32::MAX),
+                        format!(
+                            "{param}[{i}]: token ids are integers from 0 to {}, got {v}",
+                            u32::MAX
+                        ),
                     )
                 })
         })
@@ -75,14 +100,20 @@ fn token_list(values: &[serde_json::Value], param: &str) -> Result<Vec<u32>, Err
 
 fn text(value: &str, param: &str) -> Result<EmbeddingInput, ErrorInfo> {
     if value.is_empty() {
-        return Err(ErrorInfo::invalid(param, format!("{param}: must not be an empty string")));
+        return Err(ErrorInfo::invalid(
+            param,
+            format!("{param}: must not be an empty string"),
+        ));
     }
     Ok(EmbeddingInput::Text(value.to_string()))
 }
 
 pub fn embeddings(body: EmbeddingsRequestBody) -> Result<ValidEmbeddings, ErrorInfo> {
     if body.model.trim().is_empty() {
-        return Err(ErrorInfo::invalid("model", "model: must name a model (see GET /v1/models)"));
+        return Err(ErrorInfo::invalid(
+            "model",
+            "model: must name a model (see GET /v1/models)",
+        ));
     }
     use serde_json::Value;
     let inputs = match &body.input {
@@ -130,7 +161,10 @@ pub fn embeddings(body: EmbeddingsRequestBody) -> Result<ValidEmbeddings, ErrorI
         }
     };
     if body.dimensions == Some(0) {
-        return Err(ErrorInfo::invalid("dimensions", "dimensions: must be at least 1"));
+        return Err(ErrorInfo::invalid(
+            "dimensions",
+            "dimensions: must be at least 1",
+        ));
     }
     Ok(ValidEmbeddings {
         model: body.model,
@@ -185,7 +219,11 @@ mod tests {
             ("", "body", "empty"),
             ("{", "body", "malformed JSON"),
             ("[1,2]", "body", "invalid type"),
-            (r#"{"model":"m","input":"x"} trailing"#, "body", "malformed JSON"),
+            (
+                r#"{"model":"m","input":"x"} trailing"#,
+                "body",
+                "malformed JSON",
+            ),
             (r#"{"input":"x"}"#, "model", "missing field `model`"),
             (r#"{"model":"m"}"#, "input", "missing field `input`"),
             (r#"{"model":"","input":"x"}"#, "model", "must name a model"),
@@ -194,22 +232,65 @@ mod tests {
             (r#"{"model":"m","input":[]}"#, "input", "empty array"),
             (r#"{"model":"m","input":5}"#, "input", "got a number"),
             (r#"{"model":"m","input":null}"#, "input", "got null"),
-            (r#"{"model":"m","input":["a",3]}"#, "input[1]", "got a number"),
-            (r#"{"model":"m","input":["a",""]}"#, "input[1]", "empty string"),
-            (r#"{"model":"m","input":[-1]}"#, "input", "token ids are integers"),
-            (r#"{"model":"m","input":[1.5]}"#, "input", "token ids are integers"),
-            (r#"{"model":"m","input":[[1],[]]}"#, "input[1]", "must not be empty"),
-            (r#"{"model":"m","input":[[1],[99999999999]]}"#, "input[1]", "token ids are integers"),
-            (r#"{"model":"m","input":"x","encoding_format":"int8"}"#, "encoding_format", "unknown variant"),
-            (r#"{"model":"m","input":"x","dimensions":0}"#, "dimensions", "at least 1"),
-            (r#"{"model":"m","input":"x","dimensions":-4}"#, "dimensions", "invalid value"),
+            (
+                r#"{"model":"m","input":["a",3]}"#,
+                "input[1]",
+                "got a number",
+            ),
+            (
+                r#"{"model":"m","input":["a",""]}"#,
+                "input[1]",
+                "empty string",
+            ),
+            (
+                r#"{"model":"m","input":[-1]}"#,
+                "input",
+                "token ids are integers",
+            ),
+            (
+                r#"{"model":"m","input":[1.5]}"#,
+                "input",
+                "token ids are integers",
+            ),
+            (
+                r#"{"model":"m","input":[[1],[]]}"#,
+                "input[1]",
+                "must not be empty",
+            ),
+            (
+                r#"{"model":"m","input":[[1],[99999999999]]}"#,
+                "input[1]",
+                "token ids are integers",
+            ),
+            (
+                r#"{"model":"m","input":"x","encoding_format":"int8"}"#,
+                "encoding_format",
+                "unknown variant",
+            ),
+            (
+                r#"{"model":"m","input":"x","dimensions":0}"#,
+                "dimensions",
+                "at least 1",
+            ),
+            (
+                r#"{"model":"m","input":"x","dimensions":-4}"#,
+                "dimensions",
+                "invalid value",
+            ),
         ];
         for (body, param, needle) in cases {
             let err = check(body).unwrap_err();
             assert_eq!(err.param.as_deref(), Some(param), "{body}: {err:?}");
-            assert!(err.message.contains(needle), "{body}: {needle:?} not in {:?}", err.message);
+            assert!(
+                err.message.contains(needle),
+                "{body}: {needle:?} not in {:?}",
+                err.message
+            );
         }
-        let many = format!(r#"{{"model":"m","input":[{}]}}"#, vec!["\"a\""; 2049].join(","));
+        let many = format!(
+            r#"{{"model":"m","input":[{}]}}"#,
+            vec!["\"a\""; 2049].join(",")
+        );
         assert_eq!(check(&many).unwrap_err().param.as_deref(), Some("input"));
     }
 }

@@ -133,7 +133,8 @@ mod tests {
     fn statuses_follow_the_convention() {
         let statuses: Vec<u16> = ErrorCode::ALL.iter().map(|c| c.http_status()).collect();
         assert_eq!(statuses, vec![400, 404, 405, 413, 429, 502, 503, 504, 500]);
-        let names: std::collections::HashSet<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        let names: std::collections::HashSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(names.len(), ErrorCode::ALL.len(), "type names are unique");
     }
 }

@@ -18,7 +18,9 @@ fn build_onnx(
     params: &golek_config::OnnxParams,
     runtime: &RuntimeConfig,
 ) -> Result<Box<dyn Provider>> {
-    Ok(Box::new(crate::onnx::OnnxProvider::load(name, params, runtime)?))
+    Ok(Box::new(crate::onnx::OnnxProvider::load(
+        name, params, runtime,
+    )?))
 }
 
 #[cfg(not(feature = "onnx"))]

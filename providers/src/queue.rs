@@ -234,7 +234,12 @@ mod tests {
     use super::*;
     use golek_protocol::inference::{EmbeddingInput, EmbeddingsRequest};
 
-    fn job(rows: usize) -> (Job, tokio::sync::mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>) {
+    fn job(
+        rows: usize,
+    ) -> (
+        Job,
+        tokio::sync::mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>,
+    ) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let request = InferenceRequest::Embeddings(EmbeddingsRequest {
             inputs: vec![EmbeddingInput::Text("x".into()); rows],
@@ -278,9 +283,21 @@ mod tests {
             tx.try_submit(j).unwrap();
         }
         let first = q.next_batch().unwrap();
-        assert_eq!(first.iter().map(|j| j.request.batch_rows()).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(
+            first
+                .iter()
+                .map(|j| j.request.batch_rows())
+                .collect::<Vec<_>>(),
+            vec![2, 1]
+        );
         let second = q.next_batch().unwrap();
-        assert_eq!(second.iter().map(|j| j.request.batch_rows()).collect::<Vec<_>>(), vec![3, 1]);
+        assert_eq!(
+            second
+                .iter()
+                .map(|j| j.request.batch_rows())
+                .collect::<Vec<_>>(),
+            vec![3, 1]
+        );
         drop(tx);
         assert!(q.next_batch().is_none());
     }

@@ -28,9 +28,13 @@ impl From<&ProviderError> for ErrorInfo {
     fn from(err: &ProviderError) -> Self {
         match err {
             ProviderError::BadInput { param, message } => ErrorInfo::invalid(param, message),
-            ProviderError::Unsupported(_) => ErrorInfo::new(ErrorCode::InvalidRequest, err.to_string()),
+            ProviderError::Unsupported(_) => {
+                ErrorInfo::new(ErrorCode::InvalidRequest, err.to_string())
+            }
             ProviderError::Load(_) => ErrorInfo::new(ErrorCode::Unavailable, err.to_string()),
-            ProviderError::Inference(_) => ErrorInfo::new(ErrorCode::ProviderError, err.to_string()),
+            ProviderError::Inference(_) => {
+                ErrorInfo::new(ErrorCode::ProviderError, err.to_string())
+            }
         }
     }
 }

@@ -102,7 +102,8 @@ impl ProviderSupervisor {
             }
             Decision::OpenBreaker { retry_after } => {
                 tracing::error!(model = %name, %reason, cooldown_s = retry_after.as_secs(), "model worker failing repeatedly; breaker open");
-                metrics::counter!(m::PROVIDER_BREAKER_OPEN_TOTAL, "model" => name.clone()).increment(1);
+                metrics::counter!(m::PROVIDER_BREAKER_OPEN_TOTAL, "model" => name.clone())
+                    .increment(1);
                 (ModelState::BreakerOpen, retry_after)
             }
         };
@@ -175,7 +176,8 @@ impl Actor for ProviderSupervisor {
                     if let Some(child) = state.children.get_mut(&name) {
                         child.restarts += 1;
                     }
-                    metrics::counter!(m::PROVIDER_RESTARTS_TOTAL, "model" => name.clone()).increment(1);
+                    metrics::counter!(m::PROVIDER_RESTARTS_TOTAL, "model" => name.clone())
+                        .increment(1);
                     Self::spawn_child(&myself, state, &name).await;
                 }
             }
@@ -197,7 +199,10 @@ impl Actor for ProviderSupervisor {
                     });
                 }
                 myself
-                    .stop_children_and_wait(Some("node stopping".into()), Some(std::time::Duration::from_secs(10)))
+                    .stop_children_and_wait(
+                        Some("node stopping".into()),
+                        Some(std::time::Duration::from_secs(10)),
+                    )
                     .await;
                 let _ = reply.send(());
             }

@@ -9,7 +9,8 @@ use axum::Json;
 use base64::Engine;
 use golek_protocol::inference::InferenceEvent;
 use golek_protocol::openai::{
-    EmbeddingData, EmbeddingObject, EmbeddingsRequestBody, EmbeddingsResponse, EncodingFormat, Usage,
+    EmbeddingData, EmbeddingObject, EmbeddingsRequestBody, EmbeddingsResponse, EncodingFormat,
+    Usage,
 };
 use golek_protocol::{ErrorCode, ErrorInfo};
 
@@ -18,7 +19,11 @@ use crate::metrics as m;
 use crate::validate;
 
 /// Reads the body up to the configured limit; a larger body is a 413.
-pub async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+pub async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, ApiError> {
     let limit = state.config.http.max_body_bytes;
     let too_large = || {
         ApiError::from(ErrorInfo::new(
@@ -63,12 +68,17 @@ pub async fn create(
     let started = Instant::now();
     let outcome = run(&state, valid).await;
     // Label by model only when it exists: clients cannot grow the label set.
-    let label = if state.router.entry(&model).is_ok() { model } else { "unknown".to_string() };
+    let label = if state.router.entry(&model).is_ok() {
+        model
+    } else {
+        "unknown".to_string()
+    };
     let kind = match &outcome {
         Ok(_) => "ok",
         Err(e) => e.info.code.as_str(),
     };
-    metrics::counter!(m::MODEL_REQUESTS_TOTAL, "model" => label.clone(), "outcome" => kind).increment(1);
+    metrics::counter!(m::MODEL_REQUESTS_TOTAL, "model" => label.clone(), "outcome" => kind)
+        .increment(1);
     if let Err(e) = &outcome {
         metrics::counter!(m::MODEL_ERRORS_TOTAL, "model" => label.clone(), "type" => e.info.code.as_str())
             .increment(1);
@@ -85,7 +95,10 @@ async fn run(
 ) -> Result<EmbeddingsResponse, ApiError> {
     let retry_after = state.router.retry_after_s();
     let entry = state.router.entry(&valid.model)?;
-    if let (Some(wanted), Some(dims)) = (valid.dimensions, entry.info.as_ref().and_then(|i| i.embedding_dims)) {
+    if let (Some(wanted), Some(dims)) = (
+        valid.dimensions,
+        entry.info.as_ref().and_then(|i| i.embedding_dims),
+    ) {
         if wanted as usize != dims {
             return Err(ErrorInfo::invalid(
                 "dimensions",
@@ -103,14 +116,20 @@ async fn run(
         Err(_) => {
             return Err(ErrorInfo::new(
                 ErrorCode::Timeout,
-                format!("the request did not finish within {} ms (http.request_timeout_ms)", timeout.as_millis()),
+                format!(
+                    "the request did not finish within {} ms (http.request_timeout_ms)",
+                    timeout.as_millis()
+                ),
             )
             .into())
         }
         Ok(None) => {
             return Err(ApiError::from(ErrorInfo::new(
                 ErrorCode::Unavailable,
-                format!("model {:?} stopped before answering (its worker is restarting)", valid.model),
+                format!(
+                    "model {:?} stopped before answering (its worker is restarting)",
+                    valid.model
+                ),
             ))
             .retry_after(retry_after))
         }
@@ -127,8 +146,10 @@ async fn run(
         }
     };
     let prompt_tokens: u32 = vectors.iter().map(|v| v.tokens).sum();
-    metrics::counter!(m::MODEL_INPUTS_TOTAL, "model" => valid.model.clone()).increment(vectors.len() as u64);
-    metrics::counter!(m::MODEL_PROMPT_TOKENS_TOTAL, "model" => valid.model.clone()).increment(prompt_tokens as u64);
+    metrics::counter!(m::MODEL_INPUTS_TOTAL, "model" => valid.model.clone())
+        .increment(vectors.len() as u64);
+    metrics::counter!(m::MODEL_PROMPT_TOKENS_TOTAL, "model" => valid.model.clone())
+        .increment(prompt_tokens as u64);
     let data = vectors
         .into_iter()
         .enumerate()

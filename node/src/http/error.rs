@@ -16,7 +16,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn retry_after(mut self, seconds: u32) -> Self {
-        if matches!(self.info.code, ErrorCode::Overloaded | ErrorCode::Unavailable) {
+        if matches!(
+            self.info.code,
+            ErrorCode::Overloaded | ErrorCode::Unavailable
+        ) {
             self.retry_after_s = Some(seconds);
         }
         self
@@ -37,6 +40,12 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.info.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(ErrorBody::from(&self.info))).into_response();
+        if self.info.code == ErrorCode::PayloadTooLarge {
+            // The rest of the body was not read: the connection cannot be reused.
+            response
+                .headers_mut()
+                .insert("connection", HeaderValue::from_static("close"));
+        }
         if let Some(seconds) = self.retry_after_s {
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert("retry-after", value);

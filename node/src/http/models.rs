@@ -18,7 +18,13 @@ fn object(entry: &ModelEntry) -> ModelObject {
             capabilities: entry
                 .info
                 .as_ref()
-                .map(|i| i.capabilities.names().into_iter().map(String::from).collect())
+                .map(|i| {
+                    i.capabilities
+                        .names()
+                        .into_iter()
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default(),
             state: entry.state.as_str().to_string(),
         }),

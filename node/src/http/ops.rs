@@ -25,7 +25,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .map(|e| (e.name.as_str(), e.state.as_str()))
         .collect();
     let ready = table.all_ready();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(json!({"status": if ready { "ready" } else { "not_ready" }, "models": models})),
@@ -36,7 +40,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.router.refresh_gauges();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.prometheus.render(),
     )
 }
@@ -61,5 +68,8 @@ pub async fn crash(
         .into());
     }
     state.router.inject_crash(&model)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"model": model, "crash": "armed"}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"model": model, "crash": "armed"})),
+    ))
 }

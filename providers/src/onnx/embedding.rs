@@ -35,7 +35,10 @@ impl Embedder {
         session: &Session,
     ) -> Result<Self> {
         let mut tokenizer = Tokenizer::from_file(tokenizer_path).map_err(|e| {
-            ProviderError::Load(format!("cannot read tokenizer {}: {e}", tokenizer_path.display()))
+            ProviderError::Load(format!(
+                "cannot read tokenizer {}: {e}",
+                tokenizer_path.display()
+            ))
         })?;
         // Padding is ours (to the longest row of each batch); the packaged tokenizer may pad to a
         // fixed length.
@@ -48,16 +51,25 @@ impl Embedder {
             .map_err(|e| ProviderError::Load(format!("bad truncation settings: {e}")))?;
         let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
         let vocab_size = tokenizer.get_vocab_size(true);
-        let input_names: Vec<String> = session.inputs().iter().map(|i| i.name().to_string()).collect();
+        let input_names: Vec<String> = session
+            .inputs()
+            .iter()
+            .map(|i| i.name().to_string())
+            .collect();
         for name in &input_names {
-            if !matches!(name.as_str(), "input_ids" | "attention_mask" | "token_type_ids") {
+            if !matches!(
+                name.as_str(),
+                "input_ids" | "attention_mask" | "token_type_ids"
+            ) {
                 return Err(ProviderError::Load(format!(
                     "the sentence-embedding pipeline feeds input_ids, attention_mask and token_type_ids; the model also wants {name:?}"
                 )));
             }
         }
         if !input_names.iter().any(|n| n == "input_ids") {
-            return Err(ProviderError::Load("the model has no input_ids input".into()));
+            return Err(ProviderError::Load(
+                "the model has no input_ids input".into(),
+            ));
         }
         let output_name = session
             .outputs()
@@ -171,11 +183,9 @@ impl Embedder {
                     result.push(self.finish(data[r * h..(r + 1) * h].to_vec(), row));
                 }
             }
-            other => {
-                return Err(ProviderError::Inference(format!(
-                    "unexpected output shape {other:?} for a batch of {batch} rows of {width} tokens"
-                )))
-            }
+            other => return Err(ProviderError::Inference(format!(
+                "unexpected output shape {other:?} for a batch of {batch} rows of {width} tokens"
+            ))),
         }
         Ok(result)
     }

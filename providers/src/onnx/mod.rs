@@ -118,7 +118,9 @@ impl OnnxProvider {
     fn run_embeddings(&mut self, jobs: Vec<(Job, EmbeddingsRequest)>, max_rows: usize) {
         let Some(embedder) = &self.embedder else {
             for (job, _) in jobs {
-                job.emit(Err(ErrorInfo::from(&ProviderError::Unsupported("embeddings"))));
+                job.emit(Err(ErrorInfo::from(&ProviderError::Unsupported(
+                    "embeddings",
+                ))));
             }
             return;
         };
@@ -135,8 +137,10 @@ impl OnnxProvider {
             .enumerate()
             .flat_map(|(j, (_, rows))| rows.iter().map(move |r| (j, r)))
             .collect();
-        let mut results: Vec<Vec<golek_protocol::inference::Embedding>> =
-            ready.iter().map(|(_, rows)| Vec::with_capacity(rows.len())).collect();
+        let mut results: Vec<Vec<golek_protocol::inference::Embedding>> = ready
+            .iter()
+            .map(|(_, rows)| Vec::with_capacity(rows.len()))
+            .collect();
         let mut failed: Vec<Option<ErrorInfo>> = vec![None; ready.len()];
         for chunk in all_rows.chunks(max_rows.max(1)) {
             let rows: Vec<&embedding::Row> = chunk.iter().map(|(_, r)| *r).collect();
@@ -165,7 +169,10 @@ impl OnnxProvider {
         }
     }
 
-    fn run_tensors(&mut self, request: &TensorRequest) -> Result<Vec<golek_protocol::inference::NamedTensor>> {
+    fn run_tensors(
+        &mut self,
+        request: &TensorRequest,
+    ) -> Result<Vec<golek_protocol::inference::NamedTensor>> {
         let mut inputs = Vec::with_capacity(request.inputs.len());
         for spec in &self.info.inputs {
             let given = request
@@ -233,7 +240,11 @@ impl Provider for OnnxProvider {
                     }
                     InferenceRequest::Tensors(r) => {
                         let outcome = self.run_tensors(r);
-                        job.emit(outcome.map(InferenceEvent::Tensors).map_err(|e| ErrorInfo::from(&e)));
+                        job.emit(
+                            outcome
+                                .map(InferenceEvent::Tensors)
+                                .map_err(|e| ErrorInfo::from(&e)),
+                        );
                     }
                 }
             }

@@ -94,11 +94,21 @@ fn ort_err(e: ort::Error) -> ProviderError {
 pub fn to_value(input: &NamedTensor) -> Result<SessionInputValue<'static>> {
     let shape: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
     let value: SessionInputValue<'static> = match &input.data {
-        TensorData::F32(v) => Tensor::from_array((shape, v.clone())).map_err(ort_err)?.into(),
-        TensorData::F64(v) => Tensor::from_array((shape, v.clone())).map_err(ort_err)?.into(),
-        TensorData::I32(v) => Tensor::from_array((shape, v.clone())).map_err(ort_err)?.into(),
-        TensorData::I64(v) => Tensor::from_array((shape, v.clone())).map_err(ort_err)?.into(),
-        TensorData::U8(v) => Tensor::from_array((shape, v.clone())).map_err(ort_err)?.into(),
+        TensorData::F32(v) => Tensor::from_array((shape, v.clone()))
+            .map_err(ort_err)?
+            .into(),
+        TensorData::F64(v) => Tensor::from_array((shape, v.clone()))
+            .map_err(ort_err)?
+            .into(),
+        TensorData::I32(v) => Tensor::from_array((shape, v.clone()))
+            .map_err(ort_err)?
+            .into(),
+        TensorData::I64(v) => Tensor::from_array((shape, v.clone()))
+            .map_err(ort_err)?
+            .into(),
+        TensorData::U8(v) => Tensor::from_array((shape, v.clone()))
+            .map_err(ort_err)?
+            .into(),
     };
     Ok(value)
 }
@@ -117,7 +127,10 @@ pub fn from_value(name: &str, value: &DynValue) -> Result<NamedTensor> {
         value: &DynValue,
     ) -> Result<(Vec<usize>, Vec<T>)> {
         let (shape, data) = value.try_extract_tensor::<T>().map_err(ort_err)?;
-        Ok((shape.iter().map(|&d| d.max(0) as usize).collect(), data.to_vec()))
+        Ok((
+            shape.iter().map(|&d| d.max(0) as usize).collect(),
+            data.to_vec(),
+        ))
     }
     let (shape, data) = match ty {
         TensorElementType::Float32 => read::<f32>(value).map(|(s, d)| (s, TensorData::F32(d)))?,

@@ -33,13 +33,22 @@ fn load(model: &ModelConfig) -> Box<dyn Provider> {
 
 /// Starts a worker thread serving `model`; returns its queue sender.
 fn start(model: &ModelConfig, max_delay: Duration) -> JobSender {
-    let (tx, queue) = job_queue(&model.name, 256, model.max_batch_size, max_delay, Arc::default());
+    let (tx, queue) = job_queue(
+        &model.name,
+        256,
+        model.max_batch_size,
+        max_delay,
+        Arc::default(),
+    );
     let mut provider = load(model);
     std::thread::spawn(move || provider.serve(&queue));
     tx
 }
 
-fn submit(tx: &JobSender, request: InferenceRequest) -> tokio::sync::mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>> {
+fn submit(
+    tx: &JobSender,
+    request: InferenceRequest,
+) -> tokio::sync::mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>> {
     let (events, rx) = tokio::sync::mpsc::unbounded_channel();
     let now = Instant::now();
     tx.try_submit(Job {
@@ -52,13 +61,18 @@ fn submit(tx: &JobSender, request: InferenceRequest) -> tokio::sync::mpsc::Unbou
     rx
 }
 
-fn wait(mut rx: tokio::sync::mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>) -> Result<InferenceEvent, ErrorInfo> {
+fn wait(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>,
+) -> Result<InferenceEvent, ErrorInfo> {
     rx.blocking_recv().expect("one event")
 }
 
 fn texts(items: &[&str]) -> InferenceRequest {
     InferenceRequest::Embeddings(EmbeddingsRequest {
-        inputs: items.iter().map(|s| EmbeddingInput::Text(s.to_string())).collect(),
+        inputs: items
+            .iter()
+            .map(|s| EmbeddingInput::Text(s.to_string()))
+            .collect(),
     })
 }
 
@@ -97,9 +111,20 @@ fn minilm_embeddings_are_unit_vectors_that_rank_similar_sentences_higher() {
     let s = |i: usize, j: usize| cos(&v[i].vector, &v[j].vector);
     // Pairs that say nearly the same thing score well above unrelated pairs.
     assert!(s(0, 1) > 0.6, "eating pair {}", s(0, 1));
-    assert!(s(0, 1) > s(0, 7) + 0.4, "eating vs stock market {} {}", s(0, 1), s(0, 7));
+    assert!(
+        s(0, 1) > s(0, 7) + 0.4,
+        "eating vs stock market {} {}",
+        s(0, 1),
+        s(0, 7)
+    );
     assert!(s(0, 1) > s(0, 3), "eating vs violin");
-    assert!(s(4, 5) > s(4, 2) && s(4, 5) > s(4, 6), "horse pair {} {} {}", s(4, 5), s(4, 2), s(4, 6));
+    assert!(
+        s(4, 5) > s(4, 2) && s(4, 5) > s(4, 6),
+        "horse pair {} {} {}",
+        s(4, 5),
+        s(4, 2),
+        s(4, 6)
+    );
     assert!(s(4, 5) > 0.6);
     // Token counts include [CLS] and [SEP].
     assert_eq!(v[0].tokens, 8);
@@ -145,7 +170,10 @@ fn token_inputs_match_text_inputs_and_bad_ids_fail_alone() {
         inputs: vec![EmbeddingInput::Tokens(vec![101, 7592, 2088, 102])],
     });
     let bad = InferenceRequest::Embeddings(EmbeddingsRequest {
-        inputs: vec![EmbeddingInput::Text("ok".into()), EmbeddingInput::Tokens(vec![5, 999_999])],
+        inputs: vec![
+            EmbeddingInput::Text("ok".into()),
+            EmbeddingInput::Tokens(vec![5, 999_999]),
+        ],
     });
     let rx_tokens = submit(&tx, tokens);
     let rx_bad = submit(&tx, bad);
@@ -211,7 +239,11 @@ fn the_minilm_graph_runs_as_a_generic_tensor_model() {
     wrong.inputs[1].data = TensorData::F32(vec![1.0; 4]);
     let err = wait(submit(&tx, InferenceRequest::Tensors(wrong))).unwrap_err();
     assert_eq!(err.param.as_deref(), Some("inputs.attention_mask"));
-    assert!(err.message.contains("FP32") && err.message.contains("INT64"), "{}", err.message);
+    assert!(
+        err.message.contains("FP32") && err.message.contains("INT64"),
+        "{}",
+        err.message
+    );
     // Element count that does not match the shape.
     let mut short = request.clone();
     short.inputs[0].data = TensorData::I64(vec![101, 102]);
