@@ -183,9 +183,11 @@ impl Embedder {
                     result.push(self.finish(data[r * h..(r + 1) * h].to_vec(), row));
                 }
             }
-            other => return Err(ProviderError::Inference(format!(
+            other => {
+                return Err(ProviderError::Inference(format!(
                 "unexpected output shape {other:?} for a batch of {batch} rows of {width} tokens"
-            ))),
+            )))
+            }
         }
         Ok(result)
     }

@@ -1,0 +1,23 @@
+# The two commands a person needs: `make run` starts a node serving the default models,
+# `make test` runs the tests. Both run scripts/setup.sh first (idempotent).
+
+CARGO ?= cargo
+ARGS ?=
+
+.PHONY: setup run test lint bench
+
+setup:
+	bash scripts/setup.sh
+
+run: setup
+	$(CARGO) run --release -p golek-node --bin golek -- serve $(ARGS)
+
+test: setup
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+bench: setup
+	bash bench/embeddings.sh
