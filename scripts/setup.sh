@@ -5,7 +5,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-assets="${GOLEK_ASSETS_DIR:-$root/.golek}"
+assets="${GOLEK_NODE__ASSETS_DIR:-$root/.golek}"
 cache="$assets/cache"
 mkdir -p "$cache"
 

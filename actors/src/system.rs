@@ -185,7 +185,8 @@ pub struct NodeHandle {
     pub router: RouterHandle,
     managers: Managers,
     system: ActorRef<SystemMsg>,
-    join: tokio::task::JoinHandle<()>,
+    /// Turns true once the root supervisor has exited.
+    stopped: watch::Receiver<bool>,
 }
 
 /// Starts the supervision tree for `config`. Models load in the background: watch
@@ -207,6 +208,11 @@ pub async fn start_node(config: Arc<NodeConfig>) -> Result<NodeHandle> {
         name: "SystemModule".into(),
         message: e.to_string(),
     })?;
+    let (stopped_tx, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        let _ = join.await;
+        let _ = stopped_tx.send(true);
+    });
     let managers = call(&system, "SystemModule", SystemMsg::Managers).await?;
     Ok(NodeHandle {
         node_id: managers.node_id.clone(),
@@ -214,7 +220,7 @@ pub async fn start_node(config: Arc<NodeConfig>) -> Result<NodeHandle> {
         config,
         managers,
         system,
-        join,
+        stopped,
     })
 }
 
@@ -235,9 +241,10 @@ impl NodeHandle {
         call(&self.managers.config, "ConfigManager", ConfigMsg::Subscribe).await
     }
 
-    /// True while the actor system runs (false after a manager failure stopped it).
-    pub fn is_running(&self) -> bool {
-        !self.join.is_finished()
+    /// Resolves when the actor system has stopped on its own (a manager failed).
+    pub async fn stopped(&self) {
+        let mut rx = self.stopped.clone();
+        let _ = rx.wait_for(|stopped| *stopped).await;
     }
 
     /// Stops the models' workers, flushes the registry, stops the tree. Call after the request
@@ -256,7 +263,8 @@ impl NodeHandle {
         )
         .await;
         self.system.stop(Some("node shutdown".into()));
-        let _ = tokio::time::timeout(CALL_TIMEOUT, self.join).await;
+        let mut stopped = self.stopped;
+        let _ = tokio::time::timeout(CALL_TIMEOUT, stopped.wait_for(|s| *s)).await;
         flushed?.map_err(ActorError::Corrupt)
     }
 }

@@ -45,10 +45,10 @@ pub struct Layer {
 impl Layer {
     /// A layer whose every leaf comes from one source (the defaults, a file).
     pub fn uniform(table: toml::Table, source: Source) -> Self {
-        let mut sources = Provenance::new();
-        collect_leaves(&table, "", &mut |path| {
-            sources.insert(path, source.clone());
-        });
+        let sources = leaves(&table)
+            .into_iter()
+            .map(|(path, _)| (path, source.clone()))
+            .collect();
         Layer { table, sources }
     }
 
@@ -122,20 +122,6 @@ fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> 
     }
     cursor.insert(last.clone(), value);
     Ok(())
-}
-
-fn collect_leaves(table: &toml::Table, prefix: &str, f: &mut dyn FnMut(String)) {
-    for (key, value) in table {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match value {
-            toml::Value::Table(inner) if !inner.is_empty() => collect_leaves(inner, &path, f),
-            _ => f(path),
-        }
-    }
 }
 
 /// Merges `upper` into `lower`, deep for tables; returns the merged table and provenance.

@@ -66,6 +66,9 @@ pub async fn serve(
     let grace = config.http.shutdown_grace;
     tokio::select! {
         result = server => result.context("the HTTP server failed")?,
+        _ = node.stopped() => {
+            anyhow::bail!("the node's supervision tree stopped after a manager failure (see the log)");
+        }
         _ = async {
             if signalled_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;

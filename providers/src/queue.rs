@@ -3,8 +3,11 @@
 //! The async side submits with [`JobSender::try_submit`], which never blocks: a full queue is
 //! answered "overloaded" at once. The worker side pulls single jobs or dynamic batches (jobs that
 //! arrive within `max_queue_delay`, up to `max_batch_rows` rows).
+//!
+//! The batching window is only waited for under load: when the previous batch held one row and
+//! nothing else is queued, a lone request runs at once instead of paying the window.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
 use std::sync::Arc;
@@ -116,6 +119,8 @@ pub struct JobQueue {
     max_delay: Duration,
     /// A job taken while filling a batch that did not fit; it opens the next batch.
     held: RefCell<Option<Job>>,
+    /// Rows in the previous batch: a sign of whether other requests are arriving.
+    last_batch_rows: Cell<usize>,
 }
 
 /// Makes a queue of `capacity` jobs for `model`.
@@ -144,6 +149,7 @@ pub fn job_queue(
             max_batch_rows: max_batch_rows.max(1),
             max_delay,
             held: RefCell::new(None),
+            last_batch_rows: Cell::new(0),
         },
     )
 }
@@ -191,9 +197,11 @@ impl JobQueue {
             let mut rows = first.request.batch_rows();
             let mut batch = vec![first];
             let until = Instant::now() + self.max_delay;
+            let wait_for_more = self.last_batch_rows.get() > 1;
             while rows < self.max_batch_rows {
                 let next = match self.try_next() {
                     Some(job) => job,
+                    None if !wait_for_more => break,
                     None => {
                         let left = until.saturating_duration_since(Instant::now());
                         if left.is_zero() {
@@ -224,6 +232,7 @@ impl JobQueue {
             }
             metrics::histogram!(m::BATCH_SIZE, "model" => self.shared.model.clone())
                 .record(rows as f64);
+            self.last_batch_rows.set(rows);
             return Some(batch);
         }
     }
@@ -300,6 +309,33 @@ mod tests {
         );
         drop(tx);
         assert!(q.next_batch().is_none());
+    }
+
+    #[test]
+    fn a_lone_request_does_not_wait_for_the_window_but_a_busy_queue_does() {
+        let (tx, q) = job_queue("m", 16, 8, Duration::from_millis(600), Default::default());
+        let (a, _ra) = job(1);
+        tx.try_submit(a).unwrap();
+        let started = Instant::now();
+        assert_eq!(q.next_batch().unwrap().len(), 1);
+        assert!(started.elapsed() < Duration::from_millis(500), "no window after a lone batch");
+        // Two queued: they batch; the next batch then waits for its window to fill.
+        let (b, _rb) = job(1);
+        let (c, _rc) = job(1);
+        tx.try_submit(b).unwrap();
+        tx.try_submit(c).unwrap();
+        assert_eq!(q.next_batch().unwrap().len(), 2);
+        let sender = tx.clone();
+        let late = std::thread::spawn(move || {
+            let (d, rd) = job(1);
+            let (e, re) = job(1);
+            sender.try_submit(d).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            sender.try_submit(e).unwrap();
+            (rd, re)
+        });
+        assert_eq!(q.next_batch().unwrap().len(), 2, "the window caught the late job");
+        let _keep = late.join().unwrap();
     }
 
     #[test]

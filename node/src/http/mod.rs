@@ -8,7 +8,7 @@ mod ops;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -44,7 +44,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/debug/crash/{model}", post(ops::crash))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .layer(middleware::from_fn(record))
         .with_state(state)
 }
 
@@ -67,7 +67,7 @@ async fn method_not_allowed(request: Request) -> ApiError {
 }
 
 /// Counts and times every request by its route pattern (never the raw path: bounded labels).
-async fn record(State(_state): State<AppState>, request: Request, next: Next) -> Response {
+async fn record(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -133,8 +133,7 @@ fn minilm_embeddings_are_unit_vectors_that_rank_similar_sentences_higher() {
 #[test]
 fn a_batched_request_returns_the_same_vector_as_alone() {
     let (_, model) = minilm();
-    // A long delay so that all submitted requests land in one batch.
-    let tx = start(&model, Duration::from_millis(200));
+    let tx = start(&model, Duration::ZERO);
     let items = [
         "short",
         "A man is eating a piece of bread.",
@@ -145,7 +144,11 @@ fn a_batched_request_returns_the_same_vector_as_alone() {
         .iter()
         .map(|t| vectors(wait(submit(&tx, texts(&[t]))))[0].vector.clone())
         .collect();
-    let receivers: Vec<_> = items.iter().map(|t| submit(&tx, texts(&[t]))).collect();
+    // Queue all requests before the worker starts, so that they are certain to share a batch.
+    let (batch_tx, queue) = job_queue(&model.name, 16, model.max_batch_size, Duration::ZERO, Arc::default());
+    let receivers: Vec<_> = items.iter().map(|t| submit(&batch_tx, texts(&[t]))).collect();
+    let mut provider = load(&model);
+    std::thread::spawn(move || provider.serve(&queue));
     let batched: Vec<Vec<f32>> = receivers
         .into_iter()
         .map(|rx| vectors(wait(rx))[0].vector.clone())
