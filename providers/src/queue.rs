@@ -318,7 +318,10 @@ mod tests {
         tx.try_submit(a).unwrap();
         let started = Instant::now();
         assert_eq!(q.next_batch().unwrap().len(), 1);
-        assert!(started.elapsed() < Duration::from_millis(500), "no window after a lone batch");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "no window after a lone batch"
+        );
         // Two queued: they batch; the next batch then waits for its window to fill.
         let (b, _rb) = job(1);
         let (c, _rc) = job(1);
@@ -334,7 +337,11 @@ mod tests {
             sender.try_submit(e).unwrap();
             (rd, re)
         });
-        assert_eq!(q.next_batch().unwrap().len(), 2, "the window caught the late job");
+        assert_eq!(
+            q.next_batch().unwrap().len(),
+            2,
+            "the window caught the late job"
+        );
         let _keep = late.join().unwrap();
     }
 

@@ -145,8 +145,17 @@ fn a_batched_request_returns_the_same_vector_as_alone() {
         .map(|t| vectors(wait(submit(&tx, texts(&[t]))))[0].vector.clone())
         .collect();
     // Queue all requests before the worker starts, so that they are certain to share a batch.
-    let (batch_tx, queue) = job_queue(&model.name, 16, model.max_batch_size, Duration::ZERO, Arc::default());
-    let receivers: Vec<_> = items.iter().map(|t| submit(&batch_tx, texts(&[t]))).collect();
+    let (batch_tx, queue) = job_queue(
+        &model.name,
+        16,
+        model.max_batch_size,
+        Duration::ZERO,
+        Arc::default(),
+    );
+    let receivers: Vec<_> = items
+        .iter()
+        .map(|t| submit(&batch_tx, texts(&[t])))
+        .collect();
     let mut provider = load(&model);
     std::thread::spawn(move || provider.serve(&queue));
     let batched: Vec<Vec<f32>> = receivers
