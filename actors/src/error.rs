@@ -12,6 +12,8 @@ pub enum ActorError {
         "registry format version {found} is not supported (this build reads version {supported})"
     )]
     FormatVersion { found: u32, supported: u32 },
+    #[error("the data dir {} is in use by another golek process (its registry is locked)", .0.display())]
+    Locked(std::path::PathBuf),
     #[error("actor {0} did not answer")]
     Unavailable(String),
     #[error("cannot start actor {name}: {message}")]

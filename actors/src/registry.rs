@@ -73,6 +73,25 @@ impl Store {
         })
     }
 
+    /// Opens the store, waiting up to `wait` while another handle (a process that is still
+    /// exiting, or sled's own background threads of a store just closed) holds its lock.
+    pub async fn open_waiting(dir: &Path, wait: std::time::Duration) -> Result<Store> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match Store::open(dir) {
+                Err(ActorError::Store(sled::Error::Io(e)))
+                    if e.kind() == std::io::ErrorKind::WouldBlock =>
+                {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(ActorError::Locked(dir.to_path_buf()));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -165,7 +184,7 @@ impl Actor for ServiceRegistry {
         _myself: ActorRef<Self::Msg>,
         data_dir: PathBuf,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let store = Store::open(&data_dir)?;
+        let store = Store::open_waiting(&data_dir, std::time::Duration::from_secs(5)).await?;
         let node_id = store.node_id()?;
         tracing::info!(node_id, path = %store.path().display(), "registry opened");
         Ok(RegistryState { store, node_id })
@@ -249,6 +268,17 @@ mod tests {
         let mut again = record("a");
         again.created_unix_s = 99;
         assert_eq!(store.put_deployment(again).await.unwrap().created_unix_s, 1);
+    }
+
+    #[tokio::test]
+    async fn a_data_dir_in_use_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = Store::open(dir.path()).unwrap();
+        match Store::open_waiting(dir.path(), std::time::Duration::from_millis(100)).await {
+            Err(err @ ActorError::Locked(_)) => assert!(err.to_string().contains("in use")),
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a locked store must not open twice"),
+        }
     }
 
     #[test]

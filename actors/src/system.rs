@@ -262,6 +262,11 @@ impl NodeHandle {
             RegistryMsg::Flush,
         )
         .await;
+        // Children first and waited for: the registry's store (and its file lock) is closed
+        // when this returns, so the same data dir can be opened again at once.
+        self.system
+            .stop_children_and_wait(Some("node shutdown".into()), Some(CALL_TIMEOUT))
+            .await;
         self.system.stop(Some("node shutdown".into()));
         let mut stopped = self.stopped;
         let _ = tokio::time::timeout(CALL_TIMEOUT, stopped.wait_for(|s| *s)).await;
