@@ -79,8 +79,10 @@ impl Store {
         let deadline = std::time::Instant::now() + wait;
         loop {
             match Store::open(dir) {
+                // sled reports the held lock as an I/O error of kind Other with this text.
                 Err(ActorError::Store(sled::Error::Io(e)))
-                    if e.kind() == std::io::ErrorKind::WouldBlock =>
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock") =>
                 {
                     if std::time::Instant::now() >= deadline {
                         return Err(ActorError::Locked(dir.to_path_buf()));
