@@ -320,6 +320,10 @@ impl RouterHandle {
             let supported = match &request {
                 InferenceRequest::Embeddings(_) => info.capabilities.embeddings,
                 InferenceRequest::Tensors(_) => info.capabilities.tensors,
+                InferenceRequest::Generate(r) => match r.prompt {
+                    golek_protocol::inference::Prompt::Text(_) => info.capabilities.completions,
+                    golek_protocol::inference::Prompt::Chat(_) => info.capabilities.chat,
+                },
             };
             if !supported {
                 return Err(ErrorInfo::new(

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 pub use layers::{Provenance, Source};
 pub use node_config::{
-    DebugConfig, HttpConfig, ModelConfig, NodeConfig, NodeSection, OnnxParams, OnnxPipeline,
-    ProviderKind, ProviderParams, RuntimeConfig, SupervisionConfig,
+    DebugConfig, GgufParams, HttpConfig, ModelConfig, NodeConfig, NodeSection, OnnxParams,
+    OnnxPipeline, ProviderKind, ProviderParams, RuntimeConfig, SupervisionConfig,
 };
 pub use validate::FieldError;
 

@@ -68,14 +68,16 @@ pub struct DebugConfig {
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     Onnx,
+    Gguf,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 1] = [ProviderKind::Onnx];
+    pub const ALL: [ProviderKind; 2] = [ProviderKind::Onnx, ProviderKind::Gguf];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Onnx => "onnx",
+            ProviderKind::Gguf => "gguf",
         }
     }
 
@@ -109,6 +111,7 @@ impl ModelConfig {
     pub fn kind(&self) -> ProviderKind {
         match self.params {
             ProviderParams::Onnx(_) => ProviderKind::Onnx,
+            ProviderParams::Gguf(_) => ProviderKind::Gguf,
         }
     }
 }
@@ -118,6 +121,7 @@ impl ModelConfig {
 #[serde(tag = "provider", rename_all = "snake_case")]
 pub enum ProviderParams {
     Onnx(OnnxParams),
+    Gguf(GgufParams),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -139,4 +143,25 @@ pub struct OnnxParams {
     pub max_input_tokens: usize,
     pub intra_threads: usize,
     pub normalize: bool,
+}
+
+/// A llama.cpp deployment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GgufParams {
+    pub model_path: PathBuf,
+    /// The whole KV cache in tokens; each slot gets `n_ctx / slots`.
+    pub n_ctx: u32,
+    /// Sequences decoded together (continuous batching).
+    pub slots: u32,
+    /// Decode threads; 0 means one per available core.
+    pub threads: u32,
+    /// Most tokens in one decode call (prompt chunks included).
+    pub batch_size: u32,
+    /// Layers offloaded to the GPU (GPU builds only; 0 on CPU).
+    pub n_gpu_layers: u32,
+    /// A llama.cpp template name (`chatml`, `llama2`, ...) or template text; when unset, the
+    /// template in the GGUF metadata, else `chatml`.
+    pub chat_template: Option<String>,
+    /// Serve embeddings (mean-pooled, normalised) instead of text generation.
+    pub embeddings: bool,
 }

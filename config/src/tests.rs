@@ -44,7 +44,9 @@ fn defaults_alone_serve_the_embedding_model() {
     );
     let model = &c.models["all-minilm-l6-v2"];
     assert_eq!(model.kind(), ProviderKind::Onnx);
-    let ProviderParams::Onnx(params) = &model.params;
+    let ProviderParams::Onnx(params) = &model.params else {
+        panic!("onnx params")
+    };
     assert!(params.model_path.starts_with(default_assets_dir()));
     assert_eq!(params.pipeline, OnnxPipeline::SentenceEmbedding);
     assert_eq!(loaded.provenance["http.addr"], Source::Default);
@@ -135,7 +137,9 @@ fn relative_paths_follow_the_layer_that_set_them() {
         cli: vec![],
     })
     .unwrap();
-    let ProviderParams::Onnx(p) = &loaded.config.models["t"].params;
+    let ProviderParams::Onnx(p) = &loaded.config.models["t"].params else {
+        panic!("onnx params")
+    };
     assert_eq!(
         p.model_path,
         std::path::absolute(dir.path())
@@ -155,7 +159,8 @@ fn a_disabled_model_is_not_deployed() {
         ..Default::default()
     })
     .unwrap();
-    assert!(loaded.config.models.is_empty());
+    assert!(!loaded.config.models.contains_key("all-minilm-l6-v2"));
+    assert!(loaded.config.models.contains_key("golek-tiny"));
 }
 
 #[test]
@@ -169,7 +174,7 @@ fn every_bad_example_names_its_key_and_reason() {
         ("bad/bad-addr.toml", &["http.addr: must be an IP address and port", "\"localhost\""]),
         (
             "bad/unknown-provider.toml",
-            &["models.mystery.provider: unknown provider kind \"tensorflow\"; known kinds: onnx"],
+            &["models.mystery.provider: unknown provider kind \"tensorflow\"; known kinds: onnx, gguf"],
         ),
         (
             "bad/missing-tokenizer.toml",
@@ -238,6 +243,43 @@ fn unknown_environment_keys_are_errors() {
     .unwrap_err();
     assert!(
         err.to_string().contains("http.port: unknown field `port`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_default_text_model_is_golek_tiny_on_llama_cpp() {
+    let loaded = load(&ConfigInputs {
+        env: env(&[("HOME", "/h")]),
+        ..Default::default()
+    })
+    .unwrap();
+    let model = &loaded.config.models["golek-tiny"];
+    assert_eq!(model.kind(), ProviderKind::Gguf);
+    let ProviderParams::Gguf(p) = &model.params else {
+        panic!("gguf params")
+    };
+    assert_eq!(
+        p.model_path,
+        default_assets_dir().join("models/golek-tiny.gguf")
+    );
+    assert_eq!((p.n_ctx, p.slots, p.n_gpu_layers), (8192, 8, 0));
+}
+
+#[test]
+fn gguf_slots_must_leave_each_a_usable_context() {
+    let err = load(&ConfigInputs {
+        env: env(&[
+            ("HOME", "/h"),
+            ("GOLEK_MODELS__GOLEK_TINY__PARAMS__SLOTS", "64"),
+            ("GOLEK_MODELS__GOLEK_TINY__PARAMS__N_CTX", "1024"),
+        ]),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("models.golek-tiny.params.n_ctx: gives each of the 64 slots only 16 tokens"),
         "{err}"
     );
 }

@@ -451,6 +451,9 @@ fn build_model(
         ProviderKind::Onnx => {
             onnx_params(&prefix, model.params, assets_dir, c).map(ProviderParams::Onnx)
         }
+        ProviderKind::Gguf => {
+            gguf_params(&prefix, model.params, assets_dir, c).map(ProviderParams::Gguf)
+        }
     };
     if !model.enabled {
         return None;
@@ -513,5 +516,88 @@ fn onnx_params(
         max_input_tokens: max_input_tokens? as usize,
         intra_threads: intra_threads? as usize,
         normalize: raw.normalize,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGgufParams {
+    model_path: String,
+    #[serde(default = "default_n_ctx")]
+    n_ctx: i64,
+    #[serde(default = "default_slots")]
+    slots: i64,
+    #[serde(default)]
+    threads: i64,
+    #[serde(default = "default_gguf_batch")]
+    batch_size: i64,
+    #[serde(default)]
+    n_gpu_layers: i64,
+    #[serde(default)]
+    chat_template: Option<String>,
+    #[serde(default)]
+    embeddings: bool,
+}
+
+fn default_n_ctx() -> i64 {
+    8192
+}
+fn default_slots() -> i64 {
+    8
+}
+fn default_gguf_batch() -> i64 {
+    512
+}
+
+fn gguf_params(
+    model_prefix: &str,
+    params: toml::Table,
+    assets_dir: &Path,
+    c: &mut Checker<'_>,
+) -> Option<GgufParams> {
+    let prefix = format!("{model_prefix}.params");
+    let raw: RawGgufParams = typed(toml::Value::Table(params), &prefix, c)?;
+    let model_path = c.path(&format!("{prefix}.model_path"), &raw.model_path, assets_dir);
+    let n_ctx = c.range(&format!("{prefix}.n_ctx"), raw.n_ctx, 64, 1 << 20);
+    let slots = c.range(&format!("{prefix}.slots"), raw.slots, 1, 256);
+    if let (Some(n_ctx), Some(slots)) = (n_ctx, slots) {
+        if n_ctx / slots < 32 {
+            c.fail(
+                &format!("{prefix}.n_ctx"),
+                format!(
+                    "gives each of the {slots} slots only {} tokens; make it at least {}",
+                    n_ctx / slots,
+                    slots * 32
+                ),
+            );
+        }
+    }
+    let threads = c.range(&format!("{prefix}.threads"), raw.threads, 0, 1024);
+    let batch_size = c.range(&format!("{prefix}.batch_size"), raw.batch_size, 1, 65_536);
+    let n_gpu_layers = c.range(
+        &format!("{prefix}.n_gpu_layers"),
+        raw.n_gpu_layers,
+        0,
+        10_000,
+    );
+    if raw
+        .chat_template
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        c.fail(
+            &format!("{prefix}.chat_template"),
+            "must not be empty (leave it out for the model's own)",
+        );
+    }
+    Some(GgufParams {
+        model_path: model_path?,
+        n_ctx: n_ctx? as u32,
+        slots: slots? as u32,
+        threads: threads? as u32,
+        batch_size: batch_size? as u32,
+        n_gpu_layers: n_gpu_layers? as u32,
+        chat_template: raw.chat_template,
+        embeddings: raw.embeddings,
     })
 }

@@ -107,11 +107,64 @@ pub struct TensorRequest {
     pub outputs: Vec<String>,
 }
 
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// What to continue: raw text, or a conversation the provider renders with its chat template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Prompt {
+    Text(String),
+    Chat(Vec<ChatMessage>),
+}
+
+/// Validated sampling settings. `temperature == 0` means greedy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    pub top_p: f32,
+    /// 0 disables top-k.
+    pub top_k: u32,
+    pub min_p: f32,
+    pub seed: Option<u64>,
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            min_p: 0.0,
+            seed: None,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+        }
+    }
+}
+
+/// A validated text-generation request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateRequest {
+    pub prompt: Prompt,
+    /// At most this many tokens are generated; `None` means up to the context's end.
+    pub max_tokens: Option<u32>,
+    /// Generation stops before any of these strings; they are not returned.
+    pub stop: Vec<String>,
+    pub sampling: SamplingParams,
+}
+
 /// A request as a provider sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum InferenceRequest {
     Embeddings(EmbeddingsRequest),
     Tensors(TensorRequest),
+    Generate(GenerateRequest),
 }
 
 impl InferenceRequest {
@@ -119,7 +172,7 @@ impl InferenceRequest {
     pub fn batch_rows(&self) -> usize {
         match self {
             InferenceRequest::Embeddings(r) => r.inputs.len(),
-            InferenceRequest::Tensors(_) => 1,
+            InferenceRequest::Tensors(_) | InferenceRequest::Generate(_) => 1,
         }
     }
 
@@ -128,16 +181,40 @@ impl InferenceRequest {
         match self {
             InferenceRequest::Embeddings(_) => "embeddings",
             InferenceRequest::Tensors(_) => "tensors",
+            InferenceRequest::Generate(r) => match r.prompt {
+                Prompt::Text(_) => "completions",
+                Prompt::Chat(_) => "chat",
+            },
         }
     }
 }
 
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` or the end of the context.
+    Length,
+}
+
 /// What a provider emits for one request. A request's stream ends after `Embeddings`,
-/// `Tensors` or an error.
+/// `Tensors`, `Finished` or an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum InferenceEvent {
     /// The embeddings, in input order.
     Embeddings(Vec<Embedding>),
     /// The requested output tensors.
     Tensors(Vec<NamedTensor>),
+    /// Generation started: the prompt's size in tokens (after the chat template).
+    Started { prompt_tokens: u32 },
+    /// New generated text (valid UTF-8, stop strings held back), and how many tokens it spans.
+    Text { text: String, tokens: u32 },
+    /// Generation ended.
+    Finished {
+        reason: FinishReason,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+    },
 }

@@ -9,7 +9,20 @@ use crate::{Provider, Result};
 pub fn build_provider(model: &ModelConfig, runtime: &RuntimeConfig) -> Result<Box<dyn Provider>> {
     match &model.params {
         ProviderParams::Onnx(params) => build_onnx(&model.name, params, runtime),
+        ProviderParams::Gguf(params) => build_gguf(&model.name, params),
     }
+}
+
+#[cfg(feature = "gguf")]
+fn build_gguf(name: &str, params: &golek_config::GgufParams) -> Result<Box<dyn Provider>> {
+    Ok(Box::new(crate::gguf::GgufProvider::load(name, params)?))
+}
+
+#[cfg(not(feature = "gguf"))]
+fn build_gguf(_name: &str, _params: &golek_config::GgufParams) -> Result<Box<dyn Provider>> {
+    Err(crate::ProviderError::Load(
+        "provider kind \"gguf\" is not compiled into this build (cargo feature `gguf`)".into(),
+    ))
 }
 
 #[cfg(feature = "onnx")]

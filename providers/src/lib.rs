@@ -6,6 +6,8 @@
 //! closes. The async runtime never runs inference.
 
 mod factory;
+#[cfg(feature = "gguf")]
+pub mod gguf;
 mod metrics;
 #[cfg(feature = "onnx")]
 pub mod onnx;

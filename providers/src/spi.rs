@@ -58,6 +58,8 @@ pub struct ProviderInfo {
     pub max_input_tokens: Option<usize>,
     /// Token ids must be below this.
     pub vocab_size: Option<usize>,
+    /// Tokens one sequence may hold (prompt plus generated), for generation models.
+    pub context_tokens: Option<usize>,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
 }

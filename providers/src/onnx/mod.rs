@@ -102,6 +102,7 @@ impl OnnxProvider {
             embedding_dims,
             max_input_tokens: embedder.as_ref().map(|_| params.max_input_tokens),
             vocab_size: embedder.as_ref().map(|e| e.vocab_size()),
+            context_tokens: None,
             inputs,
             outputs,
         };
@@ -245,6 +246,10 @@ impl Provider for OnnxProvider {
                                 .map(InferenceEvent::Tensors)
                                 .map_err(|e| ErrorInfo::from(&e)),
                         );
+                    }
+                    InferenceRequest::Generate(_) => {
+                        let err = ProviderError::Unsupported("text generation");
+                        job.emit(Err(ErrorInfo::from(&err)));
                     }
                 }
             }

@@ -213,7 +213,9 @@ fn long_inputs_are_truncated_at_the_model_limit() {
 #[test]
 fn the_minilm_graph_runs_as_a_generic_tensor_model() {
     let (_, mut model) = minilm();
-    let ProviderParams::Onnx(params) = &mut model.params;
+    let ProviderParams::Onnx(params) = &mut model.params else {
+        panic!("onnx params")
+    };
     params.pipeline = OnnxPipeline::Tensor;
     params.tokenizer_path = None;
     let provider = load(&model);
@@ -275,7 +277,9 @@ fn the_minilm_graph_runs_as_a_generic_tensor_model() {
 #[test]
 fn a_missing_model_file_is_a_load_error() {
     let (_, mut model) = minilm();
-    let ProviderParams::Onnx(params) = &mut model.params;
+    let ProviderParams::Onnx(params) = &mut model.params else {
+        panic!("onnx params")
+    };
     params.model_path = "/nonexistent/model.onnx".into();
     match build_provider(&model, &node_config().runtime) {
         Err(ProviderError::Load(message)) => assert!(message.contains("/nonexistent/model.onnx")),
