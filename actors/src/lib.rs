@@ -24,5 +24,5 @@ pub use config_manager::{ConfigManager, ConfigMsg};
 pub use error::{ActorError, Result};
 pub use provider::restart::{Decision, RestartPolicy, RestartTracker};
 pub use registry::{DeploymentRecord, RegistryMsg, ServiceRegistry, Store, STORE_FORMAT_VERSION};
-pub use router::{ModelEntry, ModelState, ModelView, RouterHandle, RoutingTable};
+pub use router::{EventRx, ModelEntry, ModelState, ModelView, RouterHandle, RoutingTable};
 pub use system::{start_node, NodeHandle};

@@ -22,6 +22,27 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Model files.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Write a small llama-architecture GGUF with random weights and a real tokenizer (for tests
+    /// and benchmarks; it generates noise, not language).
+    MakeTestGguf {
+        /// Where to write it.
+        path: PathBuf,
+        /// `tiny` (about 1M parameters, the default `golek-tiny`) or `15m` (about 15M, for benchmarks).
+        #[arg(long, default_value = "tiny")]
+        size: String,
+        /// Do nothing when the file already exists.
+        #[arg(long)]
+        if_missing: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +113,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let loaded = args.load()?;
             print!("{}", loaded.show());
+            Ok(())
+        }
+        Command::Model {
+            command:
+                ModelCommand::MakeTestGguf {
+                    path,
+                    size,
+                    if_missing,
+                },
+        } => {
+            use golek_providers::gguf::{write_test_gguf, TestModelSpec};
+            if if_missing && path.exists() {
+                return Ok(());
+            }
+            let spec = match size.as_str() {
+                "tiny" => TestModelSpec::tiny(),
+                "15m" => TestModelSpec::bench_15m(),
+                other => anyhow::bail!("--size: expected tiny or 15m, got {other:?}"),
+            };
+            write_test_gguf(&path, &spec)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote {} ({size})", path.display());
             Ok(())
         }
     }

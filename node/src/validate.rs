@@ -1,8 +1,11 @@
 //! Client input, checked and turned into the internal `Valid*` forms. Every error names the
 //! field at fault; nothing here panics on any input.
 
-use golek_protocol::inference::{EmbeddingInput, EmbeddingsRequest, InferenceRequest};
-use golek_protocol::openai::{EmbeddingsRequestBody, EncodingFormat};
+use golek_protocol::inference::{
+    ChatMessage, EmbeddingInput, EmbeddingsRequest, GenerateRequest, InferenceRequest, Prompt,
+    SamplingParams,
+};
+use golek_protocol::openai::{EmbeddingsRequestBody, EncodingFormat, GenerationRequestBody};
 use golek_protocol::ErrorInfo;
 use serde::de::DeserializeOwned;
 
@@ -174,6 +177,289 @@ pub fn embeddings(body: EmbeddingsRequestBody) -> Result<ValidEmbeddings, ErrorI
     })
 }
 
+/// A validated chat or completion request.
+#[derive(Debug)]
+pub struct ValidGeneration {
+    pub model: String,
+    pub request: GenerateRequest,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+fn in_range(
+    param: &str,
+    value: Option<f64>,
+    min: f64,
+    max: f64,
+    min_open: bool,
+) -> Result<Option<f32>, ErrorInfo> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_finite() && (if min_open { v > min } else { v >= min }) && v <= max => {
+            Ok(Some(v as f32))
+        }
+        Some(v) => {
+            let low = if min_open {
+                format!("above {min}")
+            } else {
+                format!("at least {min}")
+            };
+            Err(ErrorInfo::invalid(
+                param,
+                format!("{param}: must be {low} and at most {max}, got {v}"),
+            ))
+        }
+    }
+}
+
+/// The most stop strings a request may give (OpenAI's limit).
+pub const MAX_STOP_STRINGS: usize = 4;
+
+fn stop_strings(value: Option<&serde_json::Value>) -> Result<Vec<String>, ErrorInfo> {
+    use serde_json::Value;
+    let list = match value {
+        None | Some(Value::Null) => return Ok(vec![]),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    ErrorInfo::invalid(
+                        "stop",
+                        format!("stop[{i}]: expected a string, got {}", kind(v)),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(other) => {
+            return Err(ErrorInfo::invalid(
+                "stop",
+                format!(
+                    "stop: expected a string or an array of strings, got {}",
+                    kind(other)
+                ),
+            ))
+        }
+    };
+    if list.len() > MAX_STOP_STRINGS {
+        return Err(ErrorInfo::invalid(
+            "stop",
+            format!(
+                "stop: at most {MAX_STOP_STRINGS} strings, got {}",
+                list.len()
+            ),
+        ));
+    }
+    if list.iter().any(String::is_empty) {
+        return Err(ErrorInfo::invalid(
+            "stop",
+            "stop: strings must not be empty",
+        ));
+    }
+    Ok(list)
+}
+
+fn message_content(value: &serde_json::Value, param: &str) -> Result<String, ErrorInfo> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for (j, part) in parts.iter().enumerate() {
+                let p = format!("{param}[{j}]");
+                match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
+                    (Some("text"), Some(t)) => text.push_str(t),
+                    _ => {
+                        return Err(ErrorInfo::invalid(
+                            p.clone(),
+                            format!("{p}: only text parts ({{\"type\": \"text\", \"text\": ...}}) are supported"),
+                        ))
+                    }
+                }
+            }
+            Ok(text)
+        }
+        other => Err(ErrorInfo::invalid(
+            param,
+            format!(
+                "{param}: expected a string or an array of text parts, got {}",
+                kind(other)
+            ),
+        )),
+    }
+}
+
+fn chat_messages(value: Option<&serde_json::Value>) -> Result<Vec<ChatMessage>, ErrorInfo> {
+    let Some(value) = value else {
+        return Err(ErrorInfo::invalid(
+            "messages",
+            "messages: missing field `messages`",
+        ));
+    };
+    let items = value.as_array().ok_or_else(|| {
+        ErrorInfo::invalid(
+            "messages",
+            format!(
+                "messages: expected an array of messages, got {}",
+                kind(value)
+            ),
+        )
+    })?;
+    if items.is_empty() {
+        return Err(ErrorInfo::invalid(
+            "messages",
+            "messages: must not be an empty array",
+        ));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let param = format!("messages[{i}]");
+        let role = item
+            .get("role")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| {
+                ErrorInfo::invalid(
+                    format!("{param}.role"),
+                    format!("{param}.role: expected a string"),
+                )
+            })?;
+        let role =
+            match role {
+                "system" | "developer" => "system",
+                "user" => "user",
+                "assistant" => "assistant",
+                other => return Err(ErrorInfo::invalid(
+                    format!("{param}.role"),
+                    format!(
+                        "{param}.role: must be system, developer, user or assistant, got {other:?}"
+                    ),
+                )),
+            };
+        let content = match item.get("content") {
+            Some(c) => message_content(c, &format!("{param}.content"))?,
+            None => {
+                return Err(ErrorInfo::invalid(
+                    format!("{param}.content"),
+                    format!("{param}.content: missing"),
+                ))
+            }
+        };
+        out.push(ChatMessage {
+            role: role.to_string(),
+            content,
+        });
+    }
+    Ok(out)
+}
+
+fn completion_prompt(value: Option<&serde_json::Value>) -> Result<String, ErrorInfo> {
+    use serde_json::Value;
+    match value {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) => Err(ErrorInfo::invalid("prompt", "prompt: must not be empty")),
+        Some(Value::Array(items)) if items.len() == 1 && items[0].is_string() => {
+            completion_prompt(items.first())
+        }
+        Some(Value::Array(_)) => Err(ErrorInfo::invalid(
+            "prompt",
+            "prompt: one prompt per request (a string, or an array holding one string)",
+        )),
+        Some(other) => Err(ErrorInfo::invalid(
+            "prompt",
+            format!("prompt: expected a string, got {}", kind(other)),
+        )),
+        None => Err(ErrorInfo::invalid(
+            "prompt",
+            "prompt: missing field `prompt`",
+        )),
+    }
+}
+
+/// Checks a chat (`chat == true`) or completion request.
+pub fn generation(body: GenerationRequestBody, chat: bool) -> Result<ValidGeneration, ErrorInfo> {
+    if body.model.trim().is_empty() {
+        return Err(ErrorInfo::invalid(
+            "model",
+            "model: must name a model (see GET /v1/models)",
+        ));
+    }
+    let prompt = if chat {
+        Prompt::Chat(chat_messages(body.messages.as_ref())?)
+    } else {
+        Prompt::Text(completion_prompt(body.prompt.as_ref())?)
+    };
+    let (max_param, max_tokens) = match (body.max_completion_tokens, body.max_tokens) {
+        (Some(v), _) => ("max_completion_tokens", Some(v)),
+        (None, v) => ("max_tokens", v),
+    };
+    let max_tokens = match max_tokens {
+        None => None,
+        Some(v) if v >= 1 && v <= u32::MAX as i64 => Some(v as u32),
+        Some(v) => {
+            return Err(ErrorInfo::invalid(
+                max_param,
+                format!("{max_param}: must be at least 1, got {v}"),
+            ))
+        }
+    };
+    if let Some(n) = body.n {
+        if n != 1 {
+            return Err(ErrorInfo::invalid(
+                "n",
+                format!("n: only 1 choice per request is supported, got {n}"),
+            ));
+        }
+    }
+    let top_k = match body.top_k {
+        None => 0,
+        Some(k) if (0..=u32::MAX as i64).contains(&k) => k as u32,
+        Some(k) => {
+            return Err(ErrorInfo::invalid(
+                "top_k",
+                format!("top_k: must be 0 (off) or more, got {k}"),
+            ))
+        }
+    };
+    let defaults = SamplingParams::default();
+    let sampling = SamplingParams {
+        temperature: in_range("temperature", body.temperature, 0.0, 2.0, false)?
+            .unwrap_or(defaults.temperature),
+        top_p: in_range("top_p", body.top_p, 0.0, 1.0, true)?.unwrap_or(defaults.top_p),
+        top_k,
+        min_p: in_range("min_p", body.min_p, 0.0, 1.0, false)?.unwrap_or(defaults.min_p),
+        seed: body.seed.map(|s| s as u64),
+        presence_penalty: in_range("presence_penalty", body.presence_penalty, -2.0, 2.0, false)?
+            .unwrap_or(0.0),
+        frequency_penalty: in_range(
+            "frequency_penalty",
+            body.frequency_penalty,
+            -2.0,
+            2.0,
+            false,
+        )?
+        .unwrap_or(0.0),
+    };
+    let stream = body.stream.unwrap_or(false);
+    if body.stream_options.is_some() && !stream {
+        return Err(ErrorInfo::invalid(
+            "stream_options",
+            "stream_options: only allowed when stream is true",
+        ));
+    }
+    Ok(ValidGeneration {
+        model: body.model,
+        request: GenerateRequest {
+            prompt,
+            max_tokens,
+            stop: stop_strings(body.stop.as_ref())?,
+            sampling,
+        },
+        stream,
+        include_usage: body.stream_options.is_some_and(|o| o.include_usage),
+    })
+}
+
 fn kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
@@ -292,5 +578,133 @@ mod tests {
             vec!["\"a\""; 2049].join(",")
         );
         assert_eq!(check(&many).unwrap_err().param.as_deref(), Some("input"));
+    }
+
+    fn gen(json: &str, chat: bool) -> Result<ValidGeneration, ErrorInfo> {
+        generation(parse_json(json.as_bytes())?, chat)
+    }
+
+    #[test]
+    fn generation_requests_are_checked_field_by_field() {
+        let ok = gen(r#"{"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]}],"temperature":0,"stop":"x","stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":5}"#, true).unwrap();
+        assert!(ok.stream && ok.include_usage);
+        assert_eq!(ok.request.max_tokens, Some(5));
+        assert_eq!(ok.request.stop, vec!["x".to_string()]);
+        assert_eq!(ok.request.sampling.temperature, 0.0);
+        let ok = gen(
+            r#"{"model":"m","prompt":["once"],"max_tokens":3,"top_k":40,"seed":-1}"#,
+            false,
+        )
+        .unwrap();
+        assert_eq!(ok.request.prompt, Prompt::Text("once".into()));
+        let cases = [
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":-0.5}"#,
+                true,
+                "temperature",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":2.5}"#,
+                true,
+                "temperature",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
+                true,
+                "max_tokens",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_completion_tokens":-1}"#,
+                true,
+                "max_completion_tokens",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#,
+                true,
+                "n",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":0}"#,
+                true,
+                "top_p",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_k":-3}"#,
+                true,
+                "top_k",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"min_p":1.5}"#,
+                true,
+                "min_p",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"presence_penalty":3}"#,
+                true,
+                "presence_penalty",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"frequency_penalty":-9}"#,
+                true,
+                "frequency_penalty",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}"#,
+                true,
+                "stop",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":[""]}"#,
+                true,
+                "stop",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":5}"#,
+                true,
+                "stop",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#,
+                true,
+                "stream_options",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+                true,
+                "temperature",
+            ),
+            (r#"{"model":"m"}"#, true, "messages"),
+            (r#"{"model":"m","messages":[]}"#, true, "messages"),
+            (r#"{"model":"m","messages":"hi"}"#, true, "messages"),
+            (
+                r#"{"model":"m","messages":[{"content":"x"}]}"#,
+                true,
+                "messages[0].role",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#,
+                true,
+                "messages[0].role",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}]}"#,
+                true,
+                "messages[0].content",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#,
+                true,
+                "messages[0].content[0]",
+            ),
+            (r#"{"model":"m"}"#, false, "prompt"),
+            (r#"{"model":"m","prompt":""}"#, false, "prompt"),
+            (r#"{"model":"m","prompt":["a","b"]}"#, false, "prompt"),
+            (r#"{"model":"m","prompt":7}"#, false, "prompt"),
+        ];
+        for (body, chat, param) in cases {
+            let err = gen(body, chat).unwrap_err();
+            assert_eq!(err.param.as_deref(), Some(param), "{body}: {err:?}");
+            assert!(err.message.starts_with(param), "{body}: {}", err.message);
+        }
     }
 }

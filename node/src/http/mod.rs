@@ -2,6 +2,7 @@
 
 mod embeddings;
 mod error;
+mod generate;
 mod models;
 mod ops;
 
@@ -35,6 +36,8 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/embeddings", post(embeddings::create))
+        .route("/v1/chat/completions", post(generate::chat))
+        .route("/v1/completions", post(generate::completions))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get_one))
         .route("/healthz", get(ops::healthz))

@@ -27,6 +27,7 @@ fn free_port() -> u16 {
 impl TestNode {
     /// Starts `golek serve` with `args` and waits until `/readyz` answers 200.
     pub async fn start(args: &[&str]) -> TestNode {
+        ensure_test_models();
         Self::start_in(tempfile::tempdir().unwrap(), args).await
     }
 
@@ -160,6 +161,21 @@ impl Drop for TestNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Writes the default `golek-tiny` GGUF where the default config looks for it, if missing.
+pub fn ensure_test_models() {
+    let path = golek_config::default_assets_dir().join("models/golek-tiny.gguf");
+    if !path.exists() {
+        let unique = path.with_extension(format!("{}.gguf", std::process::id()));
+        golek_providers::gguf::write_test_gguf(
+            &unique,
+            &golek_providers::gguf::TestModelSpec::tiny(),
+        )
+        .expect("write golek-tiny");
+        // Rename is atomic: concurrent test binaries all end with the same complete file.
+        std::fs::rename(&unique, &path).expect("move golek-tiny into place");
     }
 }
 
