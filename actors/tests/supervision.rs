@@ -18,11 +18,15 @@ const WAIT: Duration = Duration::from_secs(60);
 fn config(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> Arc<NodeConfig> {
     let mut env = BTreeMap::new();
     env.insert("HOME".to_string(), "/tmp".to_string());
-    let mut cli = vec![CliOverride::new(
-        "node.data_dir",
-        data_dir.display().to_string(),
-        "--data-dir",
-    )];
+    // These scenarios are about the ONNX model; the llama.cpp one has its own tests.
+    let mut cli = vec![
+        CliOverride::new(
+            "node.data_dir",
+            data_dir.display().to_string(),
+            "--data-dir",
+        ),
+        CliOverride::new("models.golek-tiny.enabled", "false", "--set"),
+    ];
     for (k, v) in extra {
         cli.push(CliOverride::new(*k, *v, "--set"));
     }

@@ -324,18 +324,19 @@ fn chat_messages(value: Option<&serde_json::Value>) -> Result<Vec<ChatMessage>, 
                     format!("{param}.role: expected a string"),
                 )
             })?;
-        let role =
-            match role {
-                "system" | "developer" => "system",
-                "user" => "user",
-                "assistant" => "assistant",
-                other => return Err(ErrorInfo::invalid(
+        let role = match role {
+            "system" | "developer" => "system",
+            "user" => "user",
+            "assistant" => "assistant",
+            other => {
+                return Err(ErrorInfo::invalid(
                     format!("{param}.role"),
                     format!(
                         "{param}.role: must be system, developer, user or assistant, got {other:?}"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let content = match item.get("content") {
             Some(c) => message_content(c, &format!("{param}.content"))?,
             None => {

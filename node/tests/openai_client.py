@@ -40,4 +40,35 @@ try:
 except BadRequestError as e:
     assert e.status_code == 400 and "input" in str(e)
 
+# Chat with golek-tiny, streamed token by token and not.
+chat = client.chat.completions.create(
+    model="golek-tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=8, temperature=0
+)
+assert chat.choices[0].finish_reason in ("stop", "length")
+assert chat.usage.completion_tokens <= 8 and chat.usage.prompt_tokens > 0
+pieces = []
+usage = None
+for chunk in client.chat.completions.create(
+    model="golek-tiny",
+    messages=[{"role": "user", "content": "hello"}],
+    max_tokens=8,
+    temperature=0,
+    stream=True,
+    stream_options={"include_usage": True},
+):
+    if chunk.usage:
+        usage = chunk.usage
+    for choice in chunk.choices:
+        if choice.delta.content:
+            pieces.append(choice.delta.content)
+assert "".join(pieces) == chat.choices[0].message.content, (pieces, chat.choices[0].message.content)
+assert usage is not None and usage.completion_tokens == chat.usage.completion_tokens
+completion = client.completions.create(model="golek-tiny", prompt="once upon a time", max_tokens=4, temperature=0)
+assert completion.choices[0].finish_reason in ("stop", "length")
+try:
+    client.chat.completions.create(model="golek-tiny", messages=[{"role": "user", "content": "x"}], temperature=-1)
+    raise AssertionError("a negative temperature must fail")
+except BadRequestError as e:
+    assert e.status_code == 400
+
 print("openai client: ok")
