@@ -137,9 +137,11 @@ impl<'a> Scheduler<'a> {
             match &job.request {
                 InferenceRequest::Generate(request) => {
                     let request = request.clone();
-                    match self.start(job, &request) {
-                        Ok(seq) => self.slots[free] = Some(seq),
-                        Err((job, err)) => job.emit(Err(ErrorInfo::from(&err))),
+                    match self.prepare(&request) {
+                        Ok((prompt, max_tokens)) => {
+                            self.slots[free] = Some(self.start(job, &request, prompt, max_tokens))
+                        }
+                        Err(err) => job.emit(Err(ErrorInfo::from(&err))),
                     }
                 }
                 InferenceRequest::Embeddings(request) => {
@@ -159,65 +161,63 @@ impl<'a> Scheduler<'a> {
         Ok(true)
     }
 
-    fn start(
-        &self,
-        job: Job,
-        request: &GenerateRequest,
-    ) -> std::result::Result<Sequence, (Job, ProviderError)> {
+    /// Checks a request against the model and the slot's context: the prompt's tokens and the
+    /// number of tokens it may generate.
+    fn prepare(&self, request: &GenerateRequest) -> Result<(Vec<LlamaToken>, u32)> {
         if !self.provider.info.capabilities.completions {
-            return Err((job, ProviderError::Unsupported("text generation")));
+            return Err(ProviderError::Unsupported("text generation"));
         }
         let (text, param) = match &request.prompt {
             Prompt::Text(t) => (t.clone(), "prompt"),
-            Prompt::Chat(messages) => match self.provider.render_chat(messages) {
-                Ok(t) => (t, "messages"),
-                Err(e) => return Err((job, e)),
-            },
+            Prompt::Chat(messages) => (self.provider.render_chat(messages)?, "messages"),
         };
-        let vocab = self.provider.model.vocab();
-        let prompt = vocab.tokenize(text.as_bytes(), true, true);
+        let bad = |message: String| ProviderError::BadInput {
+            param: param.into(),
+            message,
+        };
+        let prompt = self
+            .provider
+            .model
+            .vocab()
+            .tokenize(text.as_bytes(), true, true);
         let n = prompt.len() as u32;
         if prompt.is_empty() {
-            return Err((
-                job,
-                ProviderError::BadInput {
-                    param: param.into(),
-                    message: format!("{param}: the prompt has no tokens"),
-                },
-            ));
+            return Err(bad(format!("{param}: the prompt has no tokens")));
         }
         if n >= self.slot_ctx {
-            return Err((
-                job,
-                ProviderError::BadInput {
-                    param: param.into(),
-                    message: format!(
-                        "{param}: the prompt is {n} tokens; a sequence holds at most {} (n_ctx / slots), leaving room for at least one generated token",
-                        self.slot_ctx
-                    ),
-                },
-            ));
+            return Err(bad(format!(
+                "{param}: the prompt is {n} tokens; a sequence holds at most {} (n_ctx / slots), leaving room for at least one generated token",
+                self.slot_ctx
+            )));
         }
         let max_tokens = match request.max_tokens {
             Some(k) if n + k > self.slot_ctx => {
-                return Err((
-                    job,
-                    ProviderError::BadInput {
-                        param: "max_tokens".into(),
-                        message: format!(
-                            "max_tokens: the prompt ({n} tokens) plus max_tokens ({k}) exceeds the {} tokens a sequence holds",
-                            self.slot_ctx
-                        ),
-                    },
-                ))
+                return Err(ProviderError::BadInput {
+                    param: "max_tokens".into(),
+                    message: format!(
+                        "max_tokens: the prompt ({n} tokens) plus max_tokens ({k}) exceeds the {} tokens a sequence holds",
+                        self.slot_ctx
+                    ),
+                })
             }
             Some(k) => k,
             None => self.slot_ctx - n,
         };
+        Ok((prompt, max_tokens))
+    }
+
+    fn start(
+        &self,
+        job: Job,
+        request: &GenerateRequest,
+        prompt: Vec<LlamaToken>,
+        max_tokens: u32,
+    ) -> Sequence {
+        let n = prompt.len() as u32;
         metrics::counter!(m::GEN_PROMPT_TOKENS_TOTAL, "model" => self.provider.name.clone())
             .increment(n as u64);
         job.emit(Ok(InferenceEvent::Started { prompt_tokens: n }));
-        Ok(Sequence {
+        Sequence {
             prompt,
             prefilled: 0,
             n_past: 0,
@@ -231,7 +231,7 @@ impl<'a> Scheduler<'a> {
             last_token_at: None,
             unsent_tokens: 0,
             job,
-        })
+        }
     }
 
     fn free(&mut self, slot: usize) -> Option<Sequence> {
