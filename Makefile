@@ -22,3 +22,4 @@ lint:
 
 bench: setup
 	bash bench/embeddings.sh
+	bash bench/generation.sh

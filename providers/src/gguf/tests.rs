@@ -155,6 +155,29 @@ fn greedy_output_is_the_same_alone_and_batched() {
 }
 
 #[test]
+fn long_prompts_prefilled_in_small_chunks_give_the_same_output() {
+    let requests = || {
+        vec![
+            greedy(&PROMPTS.join(" and "), 16),
+            greedy(PROMPTS[1], 16),
+            greedy(PROMPTS[3], 16),
+        ]
+    };
+    let (_tx, whole) = serve_with(params(4), requests());
+    let whole: Vec<Outcome> = whole.into_iter().map(|rx| collect(rx).unwrap()).collect();
+    // Eight tokens per decode call: prompts take several steps, interleaved with decoding.
+    let mut small = params(4);
+    small.batch_size = 8;
+    let (_tx, chunked) = serve_with(small, requests());
+    let chunked: Vec<Outcome> = chunked.into_iter().map(|rx| collect(rx).unwrap()).collect();
+    assert!(
+        whole[0].prompt_tokens > 24,
+        "the first prompt spans several chunks"
+    );
+    assert_eq!(whole, chunked);
+}
+
+#[test]
 fn usage_counts_match_the_tokenizer_and_chat_uses_the_template() {
     let provider = load(&params(1));
     let messages = vec![

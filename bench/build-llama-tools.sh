@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's own llama-bench and llama-batched-bench, from the llama.cpp sources inside
+# the PyPI source package llama-cpp-python (pinned), into .golek/llama-tools (ignored).
+# Same CPU flags as the crate's build: GGML_NATIVE=OFF (ggml then enables AVX/AVX2/FMA/F16C).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="$root/.golek/llama-tools"
+VERSION=0.3.36
+SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+if [ -x "$out/bin/llama-bench" ] && [ -x "$out/bin/llama-batched-bench" ]; then
+  echo "$out/bin"; exit 0
+fi
+work="$root/.golek/cache/llama-cpp-python-$VERSION"
+mkdir -p "$work"
+if [ ! -d "$work/src" ]; then
+  # The sdist straight from the package index (pip download would build its metadata first,
+  # compiling build tools from source); checked against the pinned sha256.
+  url="$(curl -fsS https://pypi.org/simple/llama-cpp-python/ \
+    | grep -o "https://[^\"#]*/llama_cpp_python-$VERSION.tar.gz" | head -n1)"
+  curl -fsSL -o "$work/llama_cpp_python-$VERSION.tar.gz" "$url"
+  echo "$SHA256  $work/llama_cpp_python-$VERSION.tar.gz" | sha256sum --check --status \
+    || { echo "sha256 mismatch for llama-cpp-python $VERSION" >&2; exit 1; }
+  mkdir -p "$work/src"
+  tar -xzf "$work"/llama_cpp_python-"$VERSION".tar.gz -C "$work/src" --strip-components=1
+fi
+src="$work/src/vendor/llama.cpp"
+cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF >&2
+cmake --build "$work/build" --target llama-bench llama-batched-bench -j "$(nproc)" >&2
+mkdir -p "$out/bin"
+cp "$work/build/bin/llama-bench" "$work/build/bin/llama-batched-bench" "$out/bin/"
+echo "$out/bin"
