@@ -2,12 +2,14 @@
 //! called directly through ort, no HTTP, no actors, no queue) and Python onnxruntime in a loop.
 //! All three use one ONNX Runtime thread. Run with `bash bench/embeddings.sh`.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use golek_protocol::inference::EmbeddingInput;
+
+mod common;
+use common::{arg, runtime, BenchNode};
 use golek_providers::onnx::{environment, Embedder};
 
 const LEVELS: [usize; 3] = [1, 8, 32];
@@ -25,13 +27,6 @@ fn percentiles(mut lat: Vec<Duration>) -> (f64, f64) {
         lat.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     (at(0.5), at(0.99))
-}
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -180,48 +175,27 @@ fn main() {
     let ort_lib = assets.join("onnxruntime/libonnxruntime.so");
 
     // 1. The HTTP path through a real node (release build of the same workspace).
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let data = tempfile::tempdir().unwrap();
-    let mut node = Command::new(env!("CARGO_BIN_EXE_golek"))
-        .args([
-            "serve",
-            "--http-addr",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("golek starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (http, idle_kib) = rt.block_on(async {
+    let node = BenchNode::start(&[]);
+    let pid = node.child.id();
+    let base = node.base.clone();
+    let (http, idle_kib) = runtime().block_on(async {
         let client = reqwest::Client::new();
-        let ready = Instant::now() + Duration::from_secs(60);
-        while !matches!(client.get(format!("{base}/readyz")).send().await, Ok(r) if r.status() == 200) {
-            assert!(Instant::now() < ready, "node not ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        node.wait_ready(&client).await;
         let warm = serde_json::json!({"model": "all-minilm-l6-v2", "input": "warm up"});
-        client.post(format!("{base}/v1/embeddings")).json(&warm).send().await.unwrap();
-        let idle = rss_kib(node.id());
+        client
+            .post(format!("{base}/v1/embeddings"))
+            .json(&warm)
+            .send()
+            .await
+            .unwrap();
+        let idle = rss_kib(pid);
         let mut points = Vec::new();
         for c in LEVELS {
             points.push(http_point(&base, c, seconds, &sentences).await);
         }
         (points, idle)
     });
-    unsafe { libc::kill(node.id() as i32, libc::SIGTERM) };
-    let _ = node.wait();
+    drop(node);
 
     // 2. The ceiling: the same pipeline in this process, one batch of `c` sentences per call.
     let ceiling: Vec<Point> = LEVELS

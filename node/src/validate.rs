@@ -440,6 +440,7 @@ pub fn generation(body: GenerationRequestBody, chat: bool) -> Result<ValidGenera
             false,
         )?
         .unwrap_or(0.0),
+        ignore_eos: body.ignore_eos.unwrap_or(false),
     };
     let stream = body.stream.unwrap_or(false);
     if body.stream_options.is_some() && !stream {

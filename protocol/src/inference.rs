@@ -132,6 +132,8 @@ pub struct SamplingParams {
     pub seed: Option<u64>,
     pub presence_penalty: f32,
     pub frequency_penalty: f32,
+    /// Keep generating past end-of-generation tokens (llama.cpp's `ignore_eos`; benchmarks).
+    pub ignore_eos: bool,
 }
 
 impl Default for SamplingParams {
@@ -144,6 +146,7 @@ impl Default for SamplingParams {
             seed: None,
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
+            ignore_eos: false,
         }
     }
 }

@@ -160,6 +160,9 @@ pub struct GenerationRequestBody {
     pub stream_options: Option<StreamOptions>,
     #[serde(default)]
     pub user: Option<String>,
+    /// Not OpenAI: keep generating past end-of-generation tokens (as llama.cpp's server).
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
 }
 
 /// Token counts of a generation.

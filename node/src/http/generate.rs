@@ -372,17 +372,25 @@ impl futures_core::Stream for SseStream {
     type Item = Result<Bytes, std::convert::Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            if let Some(bytes) = self.pending.pop_front() {
-                return Poll::Ready(Some(Ok(bytes)));
-            }
-            if self.done {
-                return Poll::Ready(None);
-            }
+        // Everything already produced goes out in one write: under load a step's tokens for
+        // one stream are coalesced instead of costing a write each.
+        while !self.done {
             match self.rx.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => break,
                 Poll::Ready(event) => self.on_event(event),
             }
         }
+        if self.pending.is_empty() {
+            return if self.done {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            };
+        }
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = self.pending.pop_front() {
+            out.extend_from_slice(&chunk);
+        }
+        Poll::Ready(Some(Ok(out.freeze())))
     }
 }

@@ -39,6 +39,7 @@ struct Sequence {
     last_token_at: Option<Instant>,
     /// Tokens sampled since text was last sent (text can lag behind tokens).
     unsent_tokens: u32,
+    ignore_eos: bool,
 }
 
 pub struct Scheduler<'a> {
@@ -230,6 +231,7 @@ impl<'a> Scheduler<'a> {
             admitted_at: Instant::now(),
             last_token_at: None,
             unsent_tokens: 0,
+            ignore_eos: request.sampling.ignore_eos,
             job,
         }
     }
@@ -246,9 +248,19 @@ impl<'a> Scheduler<'a> {
                 .as_ref()
                 .is_some_and(|s| s.job.is_abandoned())
             {
-                self.free(slot);
-                metrics::counter!(m::GEN_CANCELLED_TOTAL, "model" => self.provider.name.clone())
-                    .increment(1);
+                let Some(seq) = self.free(slot) else { continue };
+                if seq.job.events.is_closed() {
+                    metrics::counter!(m::GEN_CANCELLED_TOTAL, "model" => self.provider.name.clone())
+                        .increment(1);
+                } else {
+                    seq.job.emit(Err(ErrorInfo::new(
+                        golek_protocol::ErrorCode::Timeout,
+                        format!(
+                            "generation ran past the request deadline after {} tokens (http.request_timeout_ms)",
+                            seq.generated
+                        ),
+                    )));
+                }
             }
         }
     }
@@ -341,7 +353,7 @@ impl<'a> Scheduler<'a> {
                 .record(now.duration_since(last).as_secs_f64()),
         }
         seq.last_token_at = Some(now);
-        if vocab.is_eog(token) {
+        if vocab.is_eog(token) && !seq.ignore_eos {
             self.finish(slot, FinishReason::Stop);
             return;
         }
