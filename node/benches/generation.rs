@@ -60,13 +60,13 @@ async fn stream_once(
 
 /// The provider in this process, no HTTP: `streams` sequences of `n` tokens submitted at once;
 /// tokens per second between the first and the last token of any sequence.
-fn in_process(model: &Path, threads: u32, streams: usize, n: u32) -> f64 {
+fn in_process(model: &Path, threads: u32, slots: u32, streams: usize, n: u32) -> f64 {
     use golek_protocol::inference::*;
     use golek_providers::{job_queue, Job, Provider};
     let params = golek_config::GgufParams {
         model_path: model.to_path_buf(),
-        n_ctx: 4096,
-        slots: 8,
+        n_ctx: 512 * slots,
+        slots,
         threads,
         batch_size: 512,
         n_gpu_layers: 0,
@@ -202,10 +202,14 @@ fn main() {
 
     // The same provider without HTTP, in this process.
     let direct_single = (0..3)
-        .map(|_| in_process(&model, threads, 1, n))
+        .map(|_| in_process(&model, threads, 8, 1, n))
         .fold(0.0, f64::max);
     let direct_eight = (0..3)
-        .map(|_| in_process(&model, threads, 8, n))
+        .map(|_| in_process(&model, threads, 8, 8, n))
+        .fold(0.0, f64::max);
+    // A one-slot deployment, to show what the 8-slot context costs a lone stream.
+    let one_slot = (0..3)
+        .map(|_| in_process(&model, threads, 1, 1, n))
         .fold(0.0, f64::max);
 
     println!("## Text generation, golek-15m (6 layers, dim 288, F16, random weights), {threads} thread(s), best of 3\n");
@@ -284,5 +288,9 @@ fn main() {
     println!(
         "\n8 streams / single stream through HTTP: {:.2}x",
         aggregate / single
+    );
+    println!(
+        "A lone stream on a one-slot deployment (provider, no HTTP): {one_slot:.1} tokens/s ({:.0}% of llama-bench)",
+        100.0 * one_slot / tg
     );
 }

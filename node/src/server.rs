@@ -56,6 +56,12 @@ pub async fn serve(
         prometheus,
     });
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    // Streamed tokens are small writes: send each at once rather than waiting for an ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
