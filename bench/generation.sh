@@ -10,4 +10,5 @@ cd "$root"
 bash scripts/setup.sh
 tools="$(bash bench/build-llama-tools.sh | tail -n 1)"
 mkdir -p bench/out
-cargo bench -p golek-node --bench generation -- --tools "$tools" --threads "${THREADS:-1}" | tee bench/out/generation.md
+cargo bench -p golek-node --bench generation -- --tools "$tools" --threads "${THREADS:-1}" \
+  | tee bench/out/generation.md

@@ -127,6 +127,59 @@ fn in_process(model: &Path, threads: u32, slots: u32, streams: usize, n: u32) ->
     tokens as f64 / last.duration_since(first.unwrap_or(last)).as_secs_f64()
 }
 
+/// llama-bench tg`n` and llama-batched-bench S_TG (8 sequences), best of 3.
+fn tool_rates(dir: &Path, model: &Path, threads: u32, n: u32) -> (f64, f64) {
+    let t = threads.to_string();
+    let m = model.display().to_string();
+    let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let n = n.to_string();
+    let (mut tg, mut s_tg): (f64, f64) = (0.0, 0.0);
+    for _ in 0..3 {
+        let bench = tool(
+            dir,
+            "llama-bench",
+            &args(&["-m", &m, "-p", "0", "-n", &n, "-t", &t, "-o", "json"]),
+        );
+        let rate = serde_json::from_str::<serde_json::Value>(&bench)
+            .ok()
+            .and_then(|v| v[0]["avg_ts"].as_f64());
+        tg = tg.max(rate.unwrap_or(0.0));
+        let batched = tool(
+            dir,
+            "llama-batched-bench",
+            &args(&[
+                "-m",
+                &m,
+                "-c",
+                "4096",
+                "-b",
+                "512",
+                "-ub",
+                "512",
+                "-npp",
+                "8",
+                "-ntg",
+                &n,
+                "-npl",
+                "8",
+                "-t",
+                &t,
+                "-tb",
+                &t,
+                "--output-format",
+                "jsonl",
+            ]),
+        );
+        let rate = batched
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["speed_tg"].as_f64())
+            .next_back();
+        s_tg = s_tg.max(rate.unwrap_or(0.0));
+    }
+    (tg, s_tg)
+}
+
 fn tool(dir: &Path, name: &str, args: &[String]) -> String {
     let out = Command::new(dir.join(name))
         .args(args)
@@ -215,74 +268,9 @@ fn main() {
     println!("## Text generation, golek-15m (6 layers, dim 288, F16, random weights), {threads} thread(s), best of 3\n");
     println!("| measure | golek HTTP | golek provider, no HTTP | llama.cpp tool | HTTP / tool |");
     println!("|---|---|---|---|---|");
-    let (tg, s_tg) = match tools {
-        Some(dir) => {
-            let t = threads.to_string();
-            let m = model.display().to_string();
-            let mut tg: f64 = 0.0;
-            let mut s_tg: f64 = 0.0;
-            for _ in 0..3 {
-                let bench = tool(
-                    &dir,
-                    "llama-bench",
-                    &[
-                        "-m".into(),
-                        m.clone(),
-                        "-p".into(),
-                        "0".into(),
-                        "-n".into(),
-                        n.to_string(),
-                        "-t".into(),
-                        t.clone(),
-                        "-o".into(),
-                        "json".into(),
-                    ],
-                );
-                tg = tg.max(
-                    serde_json::from_str::<serde_json::Value>(&bench)
-                        .ok()
-                        .and_then(|v| v[0]["avg_ts"].as_f64())
-                        .unwrap_or(0.0),
-                );
-                let batched = tool(
-                    &dir,
-                    "llama-batched-bench",
-                    &[
-                        "-m".into(),
-                        m.clone(),
-                        "-c".into(),
-                        "4096".into(),
-                        "-b".into(),
-                        "512".into(),
-                        "-ub".into(),
-                        "512".into(),
-                        "-npp".into(),
-                        "8".into(),
-                        "-ntg".into(),
-                        n.to_string(),
-                        "-npl".into(),
-                        "8".into(),
-                        "-t".into(),
-                        t.clone(),
-                        "-tb".into(),
-                        t.clone(),
-                        "--output-format".into(),
-                        "jsonl".into(),
-                    ],
-                );
-                s_tg = s_tg.max(
-                    batched
-                        .lines()
-                        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                        .filter_map(|v| v["speed_tg"].as_f64())
-                        .next_back()
-                        .unwrap_or(0.0),
-                );
-            }
-            (tg, s_tg)
-        }
-        None => (f64::NAN, f64::NAN),
-    };
+    let (tg, s_tg) = tools.as_deref().map_or((f64::NAN, f64::NAN), |dir| {
+        tool_rates(dir, &model, threads, n)
+    });
     println!("| single stream tokens/s (tool: llama-bench tg{n}) | {single:.1} | {direct_single:.1} | {tg:.1} | {:.0}% |", 100.0 * single / tg);
     println!("| 8 streams, aggregate tokens/s (tool: llama-batched-bench S_TG, npl 8) | {aggregate:.1} | {direct_eight:.1} | {s_tg:.1} | {:.0}% |", 100.0 * aggregate / s_tg);
     println!(

@@ -323,12 +323,17 @@ fn seeded_sampling_is_reproducible() {
                 seed: Some(seed),
                 presence_penalty: 0.5,
                 frequency_penalty: 0.5,
+                ignore_eos: true,
             },
         })
     };
     let (_tx, rx) = serve_with(params(2), vec![sampled(1), sampled(1), sampled(2)]);
     let outs: Vec<Outcome> = rx.into_iter().map(|r| collect(r).unwrap()).collect();
     assert_eq!(outs[0].text, outs[1].text);
+    // ignore_eos: every request runs to max_tokens.
+    for o in &outs {
+        assert_eq!((o.reason, o.completion_tokens), (FinishReason::Length, 16));
+    }
 }
 
 #[test]
