@@ -166,6 +166,10 @@ impl Drop for TestNode {
 
 /// Writes the default `golek-tiny` GGUF where the default config looks for it, if missing.
 pub fn ensure_test_models() {
+    // One writer per process (tests run on threads); the pid in the temporary name keeps
+    // concurrent test processes apart.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let path = golek_config::default_assets_dir().join("models/golek-tiny.gguf");
     if !path.exists() {
         let unique = path.with_extension(format!("{}.gguf", std::process::id()));
