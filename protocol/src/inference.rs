@@ -59,9 +59,15 @@ pub struct Embedding {
 pub enum TensorData {
     F32(Vec<f32>),
     F64(Vec<f64>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
     I32(Vec<i32>),
     I64(Vec<i64>),
     U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    Bool(Vec<bool>),
 }
 
 impl TensorData {
@@ -69,9 +75,15 @@ impl TensorData {
         match self {
             TensorData::F32(v) => v.len(),
             TensorData::F64(v) => v.len(),
+            TensorData::I8(v) => v.len(),
+            TensorData::I16(v) => v.len(),
             TensorData::I32(v) => v.len(),
             TensorData::I64(v) => v.len(),
             TensorData::U8(v) => v.len(),
+            TensorData::U16(v) => v.len(),
+            TensorData::U32(v) => v.len(),
+            TensorData::U64(v) => v.len(),
+            TensorData::Bool(v) => v.len(),
         }
     }
 
@@ -84,9 +96,15 @@ impl TensorData {
         match self {
             TensorData::F32(_) => "FP32",
             TensorData::F64(_) => "FP64",
+            TensorData::I8(_) => "INT8",
+            TensorData::I16(_) => "INT16",
             TensorData::I32(_) => "INT32",
             TensorData::I64(_) => "INT64",
             TensorData::U8(_) => "UINT8",
+            TensorData::U16(_) => "UINT16",
+            TensorData::U32(_) => "UINT32",
+            TensorData::U64(_) => "UINT64",
+            TensorData::Bool(_) => "BOOL",
         }
     }
 }

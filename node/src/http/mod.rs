@@ -3,6 +3,7 @@
 mod embeddings;
 mod error;
 mod generate;
+mod kserve;
 mod models;
 mod ops;
 
@@ -40,6 +41,24 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/completions", post(generate::completions))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get_one))
+        .route("/v2", get(kserve::server_metadata))
+        .route("/v2/health/live", get(kserve::live))
+        .route("/v2/health/ready", get(kserve::ready))
+        .route("/v2/models/{name}", get(kserve::model_metadata))
+        .route("/v2/models/{name}/ready", get(kserve::model_ready))
+        .route("/v2/models/{name}/infer", post(kserve::infer))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(kserve::model_version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(kserve::model_version_ready),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(kserve::infer_version),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -92,25 +92,28 @@ fn ort_err(e: ort::Error) -> ProviderError {
 
 /// Builds an ONNX Runtime input value from a checked tensor.
 pub fn to_value(input: &NamedTensor) -> Result<SessionInputValue<'static>> {
+    fn make<T>(shape: Vec<i64>, data: &[T]) -> Result<SessionInputValue<'static>>
+    where
+        T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static,
+    {
+        Ok(Tensor::from_array((shape, data.to_vec()))
+            .map_err(ort_err)?
+            .into())
+    }
     let shape: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
-    let value: SessionInputValue<'static> = match &input.data {
-        TensorData::F32(v) => Tensor::from_array((shape, v.clone()))
-            .map_err(ort_err)?
-            .into(),
-        TensorData::F64(v) => Tensor::from_array((shape, v.clone()))
-            .map_err(ort_err)?
-            .into(),
-        TensorData::I32(v) => Tensor::from_array((shape, v.clone()))
-            .map_err(ort_err)?
-            .into(),
-        TensorData::I64(v) => Tensor::from_array((shape, v.clone()))
-            .map_err(ort_err)?
-            .into(),
-        TensorData::U8(v) => Tensor::from_array((shape, v.clone()))
-            .map_err(ort_err)?
-            .into(),
-    };
-    Ok(value)
+    match &input.data {
+        TensorData::F32(v) => make(shape, v),
+        TensorData::F64(v) => make(shape, v),
+        TensorData::I8(v) => make(shape, v),
+        TensorData::I16(v) => make(shape, v),
+        TensorData::I32(v) => make(shape, v),
+        TensorData::I64(v) => make(shape, v),
+        TensorData::U8(v) => make(shape, v),
+        TensorData::U16(v) => make(shape, v),
+        TensorData::U32(v) => make(shape, v),
+        TensorData::U64(v) => make(shape, v),
+        TensorData::Bool(v) => make(shape, v),
+    }
 }
 
 /// Reads an output value into a named tensor.
@@ -135,6 +138,12 @@ pub fn from_value(name: &str, value: &DynValue) -> Result<NamedTensor> {
     let (shape, data) = match ty {
         TensorElementType::Float32 => read::<f32>(value).map(|(s, d)| (s, TensorData::F32(d)))?,
         TensorElementType::Float64 => read::<f64>(value).map(|(s, d)| (s, TensorData::F64(d)))?,
+        TensorElementType::Int8 => read::<i8>(value).map(|(s, d)| (s, TensorData::I8(d)))?,
+        TensorElementType::Int16 => read::<i16>(value).map(|(s, d)| (s, TensorData::I16(d)))?,
+        TensorElementType::Uint16 => read::<u16>(value).map(|(s, d)| (s, TensorData::U16(d)))?,
+        TensorElementType::Uint32 => read::<u32>(value).map(|(s, d)| (s, TensorData::U32(d)))?,
+        TensorElementType::Uint64 => read::<u64>(value).map(|(s, d)| (s, TensorData::U64(d)))?,
+        TensorElementType::Bool => read::<bool>(value).map(|(s, d)| (s, TensorData::Bool(d)))?,
         TensorElementType::Int32 => read::<i32>(value).map(|(s, d)| (s, TensorData::I32(d)))?,
         TensorElementType::Int64 => read::<i64>(value).map(|(s, d)| (s, TensorData::I64(d)))?,
         TensorElementType::Uint8 => read::<u8>(value).map(|(s, d)| (s, TensorData::U8(d)))?,
