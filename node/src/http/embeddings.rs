@@ -93,7 +93,6 @@ async fn run(
     state: &AppState,
     valid: validate::ValidEmbeddings,
 ) -> Result<EmbeddingsResponse, ApiError> {
-    let retry_after = state.router.retry_after_s();
     let entry = state.router.entry(&valid.model)?;
     if let (Some(wanted), Some(dims)) = (
         valid.dimensions,
@@ -107,43 +106,9 @@ async fn run(
             .into());
         }
     }
-    let timeout = state.config.http.request_timeout;
-    let mut events = state
-        .router
-        .submit(&valid.model, valid.request, timeout)
-        .map_err(|e| ApiError::from(e).retry_after(retry_after))?;
-    let event = match tokio::time::timeout(timeout, events.recv()).await {
-        Err(_) => {
-            return Err(ErrorInfo::new(
-                ErrorCode::Timeout,
-                format!(
-                    "the request did not finish within {} ms (http.request_timeout_ms)",
-                    timeout.as_millis()
-                ),
-            )
-            .into())
-        }
-        Ok(None) => {
-            return Err(ApiError::from(ErrorInfo::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "model {:?} stopped before answering (its worker is restarting)",
-                    valid.model
-                ),
-            ))
-            .retry_after(retry_after))
-        }
-        Ok(Some(event)) => event?,
-    };
-    let vectors = match event {
-        InferenceEvent::Embeddings(v) => v,
-        other => {
-            return Err(ErrorInfo::new(
-                ErrorCode::Internal,
-                format!("the provider answered {other:?} to an embeddings request"),
-            )
-            .into())
-        }
+    let vectors = match super::dispatch(state, &valid.model, valid.request).await? {
+        (_, InferenceEvent::Embeddings(v)) => v,
+        (_, other) => return Err(super::unexpected(&other).into()),
     };
     let prompt_tokens: u32 = vectors.iter().map(|v| v.tokens).sum();
     metrics::counter!(m::MODEL_INPUTS_TOTAL, "model" => valid.model.clone())

@@ -118,29 +118,13 @@ async fn run(
             ));
         }
     }
-    let retry_after = state.router.retry_after_s();
     let timeout = state.config.http.request_timeout;
-    let mut events = state
-        .router
-        .submit(&model, InferenceRequest::Generate(valid.request), timeout)
-        .map_err(|e| fail(&model, ApiError::from(e).retry_after(retry_after)))?;
-    // The first event says whether the model took the request.
-    let prompt_tokens = match tokio::time::timeout(timeout, events.recv()).await {
-        Err(_) => return Err(fail(&model, timeout_error(timeout).into())),
-        Ok(None) => return Err(fail(&model, worker_gone(&model).retry_after(retry_after))),
-        Ok(Some(Err(e))) => return Err(fail(&model, e.into())),
-        Ok(Some(Ok(InferenceEvent::Started { prompt_tokens }))) => prompt_tokens,
-        Ok(Some(Ok(other))) => {
-            return Err(fail(
-                &model,
-                ErrorInfo::new(
-                    ErrorCode::Internal,
-                    format!("unexpected first event {other:?}"),
-                )
-                .into(),
-            ))
-        }
-    };
+    let (mut events, prompt_tokens) =
+        match super::dispatch(state, &model, InferenceRequest::Generate(valid.request)).await {
+            Ok((events, InferenceEvent::Started { prompt_tokens })) => (events, prompt_tokens),
+            Ok((_, other)) => return Err(fail(&model, super::unexpected(&other).into())),
+            Err(e) => return Err(fail(&model, e)),
+        };
     let id = match kind {
         Kind::Chat => format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         Kind::Completion => format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
@@ -192,7 +176,7 @@ async fn run(
         ))
     })
     .await
-    .map_err(|_| fail(&model, timeout_error(timeout).into()))?
+    .map_err(|_| fail(&model, super::timeout_error(timeout).into()))?
     .map_err(|e| fail(&model, ApiError::from(e)))?;
     let (text, reason, prompt_tokens, completion_tokens) = collected;
     let usage = CompletionUsage {
@@ -234,23 +218,6 @@ async fn run(
         .into_response(),
     };
     Ok((model, response))
-}
-
-fn timeout_error(timeout: std::time::Duration) -> ErrorInfo {
-    ErrorInfo::new(
-        ErrorCode::Timeout,
-        format!(
-            "the request did not finish within {} ms (http.request_timeout_ms)",
-            timeout.as_millis()
-        ),
-    )
-}
-
-fn worker_gone(model: &str) -> ApiError {
-    ApiError::from(ErrorInfo::new(
-        ErrorCode::Unavailable,
-        format!("model {model:?} stopped before answering (its worker is restarting)"),
-    ))
 }
 
 struct Meta {

@@ -304,38 +304,10 @@ async fn infer_model(
         .into_iter()
         .map(|o| o.name)
         .collect();
-    let timeout = state.config.http.request_timeout;
-    let retry_after = state.router.retry_after_s();
-    let mut events = state
-        .router
-        .submit(
-            &entry.name,
-            InferenceRequest::Tensors(TensorRequest { inputs, outputs }),
-            timeout,
-        )
-        .map_err(|e| ApiError::from(e).retry_after(retry_after))?;
-    let tensors = match tokio::time::timeout(timeout, events.recv()).await {
-        Err(_) => {
-            return Err(ErrorInfo::new(
-                ErrorCode::Timeout,
-                "the request did not finish in time (http.request_timeout_ms)",
-            )
-            .into())
-        }
-        Ok(None) => {
-            return Err(ErrorInfo::new(
-                ErrorCode::Unavailable,
-                format!("model {name:?} stopped before answering"),
-            )
-            .into())
-        }
-        Ok(Some(Err(e))) => return Err(e.into()),
-        Ok(Some(Ok(InferenceEvent::Tensors(t)))) => t,
-        Ok(Some(Ok(other))) => {
-            return Err(
-                ErrorInfo::new(ErrorCode::Internal, format!("unexpected event {other:?}")).into(),
-            )
-        }
+    let request = InferenceRequest::Tensors(TensorRequest { inputs, outputs });
+    let tensors = match super::dispatch(&state, &entry.name, request).await? {
+        (_, InferenceEvent::Tensors(t)) => t,
+        (_, other) => return Err(super::unexpected(&other).into()),
     };
     let outputs: Vec<Value> = tensors
         .iter()

@@ -33,6 +33,57 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
 }
 
+/// Routes a validated request to `model` and waits (up to the request timeout) for its first
+/// event. Every failure on the way becomes its answer: 404/400/429/503 from the router, 504 on
+/// timeout, 503 when the worker died before answering, the provider's own error otherwise.
+pub async fn dispatch(
+    state: &AppState,
+    model: &str,
+    request: golek_protocol::inference::InferenceRequest,
+) -> Result<
+    (
+        golek_actors::EventRx,
+        golek_protocol::inference::InferenceEvent,
+    ),
+    ApiError,
+> {
+    let timeout = state.config.http.request_timeout;
+    let retry_after = state.router.retry_after_s();
+    let mut events = state
+        .router
+        .submit(model, request, timeout)
+        .map_err(|e| ApiError::from(e).retry_after(retry_after))?;
+    match tokio::time::timeout(timeout, events.recv()).await {
+        Err(_) => Err(timeout_error(timeout).into()),
+        Ok(None) => Err(ApiError::from(ErrorInfo::new(
+            ErrorCode::Unavailable,
+            format!("model {model:?} stopped before answering (its worker is restarting)"),
+        ))
+        .retry_after(retry_after)),
+        Ok(Some(Err(e))) => Err(e.into()),
+        Ok(Some(Ok(event))) => Ok((events, event)),
+    }
+}
+
+/// The 504 answer for a request past `http.request_timeout_ms`.
+pub fn timeout_error(timeout: std::time::Duration) -> ErrorInfo {
+    ErrorInfo::new(
+        ErrorCode::Timeout,
+        format!(
+            "the request did not finish within {} ms (http.request_timeout_ms)",
+            timeout.as_millis()
+        ),
+    )
+}
+
+/// The answer for a provider event that does not fit the request (a bug, not a client error).
+pub fn unexpected(event: &golek_protocol::inference::InferenceEvent) -> ErrorInfo {
+    ErrorInfo::new(
+        ErrorCode::Internal,
+        format!("unexpected event from the provider: {event:?}"),
+    )
+}
+
 /// The HTTP API as an axum router.
 pub fn app(state: AppState) -> Router {
     Router::new()
