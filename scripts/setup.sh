@@ -81,4 +81,15 @@ if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
   cp "$requirements" "$venv/requirements.txt"
 fi
 
+# --- MLServer (a real KServe v2 server) for the remote-provider tests ---
+requirements="$root/scripts/mlserver-requirements.txt"
+venv="$assets/mlserver-venv"
+if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+  log "installing $requirements into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+  cp "$requirements" "$venv/requirements.txt"
+fi
+
 log "ready: $assets"

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 pub use layers::{Provenance, Source};
 pub use node_config::{
     DebugConfig, GgufParams, HttpConfig, ModelConfig, NodeConfig, NodeSection, OnnxParams,
-    OnnxPipeline, ProviderKind, ProviderParams, RuntimeConfig, SupervisionConfig,
+    OnnxPipeline, ProviderKind, ProviderParams, RuntimeConfig, SupervisionConfig, TritonParams,
 };
 pub use validate::FieldError;
 

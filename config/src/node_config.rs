@@ -69,15 +69,18 @@ pub struct DebugConfig {
 pub enum ProviderKind {
     Onnx,
     Gguf,
+    Triton,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 2] = [ProviderKind::Onnx, ProviderKind::Gguf];
+    pub const ALL: [ProviderKind; 3] =
+        [ProviderKind::Onnx, ProviderKind::Gguf, ProviderKind::Triton];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Onnx => "onnx",
             ProviderKind::Gguf => "gguf",
+            ProviderKind::Triton => "triton",
         }
     }
 
@@ -112,6 +115,7 @@ impl ModelConfig {
         match self.params {
             ProviderParams::Onnx(_) => ProviderKind::Onnx,
             ProviderParams::Gguf(_) => ProviderKind::Gguf,
+            ProviderParams::Triton(_) => ProviderKind::Triton,
         }
     }
 }
@@ -122,6 +126,7 @@ impl ModelConfig {
 pub enum ProviderParams {
     Onnx(OnnxParams),
     Gguf(GgufParams),
+    Triton(TritonParams),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -164,4 +169,20 @@ pub struct GgufParams {
     pub chat_template: Option<String>,
     /// Serve embeddings (mean-pooled, normalised) instead of text generation.
     pub embeddings: bool,
+}
+
+/// A model served by a remote KServe v2 server (NVIDIA Triton, MLServer, another Golek).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TritonParams {
+    /// The server's base URL, e.g. `http://10.0.0.5:8000`.
+    pub url: String,
+    /// The model's name on the remote (defaults to the deployment's name).
+    pub remote_model: Option<String>,
+    /// The remote version; unset means the server's default.
+    pub remote_version: Option<String>,
+    /// Per request, connection included.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Requests in flight to the remote at once.
+    pub max_in_flight: u32,
 }

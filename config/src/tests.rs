@@ -174,7 +174,7 @@ fn every_bad_example_names_its_key_and_reason() {
         ("bad/bad-addr.toml", &["http.addr: must be an IP address and port", "\"localhost\""]),
         (
             "bad/unknown-provider.toml",
-            &["models.mystery.provider: unknown provider kind \"tensorflow\"; known kinds: onnx, gguf"],
+            &["models.mystery.provider: unknown provider kind \"tensorflow\"; known kinds: onnx, gguf, triton"],
         ),
         (
             "bad/missing-tokenizer.toml",
@@ -281,6 +281,43 @@ fn gguf_slots_must_leave_each_a_usable_context() {
         err.to_string()
             .contains("models.golek-tiny.params.n_ctx: gives each of the 64 slots only 16 tokens"),
         "{err}"
+    );
+}
+
+#[test]
+fn triton_deployments_check_their_url_and_limits() {
+    let ok = load(&ConfigInputs {
+        env: env(&[("HOME", "/h")]),
+        cli: vec![
+            CliOverride::new("models.remote.provider", "triton", "--set"),
+            CliOverride::new("models.remote.params.url", "http://10.0.0.5:8000/", "--set"),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let ProviderParams::Triton(p) = &ok.config.models["remote"].params else {
+        panic!("triton params")
+    };
+    assert_eq!(p.url, "http://10.0.0.5:8000");
+    assert_eq!((p.max_in_flight, p.timeout.as_millis()), (32, 30_000));
+    let err = load(&ConfigInputs {
+        env: env(&[("HOME", "/h")]),
+        cli: vec![
+            CliOverride::new("models.remote.provider", "triton", "--set"),
+            CliOverride::new("models.remote.params.url", "10.0.0.5:8000", "--set"),
+            CliOverride::new("models.remote.params.max_in_flight", "0", "--set"),
+        ],
+        ..Default::default()
+    })
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("models.remote.params.url: must be an http:// or https:// base URL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("models.remote.params.max_in_flight: must be between 1 and 4096, got 0"),
+        "{text}"
     );
 }
 

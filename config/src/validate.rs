@@ -454,6 +454,7 @@ fn build_model(
         ProviderKind::Gguf => {
             gguf_params(&prefix, model.params, assets_dir, c).map(ProviderParams::Gguf)
         }
+        ProviderKind::Triton => triton_params(&prefix, model.params, c).map(ProviderParams::Triton),
     };
     if !model.enabled {
         return None;
@@ -599,5 +600,76 @@ fn gguf_params(
         n_gpu_layers: n_gpu_layers? as u32,
         chat_template: raw.chat_template,
         embeddings: raw.embeddings,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTritonParams {
+    url: String,
+    #[serde(default)]
+    remote_model: Option<String>,
+    #[serde(default)]
+    remote_version: Option<String>,
+    #[serde(default = "default_remote_timeout_ms")]
+    timeout_ms: i64,
+    #[serde(default = "default_connect_timeout_ms")]
+    connect_timeout_ms: i64,
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: i64,
+}
+
+fn default_remote_timeout_ms() -> i64 {
+    30_000
+}
+fn default_connect_timeout_ms() -> i64 {
+    2_000
+}
+fn default_max_in_flight() -> i64 {
+    32
+}
+
+fn triton_params(
+    model_prefix: &str,
+    params: toml::Table,
+    c: &mut Checker<'_>,
+) -> Option<TritonParams> {
+    let prefix = format!("{model_prefix}.params");
+    let raw: RawTritonParams = typed(toml::Value::Table(params), &prefix, c)?;
+    let url = raw.url.trim_end_matches('/').to_string();
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+        c.fail(
+            &format!("{prefix}.url"),
+            format!(
+                "must be an http:// or https:// base URL like http://10.0.0.5:8000, got {:?}",
+                raw.url
+            ),
+        );
+    }
+    let timeout = c.millis(
+        &format!("{prefix}.timeout_ms"),
+        raw.timeout_ms,
+        1,
+        3_600_000,
+    );
+    let connect_timeout = c.millis(
+        &format!("{prefix}.connect_timeout_ms"),
+        raw.connect_timeout_ms,
+        1,
+        600_000,
+    );
+    let max_in_flight = c.range(
+        &format!("{prefix}.max_in_flight"),
+        raw.max_in_flight,
+        1,
+        4096,
+    );
+    Some(TritonParams {
+        url,
+        remote_model: raw.remote_model,
+        remote_version: raw.remote_version,
+        timeout: timeout?,
+        connect_timeout: connect_timeout?,
+        max_in_flight: max_in_flight? as u32,
     })
 }

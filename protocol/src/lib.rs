@@ -8,6 +8,7 @@
 
 mod error;
 pub mod inference;
+pub mod kserve;
 pub mod openai;
 
 pub use error::{ErrorCode, ErrorInfo};

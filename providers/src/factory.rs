@@ -10,7 +10,20 @@ pub fn build_provider(model: &ModelConfig, runtime: &RuntimeConfig) -> Result<Bo
     match &model.params {
         ProviderParams::Onnx(params) => build_onnx(&model.name, params, runtime),
         ProviderParams::Gguf(params) => build_gguf(&model.name, params),
+        ProviderParams::Triton(params) => build_triton(&model.name, params),
     }
+}
+
+#[cfg(feature = "triton")]
+fn build_triton(name: &str, params: &golek_config::TritonParams) -> Result<Box<dyn Provider>> {
+    Ok(Box::new(crate::triton::TritonProvider::load(name, params)?))
+}
+
+#[cfg(not(feature = "triton"))]
+fn build_triton(_name: &str, _params: &golek_config::TritonParams) -> Result<Box<dyn Provider>> {
+    Err(crate::ProviderError::Load(
+        "provider kind \"triton\" is not compiled into this build (cargo feature `triton`)".into(),
+    ))
 }
 
 #[cfg(feature = "gguf")]

@@ -13,6 +13,8 @@ mod metrics;
 pub mod onnx;
 mod queue;
 mod spi;
+#[cfg(feature = "triton")]
+pub mod triton;
 
 pub use factory::build_provider;
 pub use metrics::describe as describe_metrics;

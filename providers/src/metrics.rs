@@ -9,6 +9,15 @@ pub const BATCH_DURATION_SECONDS: &str = "golek_provider_batch_duration_seconds"
 
 pub fn describe() {
     describe_generation();
+    metrics::describe_counter!(
+        REMOTE_REQUESTS_TOTAL,
+        "requests to a remote server by outcome"
+    );
+    metrics::describe_histogram!(
+        REMOTE_REQUEST_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "latency of requests to a remote server"
+    );
     metrics::describe_histogram!(BATCH_SIZE, "rows per executed batch");
     metrics::describe_histogram!(
         QUEUE_WAIT_SECONDS,
@@ -60,3 +69,8 @@ pub fn describe_generation() {
     metrics::describe_gauge!(GEN_KV_CACHE_CAPACITY_CELLS, "KV cache cells in all");
     metrics::describe_counter!(GEN_CANCELLED_TOTAL, "sequences cancelled by their client");
 }
+
+/// Requests sent to a remote server, by model and outcome (`ok` or an error type).
+pub const REMOTE_REQUESTS_TOTAL: &str = "golek_remote_requests_total";
+/// Latency of requests to a remote server, by model.
+pub const REMOTE_REQUEST_DURATION_SECONDS: &str = "golek_remote_request_duration_seconds";

@@ -8,11 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use golek_actors::{ModelEntry, ModelState};
-use golek_protocol::inference::{
-    InferenceEvent, InferenceRequest, NamedTensor, TensorData, TensorRequest,
-};
+use golek_protocol::inference::{InferenceEvent, InferenceRequest, TensorRequest};
+use golek_protocol::kserve::{self, InferBody, InferResponse};
 use golek_protocol::{ErrorCode, ErrorInfo};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::embeddings::read_body;
@@ -149,142 +147,13 @@ pub async fn model_version_ready(
     Ok(readiness(&tensor_model(&state, &name, Some(&version))?))
 }
 
-#[derive(Deserialize)]
-struct InferInput {
-    name: String,
-    shape: Vec<i64>,
-    datatype: String,
-    data: Value,
-}
-
-#[derive(Deserialize)]
-struct InferOutput {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct InferBody {
-    #[serde(default)]
-    id: Option<String>,
-    inputs: Vec<InferInput>,
-    #[serde(default)]
-    outputs: Option<Vec<InferOutput>>,
-}
-
-fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|v| flatten(v, out)),
-        other => out.push(other),
-    }
-}
-
-fn bad(name: &str, message: String) -> ErrorInfo {
-    ErrorInfo::invalid(
-        format!("inputs.{name}"),
-        format!("input {name:?}: {message}"),
-    )
-}
-
-/// Converts one JSON tensor, checking its datatype, element values and element count.
-fn tensor(input: InferInput) -> Result<NamedTensor, ErrorInfo> {
-    let name = input.name;
-    let shape = input
-        .shape
-        .iter()
-        .map(|&d| {
-            usize::try_from(d).map_err(|_| {
-                bad(
-                    &name,
-                    format!("shape {:?} has a negative dimension", input.shape),
-                )
-            })
-        })
-        .collect::<Result<Vec<usize>, _>>()?;
-    let mut flat = Vec::new();
-    flatten(&input.data, &mut flat);
-    let expected: usize = shape.iter().product();
-    if flat.len() != expected {
-        return Err(bad(
-            &name,
-            format!(
-                "shape {shape:?} needs {expected} elements, got {}",
-                flat.len()
-            ),
-        ));
-    }
-    fn ints<T: TryFrom<i64> + TryFrom<u64>>(
-        flat: &[&Value],
-        name: &str,
-        dt: &str,
-    ) -> Result<Vec<T>, ErrorInfo> {
-        flat.iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let as_i = v.as_i64().and_then(|x| T::try_from(x).ok());
-                let as_u = || v.as_u64().and_then(|x| T::try_from(x).ok());
-                as_i.or_else(as_u)
-                    .ok_or_else(|| bad(name, format!("element {i} ({v}) is not a valid {dt}")))
-            })
-            .collect()
-    }
-    fn floats(flat: &[&Value], name: &str, dt: &str) -> Result<Vec<f64>, ErrorInfo> {
-        flat.iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_f64()
-                    .ok_or_else(|| bad(name, format!("element {i} ({v}) is not a valid {dt}")))
-            })
-            .collect()
-    }
-    let dt = input.datatype.as_str();
-    let data = match dt {
-        "FP32" => TensorData::F32(floats(&flat, &name, dt)?.into_iter().map(|x| x as f32).collect()),
-        "FP64" => TensorData::F64(floats(&flat, &name, dt)?),
-        "INT8" => TensorData::I8(ints(&flat, &name, dt)?),
-        "INT16" => TensorData::I16(ints(&flat, &name, dt)?),
-        "INT32" => TensorData::I32(ints(&flat, &name, dt)?),
-        "INT64" => TensorData::I64(ints(&flat, &name, dt)?),
-        "UINT8" => TensorData::U8(ints(&flat, &name, dt)?),
-        "UINT16" => TensorData::U16(ints(&flat, &name, dt)?),
-        "UINT32" => TensorData::U32(ints(&flat, &name, dt)?),
-        "UINT64" => TensorData::U64(ints(&flat, &name, dt)?),
-        "BOOL" => TensorData::Bool(
-            flat.iter()
-                .enumerate()
-                .map(|(i, v)| v.as_bool().ok_or_else(|| bad(&name, format!("element {i} ({v}) is not a BOOL"))))
-                .collect::<Result<_, _>>()?,
-        ),
-        "FP16" | "BF16" | "BYTES" => {
-            return Err(bad(&name, format!("datatype {dt} is not supported yet (FP32, FP64, INT8..INT64, UINT8..UINT64, BOOL are)")))
-        }
-        other => return Err(bad(&name, format!("unknown datatype {other:?}"))),
-    };
-    Ok(NamedTensor { name, shape, data })
-}
-
-fn json_data(data: &TensorData) -> Value {
-    match data {
-        TensorData::F32(v) => json!(v),
-        TensorData::F64(v) => json!(v),
-        TensorData::I8(v) => json!(v),
-        TensorData::I16(v) => json!(v),
-        TensorData::I32(v) => json!(v),
-        TensorData::I64(v) => json!(v),
-        TensorData::U8(v) => json!(v),
-        TensorData::U16(v) => json!(v),
-        TensorData::U32(v) => json!(v),
-        TensorData::U64(v) => json!(v),
-        TensorData::Bool(v) => json!(v),
-    }
-}
-
 async fn infer_model(
     state: AppState,
     name: String,
     version: Option<String>,
     headers: HeaderMap,
     body: Body,
-) -> KResult<Json<Value>> {
+) -> KResult<Json<InferResponse>> {
     let entry = tensor_model(&state, &name, version.as_deref())?;
     let bytes = read_body(&state, &headers, body).await?;
     let body: InferBody = validate::parse_json(&bytes)?;
@@ -296,7 +165,7 @@ async fn infer_model(
     let inputs = body
         .inputs
         .into_iter()
-        .map(tensor)
+        .map(kserve::from_json)
         .collect::<Result<Vec<_>, _>>()?;
     let outputs = body
         .outputs
@@ -309,15 +178,12 @@ async fn infer_model(
         (_, InferenceEvent::Tensors(t)) => t,
         (_, other) => return Err(super::unexpected(&other).into()),
     };
-    let outputs: Vec<Value> = tensors
-        .iter()
-        .map(|t| json!({"name": t.name, "datatype": t.data.datatype(), "shape": t.shape, "data": json_data(&t.data)}))
-        .collect();
-    let mut answer = json!({"model_name": entry.name, "model_version": "1", "outputs": outputs});
-    if let Some(id) = body.id {
-        answer["id"] = json!(id);
-    }
-    Ok(Json(answer))
+    Ok(Json(InferResponse {
+        model_name: entry.name,
+        model_version: Some("1".into()),
+        id: body.id,
+        outputs: tensors.iter().map(kserve::to_json).collect(),
+    }))
 }
 
 pub async fn infer(
@@ -325,7 +191,7 @@ pub async fn infer(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> KResult<Json<Value>> {
+) -> KResult<Json<InferResponse>> {
     infer_model(state, name, None, headers, body).await
 }
 
@@ -334,54 +200,6 @@ pub async fn infer_version(
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> KResult<Json<Value>> {
+) -> KResult<Json<InferResponse>> {
     infer_model(state, name, Some(version), headers, body).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn input(datatype: &str, shape: Vec<i64>, data: Value) -> InferInput {
-        InferInput {
-            name: "x".into(),
-            shape,
-            datatype: datatype.into(),
-            data,
-        }
-    }
-
-    #[test]
-    fn json_tensors_convert_by_datatype_and_shape() {
-        let t = tensor(input("INT64", vec![2, 2], json!([[1, 2], [3, 4]]))).unwrap();
-        assert_eq!(t.data, TensorData::I64(vec![1, 2, 3, 4]));
-        let t = tensor(input("FP32", vec![3], json!([0.5, 1, -2]))).unwrap();
-        assert_eq!(t.data, TensorData::F32(vec![0.5, 1.0, -2.0]));
-        let t = tensor(input("BOOL", vec![2], json!([true, false]))).unwrap();
-        assert_eq!(t.data, TensorData::Bool(vec![true, false]));
-        let t = tensor(input("UINT64", vec![1], json!([u64::MAX]))).unwrap();
-        assert_eq!(t.data, TensorData::U64(vec![u64::MAX]));
-        for (dt, shape, data, needle) in [
-            (
-                "INT64",
-                vec![2, 2],
-                json!([1, 2, 3]),
-                "needs 4 elements, got 3",
-            ),
-            ("INT8", vec![1], json!([300]), "not a valid INT8"),
-            ("UINT8", vec![1], json!([-1]), "not a valid UINT8"),
-            ("FP32", vec![1], json!(["a"]), "not a valid FP32"),
-            ("INT32", vec![-1], json!([]), "negative dimension"),
-            ("BYTES", vec![1], json!(["a"]), "not supported yet"),
-            ("FLOAT", vec![1], json!([1]), "unknown datatype"),
-        ] {
-            let err = tensor(input(dt, shape, data)).unwrap_err();
-            assert_eq!(err.param.as_deref(), Some("inputs.x"));
-            assert!(
-                err.message.contains(needle) && err.message.contains("\"x\""),
-                "{}",
-                err.message
-            );
-        }
-    }
 }
