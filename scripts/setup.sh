@@ -92,4 +92,16 @@ if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
   cp "$requirements" "$venv/requirements.txt"
 fi
 
+# --- llama.cpp's OpenAI-compatible server, the real upstream for the openai provider's tests ---
+requirements="$root/scripts/llamacpp-requirements.txt"
+venv="$assets/llamacpp-venv"
+if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+  log "installing $requirements into $venv (compiles llama.cpp the first time: ~10 min)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF" \
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+  cp "$requirements" "$venv/requirements.txt"
+fi
+
 log "ready: $assets"

@@ -70,17 +70,23 @@ pub enum ProviderKind {
     Onnx,
     Gguf,
     Triton,
+    Openai,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 3] =
-        [ProviderKind::Onnx, ProviderKind::Gguf, ProviderKind::Triton];
+    pub const ALL: [ProviderKind; 4] = [
+        ProviderKind::Onnx,
+        ProviderKind::Gguf,
+        ProviderKind::Triton,
+        ProviderKind::Openai,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Onnx => "onnx",
             ProviderKind::Gguf => "gguf",
             ProviderKind::Triton => "triton",
+            ProviderKind::Openai => "openai",
         }
     }
 
@@ -116,6 +122,7 @@ impl ModelConfig {
             ProviderParams::Onnx(_) => ProviderKind::Onnx,
             ProviderParams::Gguf(_) => ProviderKind::Gguf,
             ProviderParams::Triton(_) => ProviderKind::Triton,
+            ProviderParams::Openai(_) => ProviderKind::Openai,
         }
     }
 }
@@ -127,6 +134,7 @@ pub enum ProviderParams {
     Onnx(OnnxParams),
     Gguf(GgufParams),
     Triton(TritonParams),
+    Openai(OpenaiParams),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -184,5 +192,20 @@ pub struct TritonParams {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     /// Requests in flight to the remote at once.
+    pub max_in_flight: u32,
+}
+
+/// A model served by a remote OpenAI-compatible API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpenaiParams {
+    /// The API's base URL including `/v1`, e.g. `http://10.0.0.7:8000/v1`.
+    pub base_url: String,
+    /// The model's name upstream (defaults to the deployment's name).
+    pub remote_model: Option<String>,
+    /// Where the API key comes from: an environment variable's name, or a file. Never logged.
+    pub api_key_env: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
     pub max_in_flight: u32,
 }

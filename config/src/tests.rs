@@ -174,7 +174,7 @@ fn every_bad_example_names_its_key_and_reason() {
         ("bad/bad-addr.toml", &["http.addr: must be an IP address and port", "\"localhost\""]),
         (
             "bad/unknown-provider.toml",
-            &["models.mystery.provider: unknown provider kind \"tensorflow\"; known kinds: onnx, gguf, triton"],
+            &["models.mystery.provider: unknown provider kind \"tensorflow\"; known kinds: onnx, gguf, triton, openai"],
         ),
         (
             "bad/missing-tokenizer.toml",

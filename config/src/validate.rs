@@ -455,6 +455,9 @@ fn build_model(
             gguf_params(&prefix, model.params, assets_dir, c).map(ProviderParams::Gguf)
         }
         ProviderKind::Triton => triton_params(&prefix, model.params, c).map(ProviderParams::Triton),
+        ProviderKind::Openai => {
+            openai_params(&prefix, model.params, assets_dir, c).map(ProviderParams::Openai)
+        }
     };
     if !model.enabled {
         return None;
@@ -668,6 +671,82 @@ fn triton_params(
         url,
         remote_model: raw.remote_model,
         remote_version: raw.remote_version,
+        timeout: timeout?,
+        connect_timeout: connect_timeout?,
+        max_in_flight: max_in_flight? as u32,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOpenaiParams {
+    base_url: String,
+    #[serde(default)]
+    remote_model: Option<String>,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    api_key_file: Option<String>,
+    #[serde(default = "default_remote_timeout_ms")]
+    timeout_ms: i64,
+    #[serde(default = "default_connect_timeout_ms")]
+    connect_timeout_ms: i64,
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: i64,
+}
+
+fn openai_params(
+    model_prefix: &str,
+    params: toml::Table,
+    assets_dir: &Path,
+    c: &mut Checker<'_>,
+) -> Option<OpenaiParams> {
+    let prefix = format!("{model_prefix}.params");
+    let raw: RawOpenaiParams = typed(toml::Value::Table(params), &prefix, c)?;
+    let base_url = raw.base_url.trim_end_matches('/').to_string();
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) || base_url.len() < 10
+    {
+        c.fail(
+            &format!("{prefix}.base_url"),
+            format!(
+                "must be an http:// or https:// URL like http://10.0.0.7:8000/v1, got {:?}",
+                raw.base_url
+            ),
+        );
+    }
+    if raw.api_key_env.is_some() && raw.api_key_file.is_some() {
+        c.fail(
+            &format!("{prefix}.api_key_file"),
+            "set api_key_env or api_key_file, not both",
+        );
+    }
+    let api_key_file = raw
+        .api_key_file
+        .as_deref()
+        .and_then(|p| c.path(&format!("{prefix}.api_key_file"), p, assets_dir));
+    let timeout = c.millis(
+        &format!("{prefix}.timeout_ms"),
+        raw.timeout_ms,
+        1,
+        3_600_000,
+    );
+    let connect_timeout = c.millis(
+        &format!("{prefix}.connect_timeout_ms"),
+        raw.connect_timeout_ms,
+        1,
+        600_000,
+    );
+    let max_in_flight = c.range(
+        &format!("{prefix}.max_in_flight"),
+        raw.max_in_flight,
+        1,
+        4096,
+    );
+    Some(OpenaiParams {
+        base_url,
+        remote_model: raw.remote_model,
+        api_key_env: raw.api_key_env,
+        api_key_file,
         timeout: timeout?,
         connect_timeout: connect_timeout?,
         max_in_flight: max_in_flight? as u32,

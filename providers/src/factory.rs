@@ -11,7 +11,20 @@ pub fn build_provider(model: &ModelConfig, runtime: &RuntimeConfig) -> Result<Bo
         ProviderParams::Onnx(params) => build_onnx(&model.name, params, runtime),
         ProviderParams::Gguf(params) => build_gguf(&model.name, params),
         ProviderParams::Triton(params) => build_triton(&model.name, params),
+        ProviderParams::Openai(params) => build_openai(&model.name, params),
     }
+}
+
+#[cfg(feature = "openai")]
+fn build_openai(name: &str, params: &golek_config::OpenaiParams) -> Result<Box<dyn Provider>> {
+    Ok(Box::new(crate::openai::OpenaiProvider::load(name, params)?))
+}
+
+#[cfg(not(feature = "openai"))]
+fn build_openai(_name: &str, _params: &golek_config::OpenaiParams) -> Result<Box<dyn Provider>> {
+    Err(crate::ProviderError::Load(
+        "provider kind \"openai\" is not compiled into this build (cargo feature `openai`)".into(),
+    ))
 }
 
 #[cfg(feature = "triton")]

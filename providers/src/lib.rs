@@ -11,7 +11,11 @@ pub mod gguf;
 mod metrics;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+#[cfg(feature = "openai")]
+pub mod openai;
 mod queue;
+#[cfg(any(feature = "triton", feature = "openai"))]
+mod remote;
 mod spi;
 #[cfg(feature = "triton")]
 pub mod triton;

@@ -6,7 +6,6 @@
 //! bounded queue in front stays the bulkhead. A request that fails before any answer (a pooled
 //! connection the server had closed) is sent once more on a fresh connection.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use golek_config::TritonParams;
@@ -19,6 +18,7 @@ use serde::Deserialize;
 
 use crate::metrics as m;
 use crate::queue::{Job, JobQueue};
+use crate::remote;
 use crate::{Provider, ProviderError, ProviderInfo, Result, TensorSpec};
 
 #[derive(Deserialize)]
@@ -64,18 +64,12 @@ fn specs(list: Vec<RemoteTensor>) -> Vec<TensorSpec> {
 
 impl TritonProvider {
     pub fn load(name: &str, params: &TritonParams) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(format!("golek-remote-{name}"))
-            .enable_all()
-            .build()
-            .map_err(|e| ProviderError::Load(format!("cannot start the remote runtime: {e}")))?;
-        let client = reqwest::Client::builder()
-            .timeout(params.timeout)
-            .connect_timeout(params.connect_timeout)
-            .pool_max_idle_per_host(params.max_in_flight as usize)
-            .build()
-            .map_err(|e| ProviderError::Load(format!("cannot build the HTTP client: {e}")))?;
+        let runtime = remote::runtime(name)?;
+        let client = remote::client(
+            params.timeout,
+            params.connect_timeout,
+            params.max_in_flight as usize,
+        )?;
         let remote = params.remote_model.as_deref().unwrap_or(name);
         let mut model_url = format!("{}/v2/models/{remote}", params.url);
         if let Some(v) = &params.remote_version {
@@ -229,30 +223,13 @@ impl Provider for TritonProvider {
     }
 
     fn serve(&mut self, queue: &JobQueue) -> Result<()> {
-        let permits = Arc::new(tokio::sync::Semaphore::new(self.max_in_flight));
-        while let Some(job) = queue.next() {
-            if job.is_abandoned() {
-                continue;
-            }
-            let permit = self
-                .runtime
-                .block_on(permits.clone().acquire_owned())
-                .map_err(|e| ProviderError::Inference(e.to_string()))?;
-            let task = run(
-                self.client.clone(),
-                self.model_url.clone(),
-                job,
-                self.name.clone(),
-            );
-            self.runtime.spawn(async move {
-                task.await;
-                drop(permit);
-            });
-        }
-        // The queue closed: let the requests in flight finish.
-        let _ = self
-            .runtime
-            .block_on(permits.acquire_many(self.max_in_flight as u32));
-        Ok(())
+        let (client, url, name) = (
+            self.client.clone(),
+            self.model_url.clone(),
+            self.name.clone(),
+        );
+        remote::serve_concurrently(&self.runtime, self.max_in_flight, queue, |job| {
+            run(client.clone(), url.clone(), job, name.clone())
+        })
     }
 }

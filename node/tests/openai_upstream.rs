@@ -1,0 +1,190 @@
+//! The `openai` provider: a node serving a model that lives behind another OpenAI-compatible
+//! server — another Golek node here, and llama.cpp's own server (llama-cpp-python) when it was
+//! built into `.golek/llamacpp-venv`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestNode;
+use serde_json::{json, Value};
+
+async fn chat(node: &TestNode, model: &str, stream: bool) -> reqwest::Response {
+    node.post_json(
+        "/v1/chat/completions",
+        &json!({"model": model, "messages": [{"role": "user", "content": "tell me a story"}],
+            "max_tokens": 12, "temperature": 0, "stream": stream,
+            "stream_options": if stream { json!({"include_usage": true}) } else { Value::Null }}),
+    )
+    .await
+}
+
+fn streamed_text(body: &str) -> (String, Option<Value>) {
+    let mut text = String::new();
+    let mut usage = None;
+    for event in body.split("\n\n").filter(|e| !e.is_empty()) {
+        let payload = event.trim_start_matches("data: ");
+        if payload == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(payload).unwrap();
+        if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(t);
+        }
+        if v["usage"].is_object() {
+            usage = Some(v["usage"].clone());
+        }
+    }
+    (text, usage)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_behind_another_openai_server_streams_through() {
+    let upstream = TestNode::start(&[]).await;
+    let base = format!("models.remote.params.base_url={}/v1", upstream.base);
+    let front = TestNode::start(&[
+        "--set",
+        "models.remote.provider=openai",
+        "--set",
+        &base,
+        "--set",
+        "models.remote.params.remote_model=golek-tiny",
+    ])
+    .await;
+
+    // Not streamed: the same answer as the upstream's own, usage passed back.
+    let direct: Value = chat(&upstream, "golek-tiny", false)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = chat(&front, "remote", false).await;
+    assert_eq!(r.status(), 200);
+    let through: Value = r.json().await.unwrap();
+    assert_eq!(
+        through["choices"][0]["message"]["content"],
+        direct["choices"][0]["message"]["content"]
+    );
+    assert_eq!(
+        through["choices"][0]["finish_reason"],
+        direct["choices"][0]["finish_reason"]
+    );
+    assert_eq!(through["usage"], direct["usage"]);
+    assert_eq!(through["model"], "remote");
+
+    // Streamed: chunk by chunk, same text, usage at the end.
+    let r = chat(&front, "remote", true).await;
+    assert_eq!(r.status(), 200);
+    let (text, usage) = streamed_text(&r.text().await.unwrap());
+    assert_eq!(
+        text,
+        direct["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+    assert_eq!(
+        usage.unwrap()["completion_tokens"],
+        direct["usage"]["completion_tokens"]
+    );
+
+    // An upstream refusal keeps its meaning: max_tokens beyond the upstream's context is a 400.
+    let r = front
+        .post_json(
+            "/v1/completions",
+            &json!({"model": "remote", "prompt": "x", "max_tokens": 5000}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upstream answered HTTP 400"),
+        "{body}"
+    );
+
+    // The upstream goes away: a quick 502/503, not a hang.
+    drop(upstream);
+    let started = Instant::now();
+    let r = chat(&front, "remote", false).await;
+    assert!(matches!(r.status().as_u16(), 502 | 503), "{}", r.status());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llama_cpp_pythons_server_as_the_upstream() {
+    let venv = golek_config::default_assets_dir().join("llamacpp-venv/bin/python");
+    let installed = venv.exists()
+        && std::process::Command::new(&venv)
+            .args(["-c", "import llama_cpp.server"])
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(
+        installed,
+        "llama-cpp-python's server is missing: run scripts/setup.sh (make test does)"
+    );
+    common::ensure_test_models();
+    let model = golek_config::default_assets_dir().join("models/golek-tiny.gguf");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new(&venv)
+        .args(["-m", "llama_cpp.server", "--model"])
+        .arg(&model)
+        .args([
+            "--model_alias",
+            "tiny",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--n_ctx",
+            "512",
+            "--n_threads",
+            "1",
+            "--interrupt_requests",
+            "False",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("llama_cpp.server starts");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(client.get(format!("http://127.0.0.1:{port}/v1/models")).send().await, Ok(r) if r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "llama_cpp.server not ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let base = format!("models.remote.params.base_url=http://127.0.0.1:{port}/v1");
+    let front = TestNode::start(&[
+        "--set",
+        "models.remote.provider=openai",
+        "--set",
+        &base,
+        "--set",
+        "models.remote.params.remote_model=tiny",
+    ])
+    .await;
+    let r = chat(&front, "remote", false).await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        matches!(
+            body["choices"][0]["finish_reason"].as_str(),
+            Some("stop" | "length")
+        ),
+        "{body}"
+    );
+    let r = chat(&front, "remote", true).await;
+    assert_eq!(r.status(), 200);
+    let (text, _) = streamed_text(&r.text().await.unwrap());
+    assert_eq!(
+        text,
+        body["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
