@@ -169,4 +169,22 @@ async fn a_remote_kserve_model_is_served_through_the_node() {
             .await
             >= Some(2.0)
     );
+
+    // The health probe notices the dead remote: the worker is restarted with backoff, the
+    // reload fails, and clients get a 503 at once instead of each trying the dead remote.
+    let noticed = node
+        .wait_until(Duration::from_secs(30), || async {
+            let admin = node.get_json("/admin/models").await;
+            admin["models"].as_array().unwrap().iter().any(|m| {
+                m["name"] == "iris" && m["state"] != "ready" && m["restarts"].as_u64() >= Some(1)
+            })
+        })
+        .await;
+    assert!(noticed, "{}", node.get_json("/admin/models").await);
+    let r = node
+        .post_json("/v2/models/iris/infer", &iris_request())
+        .await;
+    assert_eq!(r.status(), 503);
+    let ready = node.get_json("/readyz").await;
+    assert_ne!(ready["models"]["iris"], "ready", "{ready}");
 }

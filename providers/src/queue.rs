@@ -177,6 +177,20 @@ impl JobQueue {
         self.rx.recv().ok().map(|j| self.taken(j))
     }
 
+    /// Waits up to `wait` for a job: `Ok(Some)` a job, `Ok(None)` nothing yet, `Err(())` the
+    /// queue is closed.
+    pub fn next_within(&self, wait: Duration) -> Result<Option<Job>, ()> {
+        self.faults.check();
+        if let Some(job) = self.held.borrow_mut().take() {
+            return Ok(Some(job));
+        }
+        match self.rx.recv_timeout(wait) {
+            Ok(job) => Ok(Some(self.taken(job))),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(()),
+        }
+    }
+
     /// The next job if one is waiting, without blocking.
     pub fn try_next(&self) -> Option<Job> {
         if let Some(job) = self.held.borrow_mut().take() {

@@ -2,6 +2,7 @@
 //! and a loop that runs queued jobs concurrently up to a limit.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,12 +33,48 @@ pub fn client(
         .map_err(|e| ProviderError::Load(format!("cannot build the HTTP client: {e}")))
 }
 
+/// How often a remote is probed while serving, and how many failed probes in a row mean it
+/// is down.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+pub const PROBE_FAILURES: u32 = 3;
+
+/// Probes `url` (GET, 2xx = up) every [`PROBE_INTERVAL`]; after [`PROBE_FAILURES`] failures in
+/// a row, sets `down` and stops.
+pub fn spawn_probe(
+    runtime: &tokio::runtime::Runtime,
+    client: reqwest::Client,
+    url: String,
+    auth: Option<String>,
+    down: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    runtime.spawn(async move {
+        let mut failures = 0;
+        loop {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            let mut request = client.get(&url);
+            if let Some(key) = &auth {
+                request = request.bearer_auth(key);
+            }
+            let up = matches!(request.send().await, Ok(r) if r.status().is_success());
+            failures = if up { 0 } else { failures + 1 };
+            if failures >= PROBE_FAILURES {
+                down.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+    })
+}
+
 /// Takes jobs from the queue and runs `task` for each, at most `max_in_flight` at once; when
-/// the queue closes, waits for the ones in flight.
+/// the queue closes, waits for the ones in flight. When the health probe marks the remote
+/// down, the worker fails: its supervisor restarts it with backoff (a load that checks the
+/// remote again) and opens the breaker if the remote stays down, so clients get a 503 at once
+/// instead of each waiting on a dead connection.
 pub fn serve_concurrently<F, Fut>(
     runtime: &tokio::runtime::Runtime,
     max_in_flight: usize,
     queue: &JobQueue,
+    down: &AtomicBool,
     mut task: F,
 ) -> Result<()>
 where
@@ -45,7 +82,17 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
-    while let Some(job) = queue.next() {
+    loop {
+        if down.load(Ordering::SeqCst) {
+            return Err(ProviderError::Inference(format!(
+                "the remote failed {PROBE_FAILURES} health probes in a row"
+            )));
+        }
+        let job = match queue.next_within(PROBE_INTERVAL) {
+            Ok(Some(job)) => job,
+            Ok(None) => continue,
+            Err(()) => break,
+        };
         if job.is_abandoned() {
             continue;
         }
@@ -60,4 +107,13 @@ where
     }
     let _ = runtime.block_on(permits.acquire_many(max_in_flight as u32));
     Ok(())
+}
+
+/// Aborts a background task when dropped (the probe ends with its worker's `serve`).
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -299,7 +299,16 @@ impl Provider for OpenaiProvider {
             self.api_key.clone(),
             self.name.clone(),
         );
-        remote::serve_concurrently(&self.runtime, self.max_in_flight, queue, |job| {
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probe = remote::spawn_probe(
+            &self.runtime,
+            client.clone(),
+            format!("{base}/models"),
+            key.clone(),
+            down.clone(),
+        );
+        let _stop_probe = remote::AbortOnDrop(probe);
+        remote::serve_concurrently(&self.runtime, self.max_in_flight, queue, &down, |job| {
             let (client, base, model, key, name) = (
                 client.clone(),
                 base.clone(),

@@ -228,7 +228,16 @@ impl Provider for TritonProvider {
             self.model_url.clone(),
             self.name.clone(),
         );
-        remote::serve_concurrently(&self.runtime, self.max_in_flight, queue, |job| {
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probe = remote::spawn_probe(
+            &self.runtime,
+            client.clone(),
+            format!("{url}/ready"),
+            None,
+            down.clone(),
+        );
+        let _stop_probe = remote::AbortOnDrop(probe);
+        remote::serve_concurrently(&self.runtime, self.max_in_flight, queue, &down, |job| {
             run(client.clone(), url.clone(), job, name.clone())
         })
     }
