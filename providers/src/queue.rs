@@ -110,6 +110,16 @@ impl JobSender {
     }
 }
 
+/// What [`JobQueue::next_within`] found.
+#[derive(Debug)]
+pub enum Waited {
+    Job(Job),
+    /// Nothing arrived in time.
+    Idle,
+    /// Every sender is gone.
+    Closed,
+}
+
 /// The worker's side of the queue.
 pub struct JobQueue {
     rx: mpsc::Receiver<Job>,
@@ -177,17 +187,16 @@ impl JobQueue {
         self.rx.recv().ok().map(|j| self.taken(j))
     }
 
-    /// Waits up to `wait` for a job: `Ok(Some)` a job, `Ok(None)` nothing yet, `Err(())` the
-    /// queue is closed.
-    pub fn next_within(&self, wait: Duration) -> Result<Option<Job>, ()> {
+    /// Waits up to `wait` for a job.
+    pub fn next_within(&self, wait: Duration) -> Waited {
         self.faults.check();
         if let Some(job) = self.held.borrow_mut().take() {
-            return Ok(Some(job));
+            return Waited::Job(job);
         }
         match self.rx.recv_timeout(wait) {
-            Ok(job) => Ok(Some(self.taken(job))),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(()),
+            Ok(job) => Waited::Job(self.taken(job)),
+            Err(RecvTimeoutError::Timeout) => Waited::Idle,
+            Err(RecvTimeoutError::Disconnected) => Waited::Closed,
         }
     }
 

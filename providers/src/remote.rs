@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::queue::{Job, JobQueue};
+use crate::queue::{Job, JobQueue, Waited};
 use crate::{ProviderError, Result};
 
 /// A one-worker runtime for the requests of one remote deployment.
@@ -89,9 +89,9 @@ where
             )));
         }
         let job = match queue.next_within(PROBE_INTERVAL) {
-            Ok(Some(job)) => job,
-            Ok(None) => continue,
-            Err(()) => break,
+            Waited::Job(job) => job,
+            Waited::Idle => continue,
+            Waited::Closed => break,
         };
         if job.is_abandoned() {
             continue;
