@@ -214,9 +214,23 @@ pub async fn start_node(config: Arc<NodeConfig>) -> Result<NodeHandle> {
         let _ = stopped_tx.send(true);
     });
     let managers = call(&system, "SystemModule", SystemMsg::Managers).await?;
+    let router = RouterHandle::new(table_rx, config.http.retry_after_s);
+    // Every configured model is in the table (loading) before the node is handed out, so
+    // readiness never sees an empty table as "all ready".
+    let expected: Vec<String> = config.models.keys().cloned().collect();
+    let registered = router
+        .wait_for(CALL_TIMEOUT, |t| {
+            expected.iter().all(|m| t.models.contains_key(m))
+        })
+        .await;
+    if !registered {
+        return Err(ActorError::Unavailable(
+            "Router (models not registered)".into(),
+        ));
+    }
     Ok(NodeHandle {
         node_id: managers.node_id.clone(),
-        router: RouterHandle::new(table_rx, config.http.retry_after_s),
+        router,
         config,
         managers,
         system,
