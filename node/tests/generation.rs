@@ -141,6 +141,8 @@ async fn a_client_that_disconnects_frees_its_slot() {
     let node = TestNode::start(&["--set", "models.golek-tiny.params.n_ctx=65536"]).await;
     let mut body = chat_body("count forever", 8000, true);
     body["temperature"] = json!(1.0);
+    // No end-of-generation token may end it before the client hangs up.
+    body["ignore_eos"] = json!(true);
     let mut response = node
         .client
         .post(node.url("/v1/chat/completions"))
