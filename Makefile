@@ -24,3 +24,4 @@ lint:
 bench: setup
 	bash bench/embeddings.sh
 	bash bench/generation.sh
+	bash bench/proxy.sh
