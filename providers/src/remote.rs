@@ -38,13 +38,18 @@ pub fn client(
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 pub const PROBE_FAILURES: u32 = 3;
 
-/// Probes `url` (GET, 2xx = up) every [`PROBE_INTERVAL`]; after [`PROBE_FAILURES`] failures in
-/// a row, sets `down` and stops.
-pub fn spawn_probe(
+/// What a remote's health probe calls: GET `url` (2xx = up), with a bearer token if any.
+pub struct Probe {
+    pub client: reqwest::Client,
+    pub url: String,
+    pub auth: Option<String>,
+}
+
+/// Probes every [`PROBE_INTERVAL`]; after [`PROBE_FAILURES`] failures in a row, sets `down` and
+/// stops.
+fn spawn_probe(
     runtime: &tokio::runtime::Runtime,
-    client: reqwest::Client,
-    url: String,
-    auth: Option<String>,
+    Probe { client, url, auth }: Probe,
     down: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     runtime.spawn(async move {
@@ -74,13 +79,15 @@ pub fn serve_concurrently<F, Fut>(
     runtime: &tokio::runtime::Runtime,
     max_in_flight: usize,
     queue: &JobQueue,
-    down: &AtomicBool,
+    probe: Probe,
     mut task: F,
 ) -> Result<()>
 where
     F: FnMut(Job) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let down = Arc::new(AtomicBool::new(false));
+    let _stop_probe = AbortOnDrop(spawn_probe(runtime, probe, down.clone()));
     let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
     loop {
         if down.load(Ordering::SeqCst) {
@@ -110,7 +117,7 @@ where
 }
 
 /// Aborts a background task when dropped (the probe ends with its worker's `serve`).
-pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -299,16 +299,12 @@ impl Provider for OpenaiProvider {
             self.api_key.clone(),
             self.name.clone(),
         );
-        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let probe = remote::spawn_probe(
-            &self.runtime,
-            client.clone(),
-            format!("{base}/models"),
-            key.clone(),
-            down.clone(),
-        );
-        let _stop_probe = remote::AbortOnDrop(probe);
-        remote::serve_concurrently(&self.runtime, self.max_in_flight, queue, &down, |job| {
+        let probe = remote::Probe {
+            client: client.clone(),
+            url: format!("{base}/models"),
+            auth: key.clone(),
+        };
+        remote::serve_concurrently(&self.runtime, self.max_in_flight, queue, probe, |job| {
             let (client, base, model, key, name) = (
                 client.clone(),
                 base.clone(),

@@ -228,16 +228,12 @@ impl Provider for TritonProvider {
             self.model_url.clone(),
             self.name.clone(),
         );
-        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let probe = remote::spawn_probe(
-            &self.runtime,
-            client.clone(),
-            format!("{url}/ready"),
-            None,
-            down.clone(),
-        );
-        let _stop_probe = remote::AbortOnDrop(probe);
-        remote::serve_concurrently(&self.runtime, self.max_in_flight, queue, &down, |job| {
+        let probe = remote::Probe {
+            client: client.clone(),
+            url: format!("{url}/ready"),
+            auth: None,
+        };
+        remote::serve_concurrently(&self.runtime, self.max_in_flight, queue, probe, |job| {
             run(client.clone(), url.clone(), job, name.clone())
         })
     }
