@@ -107,4 +107,31 @@ async fn kserve_v2_infers_and_names_the_tensor_at_fault() {
         true
     );
     assert_eq!(node.get_json("/v2").await["name"], "golek");
+
+    // The binary extension's framing is checked: a header length beyond the body, and bytes
+    // that no input claims, are 400 with what was wrong.
+    let client = reqwest::Client::new();
+    let header = serde_json::to_vec(&minilm_inputs(json!([1, 2, 3, 4]), json!([1, 4]))).unwrap();
+    for (length, extra, needle) in [
+        (
+            header.len() + 100,
+            &b""[..],
+            "Inference-Header-Content-Length is",
+        ),
+        (header.len(), &b"junk"[..], "4 bytes of binary data"),
+    ] {
+        let mut body = header.clone();
+        body.extend_from_slice(extra);
+        let response = client
+            .post(node.url("/v2/models/all-minilm-l6-v2/infer"))
+            .header("inference-header-content-length", length.to_string())
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let e: Value = response.json().await.unwrap();
+        assert!(e["error"].as_str().unwrap().contains(needle), "{e}");
+    }
 }

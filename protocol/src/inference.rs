@@ -68,6 +68,12 @@ pub enum TensorData {
     U32(Vec<u32>),
     U64(Vec<u64>),
     Bool(Vec<bool>),
+    /// IEEE 754 half precision, as raw bits (see [`crate::half`]).
+    F16(Vec<u16>),
+    /// bfloat16, as raw bits (see [`crate::half`]).
+    BF16(Vec<u16>),
+    /// Byte strings (KServe `BYTES`; ONNX `string` when they are UTF-8).
+    Bytes(Vec<Vec<u8>>),
 }
 
 impl TensorData {
@@ -84,6 +90,9 @@ impl TensorData {
             TensorData::U32(v) => v.len(),
             TensorData::U64(v) => v.len(),
             TensorData::Bool(v) => v.len(),
+            TensorData::F16(v) => v.len(),
+            TensorData::BF16(v) => v.len(),
+            TensorData::Bytes(v) => v.len(),
         }
     }
 
@@ -105,6 +114,9 @@ impl TensorData {
             TensorData::U32(_) => "UINT32",
             TensorData::U64(_) => "UINT64",
             TensorData::Bool(_) => "BOOL",
+            TensorData::F16(_) => "FP16",
+            TensorData::BF16(_) => "BF16",
+            TensorData::Bytes(_) => "BYTES",
         }
     }
 }

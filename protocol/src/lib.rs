@@ -7,6 +7,7 @@
 //! This crate holds data only: no async runtime, no actors, no I/O.
 
 mod error;
+pub mod half;
 pub mod inference;
 pub mod kserve;
 pub mod openai;

@@ -1,10 +1,10 @@
 //! The KServe v2 (Triton-compatible) HTTP API: health, server and model metadata, readiness and
-//! inference with JSON tensors. Errors use the KServe body `{"error": "..."}` and name the
+//! inference with JSON tensors or the binary tensor data extension. Errors use the KServe body `{"error": "..."}` and name the
 //! tensor at fault.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use golek_actors::{ModelEntry, ModelState};
@@ -57,7 +57,9 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 }
 
 pub async fn server_metadata() -> Json<Value> {
-    Json(json!({"name": "golek", "version": env!("CARGO_PKG_VERSION"), "extensions": []}))
+    Json(
+        json!({"name": "golek", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]}),
+    )
 }
 
 /// The model, if it exists and can take tensors. KServe versions are accepted as "1" only.
@@ -153,10 +155,14 @@ async fn infer_model(
     version: Option<String>,
     headers: HeaderMap,
     body: Body,
-) -> KResult<Json<InferResponse>> {
+) -> KResult<Response> {
     let entry = tensor_model(&state, &name, version.as_deref())?;
     let bytes = read_body(&state, &headers, body).await?;
-    let body: InferBody = validate::parse_json(&bytes)?;
+    let header_length = headers
+        .get(kserve::HEADER_LENGTH)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    let (json_part, mut binary) = kserve::split_body(&bytes, header_length)?;
+    let body: InferBody = validate::parse_json(json_part)?;
     if body.inputs.is_empty() {
         return Err(
             ErrorInfo::invalid("inputs", "inputs: at least one input tensor is required").into(),
@@ -164,26 +170,69 @@ async fn infer_model(
     }
     let inputs = body
         .inputs
-        .into_iter()
-        .map(kserve::from_json)
+        .iter()
+        .cloned()
+        .map(|t| kserve::decode_input(t, &mut binary))
         .collect::<Result<Vec<_>, _>>()?;
+    if !binary.is_empty() {
+        return Err(ErrorInfo::invalid(
+            "inputs",
+            format!(
+                "{} bytes of binary data follow the inputs that no input's binary_data_size covers",
+                binary.len()
+            ),
+        )
+        .into());
+    }
     let outputs = body
         .outputs
-        .unwrap_or_default()
-        .into_iter()
-        .map(|o| o.name)
+        .iter()
+        .flatten()
+        .map(|o| o.name.clone())
         .collect();
     let request = InferenceRequest::Tensors(TensorRequest { inputs, outputs });
     let tensors = match super::dispatch(&state, &entry.name, request).await? {
         (_, InferenceEvent::Tensors(t)) => t,
         (_, other) => return Err(super::unexpected(&other).into()),
     };
-    Ok(Json(InferResponse {
+    let mut trailer = Vec::new();
+    let outputs = tensors
+        .iter()
+        .map(|t| {
+            if body.wants_binary(&t.name) {
+                let (described, data) = kserve::to_binary(t);
+                trailer.extend(data);
+                described
+            } else {
+                kserve::to_json(t)
+            }
+        })
+        .collect();
+    let response = InferResponse {
         model_name: entry.name,
         model_version: Some("1".into()),
         id: body.id,
-        outputs: tensors.iter().map(kserve::to_json).collect(),
-    }))
+        outputs,
+    };
+    if trailer.is_empty() {
+        return Ok(Json(response).into_response());
+    }
+    // The binary tensor data extension: the JSON header, then the outputs' bytes.
+    let mut out = serde_json::to_vec(&response)
+        .map_err(|e| ErrorInfo::new(ErrorCode::Internal, format!("encoding the response: {e}")))?;
+    let header_len = out.len();
+    out.extend(trailer);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                HeaderName::from_static(kserve::HEADER_LENGTH),
+                header_len.to_string(),
+            ),
+        ],
+        out,
+    )
+        .into_response())
 }
 
 pub async fn infer(
@@ -191,7 +240,7 @@ pub async fn infer(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> KResult<Json<InferResponse>> {
+) -> KResult<Response> {
     infer_model(state, name, None, headers, body).await
 }
 
@@ -200,6 +249,6 @@ pub async fn infer_version(
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> KResult<Json<InferResponse>> {
+) -> KResult<Response> {
     infer_model(state, name, Some(version), headers, body).await
 }

@@ -113,6 +113,36 @@ pub fn to_value(input: &NamedTensor) -> Result<SessionInputValue<'static>> {
         TensorData::U32(v) => make(shape, v),
         TensorData::U64(v) => make(shape, v),
         TensorData::Bool(v) => make(shape, v),
+        TensorData::F16(v) => make(
+            shape,
+            &v.iter()
+                .map(|&b| half::f16::from_bits(b))
+                .collect::<Vec<_>>(),
+        ),
+        TensorData::BF16(v) => make(
+            shape,
+            &v.iter()
+                .map(|&b| half::bf16::from_bits(b))
+                .collect::<Vec<_>>(),
+        ),
+        TensorData::Bytes(v) => {
+            let strings = v
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    String::from_utf8(b.clone()).map_err(|_| ProviderError::BadInput {
+                        param: format!("inputs.{}", input.name),
+                        message: format!(
+                            "tensor {:?} element {i} is not UTF-8, which ONNX string tensors need",
+                            input.name
+                        ),
+                    })
+                })
+                .collect::<Result<Vec<String>>>()?;
+            Ok(Tensor::from_string_array((shape, &*strings))
+                .map_err(ort_err)?
+                .into())
+        }
     }
 }
 
@@ -147,6 +177,17 @@ pub fn from_value(name: &str, value: &DynValue) -> Result<NamedTensor> {
         TensorElementType::Int32 => read::<i32>(value).map(|(s, d)| (s, TensorData::I32(d)))?,
         TensorElementType::Int64 => read::<i64>(value).map(|(s, d)| (s, TensorData::I64(d)))?,
         TensorElementType::Uint8 => read::<u8>(value).map(|(s, d)| (s, TensorData::U8(d)))?,
+        TensorElementType::Float16 => read::<half::f16>(value)
+            .map(|(s, d)| (s, TensorData::F16(d.iter().map(|h| h.to_bits()).collect())))?,
+        TensorElementType::Bfloat16 => read::<half::bf16>(value)
+            .map(|(s, d)| (s, TensorData::BF16(d.iter().map(|h| h.to_bits()).collect())))?,
+        TensorElementType::String => {
+            let (shape, strings) = value.try_extract_strings().map_err(ort_err)?;
+            (
+                shape.iter().map(|&d| d.max(0) as usize).collect(),
+                TensorData::Bytes(strings.into_iter().map(String::into_bytes).collect()),
+            )
+        }
         other => {
             return Err(ProviderError::Inference(format!(
                 "output {name:?} has datatype {}, which Golek cannot return yet",

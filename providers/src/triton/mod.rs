@@ -135,12 +135,16 @@ async fn infer(
 ) -> std::result::Result<Vec<NamedTensor>, ErrorInfo> {
     let body = InferBody {
         id: None,
+        parameters: Default::default(),
         inputs: request.inputs.iter().map(kserve::to_json).collect(),
         outputs: (!request.outputs.is_empty()).then(|| {
             request
                 .outputs
                 .iter()
-                .map(|n| RequestedOutput { name: n.clone() })
+                .map(|n| RequestedOutput {
+                    name: n.clone(),
+                    parameters: Default::default(),
+                })
                 .collect()
         }),
     };
