@@ -193,6 +193,20 @@ pub struct TritonParams {
     pub connect_timeout: Duration,
     /// Requests in flight to the remote at once.
     pub max_in_flight: u32,
+    pub tls: RemoteTls,
+}
+
+/// TLS towards a remote (`https://` URLs). The system's web roots are always trusted; `ca_path`
+/// adds a private CA, a client certificate and key give mutual TLS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RemoteTls {
+    /// PEM file of extra CA certificates to trust.
+    pub ca_path: Option<PathBuf>,
+    /// PEM certificate (chain) and PEM private key presented to the remote.
+    pub client_cert_path: Option<PathBuf>,
+    pub client_key_path: Option<PathBuf>,
+    /// Accept any server certificate (testing only; logged as a warning at load).
+    pub insecure_skip_verify: bool,
 }
 
 /// A model served by a remote OpenAI-compatible API.
@@ -208,4 +222,5 @@ pub struct OpenaiParams {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub max_in_flight: u32,
+    pub tls: RemoteTls,
 }

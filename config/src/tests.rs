@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::*;
 
@@ -319,6 +319,69 @@ fn triton_deployments_check_their_url_and_limits() {
         text.contains("models.remote.params.max_in_flight: must be between 1 and 4096, got 0"),
         "{text}"
     );
+}
+
+#[test]
+fn remote_tls_options_are_checked() {
+    let with = |pairs: &[(&str, &str)]| {
+        let mut cli = vec![CliOverride::new(
+            "models.remote.provider",
+            "openai",
+            "--set",
+        )];
+        for (k, v) in pairs {
+            cli.push(CliOverride::new(
+                format!("models.remote.params.{k}"),
+                *v,
+                "--set",
+            ));
+        }
+        load(&ConfigInputs {
+            env: env(&[("HOME", "/h")]),
+            cli,
+            ..Default::default()
+        })
+    };
+    let ok = with(&[
+        ("base_url", "https://api.example:8443/v1"),
+        ("tls_ca_path", "/etc/golek/ca.pem"),
+        ("tls_client_cert_path", "~/c.pem"),
+        ("tls_client_key_path", "/k.pem"),
+    ])
+    .unwrap();
+    let ProviderParams::Openai(p) = &ok.config.models["remote"].params else {
+        panic!("openai params")
+    };
+    assert_eq!(
+        p.tls.ca_path.as_deref(),
+        Some(Path::new("/etc/golek/ca.pem"))
+    );
+    assert_eq!(
+        p.tls.client_cert_path.as_deref(),
+        Some(Path::new("/h/c.pem"))
+    );
+    assert!(!p.tls.insecure_skip_verify);
+    for (pairs, needle) in [
+        (
+            &[("base_url", "http://10.0.0.7/v1"), ("tls_ca_path", "/ca.pem")][..],
+            "models.remote.params.tls_ca_path: TLS options need an https:// URL",
+        ),
+        (
+            &[("base_url", "https://a.example/v1"), ("tls_client_cert_path", "/c.pem")][..],
+            "models.remote.params.tls_client_key_path: set tls_client_cert_path and tls_client_key_path together",
+        ),
+        (
+            &[
+                ("base_url", "https://a.example/v1"),
+                ("tls_ca_path", "/ca.pem"),
+                ("tls_insecure_skip_verify", "true"),
+            ][..],
+            "models.remote.params.tls_insecure_skip_verify: true skips verification",
+        ),
+    ] {
+        let err = with(pairs).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
 }
 
 #[test]

@@ -466,7 +466,9 @@ fn build_model(
         ProviderKind::Gguf => {
             gguf_params(&prefix, model.params, assets_dir, c).map(ProviderParams::Gguf)
         }
-        ProviderKind::Triton => triton_params(&prefix, model.params, c).map(ProviderParams::Triton),
+        ProviderKind::Triton => {
+            triton_params(&prefix, model.params, assets_dir, c).map(ProviderParams::Triton)
+        }
         ProviderKind::Openai => {
             openai_params(&prefix, model.params, assets_dir, c).map(ProviderParams::Openai)
         }
@@ -632,6 +634,14 @@ struct RawTritonParams {
     connect_timeout_ms: i64,
     #[serde(default = "default_max_in_flight")]
     max_in_flight: i64,
+    #[serde(default)]
+    tls_ca_path: Option<String>,
+    #[serde(default)]
+    tls_client_cert_path: Option<String>,
+    #[serde(default)]
+    tls_client_key_path: Option<String>,
+    #[serde(default)]
+    tls_insecure_skip_verify: bool,
 }
 
 fn default_remote_timeout_ms() -> i64 {
@@ -647,6 +657,7 @@ fn default_max_in_flight() -> i64 {
 fn triton_params(
     model_prefix: &str,
     params: toml::Table,
+    assets_dir: &Path,
     c: &mut Checker<'_>,
 ) -> Option<TritonParams> {
     let prefix = format!("{model_prefix}.params");
@@ -659,6 +670,18 @@ fn triton_params(
         raw.max_in_flight,
         c,
     );
+    let tls = remote_tls(
+        &prefix,
+        &url,
+        [
+            raw.tls_ca_path.as_deref(),
+            raw.tls_client_cert_path.as_deref(),
+            raw.tls_client_key_path.as_deref(),
+        ],
+        raw.tls_insecure_skip_verify,
+        assets_dir,
+        c,
+    );
     let (timeout, connect_timeout, max_in_flight) = limits?;
     Some(TritonParams {
         url,
@@ -667,6 +690,7 @@ fn triton_params(
         timeout,
         connect_timeout,
         max_in_flight,
+        tls: tls?,
     })
 }
 
@@ -686,6 +710,14 @@ struct RawOpenaiParams {
     connect_timeout_ms: i64,
     #[serde(default = "default_max_in_flight")]
     max_in_flight: i64,
+    #[serde(default)]
+    tls_ca_path: Option<String>,
+    #[serde(default)]
+    tls_client_cert_path: Option<String>,
+    #[serde(default)]
+    tls_client_key_path: Option<String>,
+    #[serde(default)]
+    tls_insecure_skip_verify: bool,
 }
 
 fn openai_params(
@@ -718,6 +750,18 @@ fn openai_params(
         raw.max_in_flight,
         c,
     );
+    let tls = remote_tls(
+        &prefix,
+        &base_url,
+        [
+            raw.tls_ca_path.as_deref(),
+            raw.tls_client_cert_path.as_deref(),
+            raw.tls_client_key_path.as_deref(),
+        ],
+        raw.tls_insecure_skip_verify,
+        assets_dir,
+        c,
+    );
     let (timeout, connect_timeout, max_in_flight) = limits?;
     Some(OpenaiParams {
         base_url,
@@ -727,6 +771,56 @@ fn openai_params(
         timeout,
         connect_timeout,
         max_in_flight,
+        tls: tls?,
+    })
+}
+
+/// TLS options of a remote deployment: paths resolved, a certificate only with its key, no
+/// CA together with `insecure_skip_verify`, and none of them on a plain `http://` URL.
+fn remote_tls(
+    prefix: &str,
+    url: &str,
+    [ca, cert, key]: [Option<&str>; 3],
+    insecure: bool,
+    assets_dir: &Path,
+    c: &mut Checker<'_>,
+) -> Option<RemoteTls> {
+    let mut ok = true;
+    if !url.starts_with("https://") && (ca.is_some() || cert.is_some() || key.is_some() || insecure)
+    {
+        c.fail(
+            &format!("{prefix}.tls_ca_path"),
+            format!("TLS options need an https:// URL, got {url:?}"),
+        );
+        ok = false;
+    }
+    if cert.is_some() != key.is_some() {
+        c.fail(
+            &format!("{prefix}.tls_client_key_path"),
+            "set tls_client_cert_path and tls_client_key_path together (mutual TLS needs both)",
+        );
+        ok = false;
+    }
+    if insecure && ca.is_some() {
+        c.fail(
+            &format!("{prefix}.tls_insecure_skip_verify"),
+            "true skips verification, so tls_ca_path would be ignored: set one or the other",
+        );
+        ok = false;
+    }
+    let mut resolve = |name: &str, value: Option<&str>| match value {
+        None => Some(None),
+        Some(v) => c.path(&format!("{prefix}.{name}"), v, assets_dir).map(Some),
+    };
+    let ca_path = resolve("tls_ca_path", ca);
+    let client_cert_path = resolve("tls_client_cert_path", cert);
+    let client_key_path = resolve("tls_client_key_path", key);
+    ok.then_some(())?;
+    Some(RemoteTls {
+        ca_path: ca_path?,
+        client_cert_path: client_cert_path?,
+        client_key_path: client_key_path?,
+        insecure_skip_verify: insecure,
     })
 }
 

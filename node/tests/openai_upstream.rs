@@ -111,7 +111,7 @@ async fn a_model_behind_another_openai_server_streams_through() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn llama_cpp_pythons_server_as_the_upstream() {
+async fn llama_cpp_pythons_server_over_https_as_the_upstream() {
     let venv = golek_config::default_assets_dir().join("llamacpp-venv/bin/python");
     let installed = venv.exists()
         && std::process::Command::new(&venv)
@@ -129,6 +129,28 @@ async fn llama_cpp_pythons_server_as_the_upstream() {
         .local_addr()
         .unwrap()
         .port();
+    // The upstream speaks HTTPS with a certificate from a private CA made here.
+    let tls = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "golek test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let (ca_pem, cert_pem, key_pem) = (
+        tls.path().join("ca.pem"),
+        tls.path().join("server.pem"),
+        tls.path().join("server.key"),
+    );
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, server_cert.pem()).unwrap();
+    std::fs::write(&key_pem, server_key.serialize_pem()).unwrap();
     let mut server = std::process::Command::new(&venv)
         .args(["-m", "llama_cpp.server", "--model"])
         .arg(&model)
@@ -146,23 +168,64 @@ async fn llama_cpp_pythons_server_as_the_upstream() {
             "--interrupt_requests",
             "False",
         ])
+        .arg("--ssl_certfile")
+        .arg(&cert_pem)
+        .arg("--ssl_keyfile")
+        .arg(&key_pem)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("llama_cpp.server starts");
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !matches!(client.get(format!("http://127.0.0.1:{port}/v1/models")).send().await, Ok(r) if r.status() == 200)
+    while !matches!(client.get(format!("https://127.0.0.1:{port}/v1/models")).send().await, Ok(r) if r.status() == 200)
     {
         assert!(Instant::now() < deadline, "llama_cpp.server not ready");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let base = format!("models.remote.params.base_url=http://127.0.0.1:{port}/v1");
+
+    // Without the CA the upstream's certificate is refused, with the reason; skipping
+    // verification (for testing only) accepts it.
+    let base_url = format!("https://127.0.0.1:{port}/v1");
+    let params = |tls: golek_config::RemoteTls| golek_config::OpenaiParams {
+        base_url: base_url.clone(),
+        remote_model: Some("tiny".into()),
+        api_key_env: None,
+        api_key_file: None,
+        timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(2),
+        max_in_flight: 4,
+        tls,
+    };
+    let untrusted = params(Default::default());
+    let insecure = params(golek_config::RemoteTls {
+        insecure_skip_verify: true,
+        ..Default::default()
+    });
+    let (untrusted, insecure) = tokio::task::spawn_blocking(move || {
+        (
+            golek_providers::openai::OpenaiProvider::load("remote", &untrusted).map(|_| ()),
+            golek_providers::openai::OpenaiProvider::load("remote", &insecure).map(|_| ()),
+        )
+    })
+    .await
+    .unwrap();
+    let refused = untrusted.unwrap_err().to_string();
+    assert!(refused.contains("certificate"), "{refused}");
+    insecure.unwrap();
+
+    let base = format!("models.remote.params.base_url={base_url}");
+    let ca_set = format!("models.remote.params.tls_ca_path={}", ca_pem.display());
     let front = TestNode::start(&[
         "--set",
         "models.remote.provider=openai",
         "--set",
         &base,
+        "--set",
+        &ca_set,
         "--set",
         "models.remote.params.remote_model=tiny",
     ])

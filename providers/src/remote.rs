@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use golek_config::RemoteTls;
+
 use crate::queue::{Job, JobQueue, Waited};
 use crate::{ProviderError, Result};
 
@@ -19,18 +21,76 @@ pub fn runtime(name: &str) -> Result<tokio::runtime::Runtime> {
         .map_err(|e| ProviderError::Load(format!("cannot start the remote runtime: {e}")))
 }
 
-/// A keep-alive client with the deployment's timeouts.
+/// A keep-alive client with the deployment's timeouts and TLS options. A missing or unreadable
+/// CA, certificate or key file fails the load with the file named.
 pub fn client(
     timeout: Duration,
     connect_timeout: Duration,
     pool: usize,
+    tls: &RemoteTls,
 ) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            ProviderError::Load(format!(
+                "cannot read the TLS {what} {}: {e}",
+                path.display()
+            ))
+        })
+    };
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
         .timeout(timeout)
         .connect_timeout(connect_timeout)
-        .pool_max_idle_per_host(pool)
+        .pool_max_idle_per_host(pool);
+    if let Some(path) = &tls.ca_path {
+        let certs = reqwest::Certificate::from_pem_bundle(&read("CA file", path)?)
+            .map_err(|e| ProviderError::Load(format!("{} is not PEM: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(ProviderError::Load(format!(
+                "{} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert_path, &tls.client_key_path) {
+        let mut pem = read("client certificate", cert)?;
+        pem.push(b'\n');
+        pem.extend(read("client key", key)?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            ProviderError::Load(format!(
+                "{} and {} are not a PEM certificate and key: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })?;
+        builder = builder.identity(identity);
+    }
+    if tls.insecure_skip_verify {
+        tracing::warn!("TLS verification of the remote is off (tls_insecure_skip_verify)");
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder
         .build()
         .map_err(|e| ProviderError::Load(format!("cannot build the HTTP client: {e}")))
+}
+
+/// An HTTP error with its causes ("error sending request: ...: invalid peer certificate:
+/// UnknownIssuer"), so that a TLS or connection failure says what went wrong.
+pub fn why(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// How often a remote is probed while serving, and how many failed probes in a row mean it

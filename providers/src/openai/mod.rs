@@ -53,6 +53,7 @@ impl OpenaiProvider {
             params.timeout,
             params.connect_timeout,
             params.max_in_flight as usize,
+            &params.tls,
         )?;
         let api_key = read_key(params)?;
         // Reachability: GET /models answers on every OpenAI-compatible server.
@@ -62,10 +63,9 @@ impl OpenaiProvider {
             if let Some(key) = &api_key {
                 request = request.bearer_auth(key);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| ProviderError::Load(format!("upstream {url} unreachable: {e}")))?;
+            let response = request.send().await.map_err(|e| {
+                ProviderError::Load(format!("upstream {url} unreachable: {}", remote::why(&e)))
+            })?;
             if response.status().is_success() {
                 Ok(())
             } else {
@@ -166,7 +166,7 @@ fn transport_error(e: &reqwest::Error) -> ErrorInfo {
     } else {
         ErrorCode::ProviderError
     };
-    ErrorInfo::new(code, format!("upstream request failed: {e}"))
+    ErrorInfo::new(code, format!("upstream request failed: {}", remote::why(e)))
 }
 
 /// What one upstream SSE event says.

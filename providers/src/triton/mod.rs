@@ -69,6 +69,7 @@ impl TritonProvider {
             params.timeout,
             params.connect_timeout,
             params.max_in_flight as usize,
+            &params.tls,
         )?;
         let remote = params.remote_model.as_deref().unwrap_or(name);
         let mut model_url = format!("{}/v2/models/{remote}", params.url);
@@ -80,17 +81,24 @@ impl TritonProvider {
                 .get(format!("{model_url}/ready"))
                 .send()
                 .await
-                .map_err(|e| ProviderError::Load(format!("remote {model_url} unreachable: {e}")))?;
+                .map_err(|e| {
+                    ProviderError::Load(format!(
+                        "remote {model_url} unreachable: {}",
+                        remote::why(&e)
+                    ))
+                })?;
             if !ready.status().is_success() {
                 return Err(ProviderError::Load(format!(
                     "remote model {model_url} is not ready (HTTP {})",
                     ready.status().as_u16()
                 )));
             }
-            let response =
-                client.get(&model_url).send().await.map_err(|e| {
-                    ProviderError::Load(format!("remote {model_url} unreachable: {e}"))
-                })?;
+            let response = client.get(&model_url).send().await.map_err(|e| {
+                ProviderError::Load(format!(
+                    "remote {model_url} unreachable: {}",
+                    remote::why(&e)
+                ))
+            })?;
             if !response.status().is_success() {
                 return Err(ProviderError::Load(format!(
                     "remote metadata {model_url}: HTTP {}",
@@ -197,7 +205,7 @@ fn remote_error(e: &reqwest::Error) -> ErrorInfo {
     } else {
         ErrorCode::ProviderError
     };
-    ErrorInfo::new(code, format!("remote request failed: {e}"))
+    ErrorInfo::new(code, format!("remote request failed: {}", remote::why(e)))
 }
 
 /// Runs one job on the remote and answers it.
