@@ -13,7 +13,27 @@ pub const PROVIDER_RESTARTS_TOTAL: &str = "golek_provider_restarts_total";
 /// Times a model's breaker opened, by model.
 pub const PROVIDER_BREAKER_OPEN_TOTAL: &str = "golek_provider_breaker_open_total";
 
+/// Cluster members by state (alive, dead).
+pub const CLUSTER_MEMBERS: &str = "golek_cluster_members";
+/// Gossip bytes and messages, by direction (sent, received); messages dropped on full queues.
+pub const GOSSIP_BYTES_TOTAL: &str = "golek_gossip_bytes_total";
+pub const GOSSIP_MESSAGES_TOTAL: &str = "golek_gossip_messages_total";
+pub const GOSSIP_DROPPED_TOTAL: &str = "golek_gossip_dropped_total";
+/// Requests forwarded to peers, by peer and outcome (ok, failed, broken).
+pub const CLUSTER_FORWARDED_TOTAL: &str = "golek_cluster_forwarded_total";
+/// Time from forwarding to the end of the peer's answer, by peer.
+pub const CLUSTER_FORWARD_SECONDS: &str = "golek_cluster_forward_seconds";
+/// Connections or members refused, by reason (tls, no_id, id_mismatch).
+pub const CLUSTER_REFUSED_TOTAL: &str = "golek_cluster_refused_total";
+
 pub fn describe() {
+    metrics::describe_gauge!(CLUSTER_MEMBERS, "cluster members by state");
+    metrics::describe_counter!(GOSSIP_BYTES_TOTAL, "gossip bytes by direction");
+    metrics::describe_counter!(GOSSIP_MESSAGES_TOTAL, "gossip messages by direction");
+    metrics::describe_counter!(GOSSIP_DROPPED_TOTAL, "gossip messages dropped (queue full)");
+    metrics::describe_counter!(CLUSTER_FORWARDED_TOTAL, "requests forwarded to peers");
+    metrics::describe_histogram!(CLUSTER_FORWARD_SECONDS, "duration of forwarded requests");
+    metrics::describe_counter!(CLUSTER_REFUSED_TOTAL, "peers refused, by reason");
     metrics::describe_counter!(
         ROUTER_REJECTED_TOTAL,
         "requests refused before reaching a worker"

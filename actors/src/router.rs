@@ -6,7 +6,7 @@
 //! a late message from a worker that was already replaced is ignored.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use golek_protocol::inference::{InferenceEvent, InferenceRequest};
@@ -16,6 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+use crate::cluster::ClusterHandle;
 use crate::metrics as m;
 
 /// Where a model is in its life.
@@ -34,6 +35,17 @@ pub enum ModelState {
 }
 
 impl ModelState {
+    /// The state a peer gossiped (unknown words read as stopped).
+    pub fn from_gossip(s: &str) -> Self {
+        match s {
+            "loading" => ModelState::Loading,
+            "ready" => ModelState::Ready,
+            "restarting" => ModelState::Restarting,
+            "breaker_open" => ModelState::BreakerOpen,
+            _ => ModelState::Stopped,
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             ModelState::Loading => "loading",
@@ -228,6 +240,8 @@ pub type EventRx = mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>;
 pub struct RouterHandle {
     table: watch::Receiver<Arc<RoutingTable>>,
     retry_after_s: u32,
+    /// Set once when the node joins a cluster; shared by every clone.
+    cluster: Arc<OnceLock<ClusterHandle>>,
 }
 
 impl RouterHandle {
@@ -235,7 +249,17 @@ impl RouterHandle {
         Self {
             table,
             retry_after_s,
+            cluster: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Lets requests reach the cluster's other nodes.
+    pub fn set_cluster(&self, cluster: ClusterHandle) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    pub fn cluster(&self) -> Option<&ClusterHandle> {
+        self.cluster.get()
     }
 
     pub fn table(&self) -> Arc<RoutingTable> {
@@ -268,25 +292,74 @@ impl RouterHandle {
         .is_ok()
     }
 
-    /// The model's entry, or a 404-style error.
+    /// The model's entry, or a 404-style error. A model served only by peers gets an entry
+    /// made from their gossip (no local queue).
     pub fn entry(&self, model: &str) -> Result<ModelEntry, ErrorInfo> {
-        self.table
+        if let Some(entry) = self.table.borrow().models.get(model) {
+            return Ok(entry.clone());
+        }
+        if let Some(cluster) = self.cluster.get() {
+            let view = cluster.view();
+            if let Some((member, ad)) = view.advert(model) {
+                return Ok(ModelEntry {
+                    name: ad.name.clone(),
+                    provider: ad.provider.clone(),
+                    state: if member.alive {
+                        ModelState::from_gossip(&ad.state)
+                    } else {
+                        ModelState::Stopped
+                    },
+                    generation: 0,
+                    restarts: 0,
+                    last_error: None,
+                    info: ad.info.clone().and_then(|v| serde_json::from_value(v).ok()),
+                    sender: None,
+                    faults: None,
+                    created_unix_s: 0,
+                });
+            }
+        }
+        Err(ErrorInfo::new(
+            ErrorCode::NotFound,
+            format!("model {model:?} does not exist"),
+        )
+        .with_param("model"))
+    }
+
+    /// Routes a validated request: to this node's worker when it has the model and room,
+    /// otherwise to the least-loaded live peer that serves it. Never blocks: a full local queue
+    /// with no peer to take the request is an "overloaded" error at once.
+    pub fn submit(
+        &self,
+        model: &str,
+        request: InferenceRequest,
+        timeout: Duration,
+    ) -> Result<EventRx, ErrorInfo> {
+        let peers = self
+            .cluster
+            .get()
+            .map(|c| (c, c.view().candidates(model)))
+            .filter(|(_, candidates)| !candidates.is_empty());
+        let Some((cluster, candidates)) = peers else {
+            return self.submit_local(model, request, timeout);
+        };
+        let local = self
+            .table
             .borrow()
             .models
             .get(model)
-            .cloned()
-            .ok_or_else(|| {
-                ErrorInfo::new(
-                    ErrorCode::NotFound,
-                    format!("model {model:?} does not exist"),
-                )
-                .with_param("model")
-            })
+            .map(|e| e.state.clone());
+        if local == Some(ModelState::Ready) {
+            match self.submit_local(model, request.clone(), timeout) {
+                Err(e) if matches!(e.code, ErrorCode::Overloaded | ErrorCode::Unavailable) => {}
+                other => return other,
+            }
+        }
+        Ok(cluster.links.forward(model, request, timeout, candidates))
     }
 
-    /// Routes a validated request to `model`'s worker queue. Never blocks: a full queue is an
-    /// "overloaded" error at once.
-    pub fn submit(
+    /// Routes a validated request to this node's worker queue only.
+    pub fn submit_local(
         &self,
         model: &str,
         request: InferenceRequest,
@@ -306,7 +379,18 @@ impl RouterHandle {
         request: InferenceRequest,
         timeout: Duration,
     ) -> Result<EventRx, ErrorInfo> {
-        let entry = self.entry(model)?;
+        let local = self.table.borrow().models.get(model).cloned();
+        let Some(entry) = local else {
+            // Unknown everywhere is 404; known only from peers that cannot take it now, 503.
+            let known = self.entry(model)?;
+            return Err(ErrorInfo::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "model {model:?} is served only by other nodes, and none of them is available ({})",
+                    known.state.as_str()
+                ),
+            ));
+        };
         let sender = match (&entry.state, &entry.sender) {
             (ModelState::Ready, Some(sender)) => sender.clone(),
             (state, _) => {

@@ -1,1 +1,336 @@
-//! placeholder
+//! A harness for multi-node scenarios: real `golek` processes on loopback addresses, each with
+//! its own data dir and certificate, and waits on predicates with timeouts.
+//!
+//! The `golek` binary is the one `cargo test --workspace` builds next to the test executables
+//! (`target/<profile>/golek`).
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `golek` binary beside this test executable.
+pub fn golek_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join("golek");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p golek-node` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `golek ARGS` to completion; its output, failing the test if it fails.
+pub fn golek(args: &[&str]) -> String {
+    let out = Command::new(golek_bin())
+        .args(args)
+        .output()
+        .expect("golek runs");
+    assert!(
+        out.status.success(),
+        "golek {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A cluster CA in a temporary folder, and node certificates issued by it.
+pub struct Ca {
+    pub dir: tempfile::TempDir,
+}
+
+impl Ca {
+    pub fn new() -> Ca {
+        let dir = tempfile::tempdir().unwrap();
+        golek(&["cluster", "init", &dir.path().join("ca").to_string_lossy()]);
+        Ca { dir }
+    }
+
+    /// Issues a certificate for `node_id`; returns the folder to pass as `--tls-dir`.
+    pub fn issue(&self, node_id: &str) -> PathBuf {
+        let out = self.dir.path().join(format!("node-{node_id}"));
+        golek(&[
+            "cluster",
+            "issue",
+            &self.dir.path().join("ca").to_string_lossy(),
+            "--node-id",
+            node_id,
+            "--out",
+            &out.to_string_lossy(),
+        ]);
+        out
+    }
+}
+
+impl Default for Ca {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A free UDP address on loopback for a node's QUIC endpoint.
+pub fn free_quic_addr() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Which default models a node serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Models {
+    None,
+    Embeddings,
+    Generation,
+}
+
+/// How to start a node.
+#[derive(Clone)]
+pub struct NodeSpec {
+    pub id: String,
+    pub tls_dir: PathBuf,
+    pub quic: SocketAddr,
+    pub http_port: u16,
+    pub seeds: Vec<SocketAddr>,
+    pub models: Models,
+    pub env: Vec<(String, String)>,
+}
+
+impl NodeSpec {
+    pub fn new(id: &str, tls_dir: PathBuf, models: Models) -> NodeSpec {
+        NodeSpec {
+            id: id.to_string(),
+            tls_dir,
+            quic: free_quic_addr(),
+            http_port: free_tcp_port(),
+            seeds: Vec::new(),
+            models,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn seed(mut self, addr: SocketAddr) -> NodeSpec {
+        self.seeds.push(addr);
+        self
+    }
+}
+
+/// A running `golek serve` process.
+pub struct Node {
+    pub spec: NodeSpec,
+    pub base: String,
+    child: Option<Child>,
+    data_dir: PathBuf,
+    log: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    client: reqwest::Client,
+}
+
+impl Node {
+    /// Starts the process (does not wait for it to be ready).
+    pub fn spawn(spec: NodeSpec) -> Node {
+        ensure_test_model();
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let mut node = Node {
+            base: format!("http://127.0.0.1:{}", spec.http_port),
+            spec,
+            child: None,
+            log: dir.path().join("golek.log"),
+            data_dir,
+            _dir: Some(dir),
+            client: reqwest::Client::new(),
+        };
+        node.start_process();
+        node
+    }
+
+    fn start_process(&mut self) {
+        let s = &self.spec;
+        let mut cmd = Command::new(golek_bin());
+        cmd.arg("serve")
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{}", s.http_port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--node-id")
+            .arg(&s.id)
+            .arg("--quic-addr")
+            .arg(s.quic.to_string())
+            .arg("--tls-dir")
+            .arg(&s.tls_dir)
+            .args(["--set", "cluster.gossip_interval_ms=100"]);
+        for seed in &s.seeds {
+            cmd.arg("--seed").arg(seed.to_string());
+        }
+        let (embeddings, generation) = match s.models {
+            Models::None => (false, false),
+            Models::Embeddings => (true, false),
+            Models::Generation => (false, true),
+        };
+        cmd.arg("--set")
+            .arg(format!("models.all-minilm-l6-v2.enabled={embeddings}"))
+            .arg("--set")
+            .arg(format!("models.golek-tiny.enabled={generation}"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = cmd
+            .envs(s.env.iter().cloned())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("golek starts");
+        self.child = Some(child);
+    }
+
+    /// Starts a node and waits until it answers `/readyz`.
+    pub async fn start(spec: NodeSpec) -> Node {
+        let node = Node::spawn(spec);
+        node.wait_ready().await;
+        node
+    }
+
+    pub async fn wait_ready(&self) {
+        let ready = wait_until(Duration::from_secs(60), || async {
+            matches!(self.client.get(self.url("/readyz")).send().await, Ok(r) if r.status() == 200)
+        })
+        .await;
+        assert!(
+            ready,
+            "node {} not ready; log:\n{}",
+            self.spec.id,
+            self.log()
+        );
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The exit status once the process has ended on its own (within `timeout`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// `kill -9`: no goodbye to the cluster.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGKILL);
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again with the same id, addresses, data dir and certificate.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.start_process();
+        self.wait_ready().await;
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `/admin/cluster`, or Null while the node does not answer.
+    pub async fn cluster(&self) -> Value {
+        match self.client.get(self.url("/admin/cluster")).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    /// Ids of the members this node sees alive.
+    pub async fn alive(&self) -> Vec<String> {
+        alive_members(&self.cluster().await)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn alive_members(view: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = view["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["alive"] == true)
+        .filter_map(|m| m["node_id"].as_str().map(String::from))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Polls `predicate` every 50 ms until it holds or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, predicate: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if predicate().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Writes the default `golek-tiny` GGUF where the default config looks for it, once.
+pub fn ensure_test_model() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let path = golek_config::default_assets_dir().join("models/golek-tiny.gguf");
+        if !path.exists() {
+            let unique = path.with_extension(format!("{}.gguf", std::process::id()));
+            golek(&["model", "make-test-gguf", &unique.to_string_lossy()]);
+            std::fs::rename(&unique, &path).expect("move golek-tiny into place");
+        }
+    });
+}

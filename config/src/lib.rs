@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 pub use layers::{Provenance, Source};
 pub use node_config::{
-    DebugConfig, GgufParams, HttpConfig, ModelConfig, NodeConfig, NodeSection, OnnxParams,
-    OnnxPipeline, OpenaiParams, ProviderKind, ProviderParams, RemoteTls, RuntimeConfig,
+    ClusterConfig, DebugConfig, GgufParams, HttpConfig, ModelConfig, NodeConfig, NodeSection,
+    OnnxParams, OnnxPipeline, OpenaiParams, ProviderKind, ProviderParams, RemoteTls, RuntimeConfig,
     SupervisionConfig, TritonParams,
 };
 pub use validate::FieldError;

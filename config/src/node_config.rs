@@ -17,6 +17,7 @@ pub struct NodeConfig {
     pub runtime: RuntimeConfig,
     pub supervision: SupervisionConfig,
     pub debug: DebugConfig,
+    pub cluster: ClusterConfig,
     /// Deployments by served model name; disabled ones are dropped.
     pub models: BTreeMap<String, ModelConfig>,
 }
@@ -27,6 +28,34 @@ pub struct NodeSection {
     pub data_dir: PathBuf,
     /// Where the setup script put the runtime library and the default models.
     pub assets_dir: PathBuf,
+}
+
+/// Membership in a cluster: on when `tls_dir` holds this node's certificate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterConfig {
+    /// The node id; in a cluster it must be the one the certificate names.
+    pub node_id: Option<String>,
+    /// What `golek cluster issue` wrote for this node (node.pem, node.key, ca.pem).
+    pub tls_dir: Option<PathBuf>,
+    /// The UDP address of the node's QUIC endpoint (gossip, peers, QUIC clients).
+    pub quic_addr: SocketAddr,
+    /// The address peers reach `quic_addr` at, when it is bound to 0.0.0.0.
+    pub advertise_addr: Option<SocketAddr>,
+    /// `host:port` of nodes to join through.
+    pub seeds: Vec<String>,
+    /// Nodes only gossip with nodes of the same cluster id.
+    pub cluster_id: String,
+    pub gossip_interval: Duration,
+    /// The failure detector's threshold: higher notices deaths later, with fewer false alarms.
+    pub phi_threshold: f64,
+    /// How long a dead node stays listed (as dead) before it is forgotten.
+    pub dead_grace: Duration,
+}
+
+impl ClusterConfig {
+    pub fn enabled(&self) -> bool {
+        self.tls_dir.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -27,6 +27,35 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Cluster certificates and status.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Make a new cluster CA in DIR (ca.pem, ca.key). Keep ca.key off the nodes.
+    Init { dir: PathBuf },
+    /// Make a node's key and certificate, signed by the CA in CA_DIR, into OUT
+    /// (node.pem, node.key, ca.pem): start the node with `--tls-dir OUT`.
+    Issue {
+        ca_dir: PathBuf,
+        #[arg(long, value_name = "ID")]
+        node_id: String,
+        #[arg(long, value_name = "OUT")]
+        out: PathBuf,
+    },
+    /// Show the cluster as a running node sees it.
+    Status {
+        /// The node's HTTP address.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        http: String,
+        /// Print the JSON of /admin/cluster instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +92,18 @@ pub struct ConfigArgs {
     /// The node's state directory (`node.data_dir`).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<String>,
+    /// This node's id in the cluster (`cluster.node_id`); must match its certificate.
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+    /// The QUIC (UDP) address for gossip, peers and QUIC clients (`cluster.quic_addr`).
+    #[arg(long, value_name = "ADDR")]
+    pub quic_addr: Option<String>,
+    /// A node to join through, host:port of its QUIC address (repeatable; `cluster.seeds`).
+    #[arg(long = "seed", value_name = "ADDR")]
+    pub seeds: Vec<String>,
+    /// What `golek cluster issue` wrote for this node; joins the cluster (`cluster.tls_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<String>,
     /// Any key, as `key.path=value` (repeatable), e.g. `--set models.x.max_batch_size=8`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -77,6 +118,28 @@ impl ConfigArgs {
         }
         if let Some(dir) = &self.data_dir {
             cli.push(CliOverride::new("node.data_dir", dir, "--data-dir"));
+        }
+        if let Some(id) = &self.node_id {
+            cli.push(CliOverride::new("cluster.node_id", id, "--node-id"));
+        }
+        if let Some(addr) = &self.quic_addr {
+            cli.push(CliOverride::new("cluster.quic_addr", addr, "--quic-addr"));
+        }
+        if !self.seeds.is_empty() {
+            let list = self
+                .seeds
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            cli.push(CliOverride::new(
+                "cluster.seeds",
+                format!("[{list}]"),
+                "--seed",
+            ));
+        }
+        if let Some(dir) = &self.tls_dir {
+            cli.push(CliOverride::new("cluster.tls_dir", dir, "--tls-dir"));
         }
         for pair in &self.set {
             let (key, value) = pair
@@ -115,6 +178,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", loaded.show());
             Ok(())
         }
+        Command::Cluster { command } => cluster_command(command),
         Command::Model {
             command:
                 ModelCommand::MakeTestGguf {
@@ -138,4 +202,99 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
+    use golek_actors::cluster::tls;
+    match command {
+        ClusterCommand::Init { dir } => {
+            tls::init_ca(&dir)?;
+            println!(
+                "cluster CA written to {} (ca.pem, ca.key); issue node certificates with `golek cluster issue {} --node-id ID --out DIR`",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        ClusterCommand::Issue {
+            ca_dir,
+            node_id,
+            out,
+        } => {
+            tls::issue(&ca_dir, &node_id, &out)?;
+            println!(
+                "certificate for {node_id} written to {} (node.pem, node.key, ca.pem); start it with `golek serve --node-id {node_id} --tls-dir {}`",
+                out.display(),
+                out.display()
+            );
+            Ok(())
+        }
+        ClusterCommand::Status { http, json } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let url = format!("http://{http}/admin/cluster");
+            let body: serde_json::Value = runtime.block_on(async {
+                let response = reqwest::get(&url)
+                    .await
+                    .with_context(|| format!("cannot reach {url}"))?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "{url} answered HTTP {}",
+                    response.status()
+                );
+                Ok::<_, anyhow::Error>(response.json().await?)
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print!("{}", status_table(&body));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `golek cluster status` for a person: one line a member.
+fn status_table(body: &serde_json::Value) -> String {
+    let mut out = format!(
+        "cluster {} as seen by {}\n{:<20} {:<6} {:<22} {:>7} {}\n",
+        body["cluster_id"].as_str().unwrap_or("-"),
+        body["node_id"].as_str().unwrap_or("-"),
+        "NODE",
+        "ALIVE",
+        "HTTP",
+        "QUEUED",
+        "MODELS"
+    );
+    for m in body["members"].as_array().into_iter().flatten() {
+        let models: Vec<String> = m["models"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| {
+                format!(
+                    "{} ({})",
+                    x["name"].as_str().unwrap_or("?"),
+                    x["state"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "{:<20} {:<6} {:<22} {:>7} {}\n",
+            m["node_id"].as_str().unwrap_or("?"),
+            if m["alive"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            m["http_addr"].as_str().unwrap_or("-"),
+            m["load"]["queued"].as_u64().unwrap_or(0),
+            models.join(", ")
+        ));
+    }
+    for r in body["refused"].as_array().into_iter().flatten() {
+        out.push_str(&format!("refused: {}\n", r.as_str().unwrap_or("?")));
+    }
+    out
 }

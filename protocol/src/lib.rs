@@ -6,6 +6,7 @@
 //!
 //! This crate holds data only: no async runtime, no actors, no I/O.
 
+pub mod cluster;
 mod error;
 pub mod half;
 pub mod inference;

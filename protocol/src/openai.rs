@@ -79,6 +79,9 @@ pub struct ModelDetails {
     pub provider: String,
     pub capabilities: Vec<String>,
     pub state: String,
+    /// The nodes that serve it (in a cluster), this one first when it does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 
 use golek_protocol::inference::Capabilities;
 use golek_protocol::{ErrorCode, ErrorInfo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::queue::JobQueue;
 
@@ -40,7 +40,7 @@ impl From<&ProviderError> for ErrorInfo {
 }
 
 /// A model input or output as the model declares it; `-1` marks a dynamic dimension.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorSpec {
     pub name: String,
     /// KServe v2 datatype name (`FP32`, `INT64`, ...).
@@ -49,7 +49,7 @@ pub struct TensorSpec {
 }
 
 /// What a loaded provider tells the node about its model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderInfo {
     pub capabilities: Capabilities,
     /// Length of the embedding vectors, for embedding models.

@@ -114,6 +114,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/admin/models", get(ops::admin_models))
+        .route("/admin/cluster", get(ops::admin_cluster))
         .route("/admin/debug/crash/{model}", post(ops::crash))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

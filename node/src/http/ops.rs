@@ -55,6 +55,21 @@ pub async fn admin_models(State(state): State<AppState>) -> Json<serde_json::Val
     Json(json!({"node_id": state.node_id, "models": models}))
 }
 
+/// The cluster as this node sees it: members with liveness, models and load.
+pub async fn admin_cluster(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(cluster) = state.router.cluster() else {
+        return Err(ErrorInfo::new(
+            ErrorCode::NotFound,
+            "this node is not in a cluster (start it with --tls-dir and --node-id)",
+        )
+        .into());
+    };
+    let view = cluster.view();
+    Ok(Json(serde_json::to_value(&*view).unwrap_or_default()))
+}
+
 /// Makes a model's worker panic when it next takes work. Only with `debug.fault_injection`.
 pub async fn crash(
     State(state): State<AppState>,

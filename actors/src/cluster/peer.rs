@@ -1,0 +1,357 @@
+//! Forwarding requests between nodes over `golek-peer/1`, and the QUIC client API
+//! (`golek-client/1`) that speaks the same frames.
+//!
+//! One bidi stream per request: the caller writes one [`ForwardRequest`] frame and finishes its
+//! side; the server answers with [`ForwardReply`] frames, one per event, and finishes. A caller
+//! that goes away resets the stream, which drops the request's event channel on the serving
+//! node and so cancels the work there.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use golek_protocol::cluster::{
+    decode_frame, encode_frame, frame_length, ForwardReply, ForwardRequest, PEER_PROTOCOL_VERSION,
+};
+use golek_protocol::inference::{InferenceEvent, InferenceRequest};
+use golek_protocol::{ErrorCode, ErrorInfo};
+use tokio::sync::mpsc;
+
+use super::transport::{IncomingStream, QuicNode};
+use super::{tls, Member};
+use crate::metrics as m;
+use crate::router::{EventRx, RouterHandle};
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, String> {
+    let mut header = [0u8; 4];
+    match recv.read_exact(&mut header).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(format!("reading a frame: {e}")),
+    }
+    let n = frame_length(header)?;
+    let mut body = vec![0u8; n];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| format!("reading a frame of {n} bytes: {e}"))?;
+    Ok(Some(body))
+}
+
+/// The connections to peers, one per node id, made on first use and checked against the id.
+pub struct PeerLinks {
+    quic: Arc<QuicNode>,
+    self_id: String,
+    connections: Mutex<HashMap<String, quinn::Connection>>,
+    /// Requests peers forwarded here that are still running.
+    pub(crate) serving: Arc<AtomicU64>,
+}
+
+impl PeerLinks {
+    pub fn new(quic: Arc<QuicNode>, self_id: String) -> Self {
+        Self {
+            quic,
+            self_id,
+            connections: Mutex::new(HashMap::new()),
+            serving: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn serving(&self) -> u64 {
+        self.serving.load(Ordering::Relaxed)
+    }
+
+    /// Closes and drops the connection to a node the failure detector marked dead: requests
+    /// waiting on it fail now (and move to another node) instead of at the idle timeout.
+    pub fn forget(&self, node_id: &str) {
+        if let Some(c) = self.connections.lock().expect("links").remove(node_id) {
+            c.close(2u32.into(), b"peer marked dead");
+        }
+    }
+
+    fn drop_if_closed(&self, node_id: &str) {
+        let mut connections = self.connections.lock().expect("links");
+        if connections
+            .get(node_id)
+            .is_some_and(|c| c.close_reason().is_some())
+        {
+            connections.remove(node_id);
+        }
+    }
+
+    async fn connection(&self, member: &Member) -> Result<quinn::Connection, String> {
+        if let Some(c) = self.connections.lock().expect("links").get(&member.node_id) {
+            if c.close_reason().is_none() {
+                return Ok(c.clone());
+            }
+        }
+        let addr: SocketAddr = member
+            .quic_addr
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|_| format!("node {} advertises no usable QUIC address", member.node_id))?;
+        let (connection, id) = self.quic.connect(addr, &self.quic.peer_client).await?;
+        if id != member.node_id {
+            connection.close(1u32.into(), b"node id mismatch");
+            return Err(format!(
+                "the node at {addr} presented a certificate for {id:?}, not {:?}",
+                member.node_id
+            ));
+        }
+        self.connections
+            .lock()
+            .expect("links")
+            .insert(member.node_id.clone(), connection.clone());
+        Ok(connection)
+    }
+
+    /// Forwards `request` to the first candidate that takes it. A candidate that fails before
+    /// any event reached the caller is skipped for the next (once); after output has started,
+    /// a failure ends the stream with an error event.
+    pub fn forward(
+        self: &Arc<Self>,
+        model: &str,
+        request: InferenceRequest,
+        timeout: Duration,
+        candidates: Vec<Member>,
+    ) -> EventRx {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let links = self.clone();
+        let model = model.to_string();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + timeout;
+            let mut last_error = None;
+            // Two tries: the next candidate, or the only one again on a fresh connection (its
+            // cached one may have gone with a restart).
+            let mut tries: Vec<&Member> = candidates.iter().take(2).collect();
+            if tries.len() == 1 {
+                tries.push(tries[0]);
+            }
+            for member in tries {
+                let frame = ForwardRequest {
+                    version: PEER_PROTOCOL_VERSION,
+                    model: model.clone(),
+                    request: request.clone(),
+                    timeout_ms: deadline
+                        .saturating_duration_since(Instant::now())
+                        .as_millis() as u64,
+                    traceparent: None,
+                    from_node: links.self_id.clone(),
+                };
+                let started = Instant::now();
+                match links.forward_one(member, &frame, &tx).await {
+                    Ok(()) => {
+                        metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => member.node_id.clone(), "outcome" => "ok").increment(1);
+                        metrics::histogram!(m::CLUSTER_FORWARD_SECONDS, "peer" => member.node_id.clone())
+                            .record(started.elapsed().as_secs_f64());
+                        return;
+                    }
+                    Err(Failure::Started(e)) => {
+                        metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => member.node_id.clone(), "outcome" => "broken").increment(1);
+                        let _ = tx.send(Err(ErrorInfo::new(
+                            ErrorCode::Unavailable,
+                            format!("node {} failed while answering: {e}", member.node_id),
+                        )));
+                        return;
+                    }
+                    Err(Failure::Cancelled) => return,
+                    Err(Failure::NotStarted(e)) => {
+                        metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => member.node_id.clone(), "outcome" => "failed").increment(1);
+                        tracing::warn!(peer = %member.node_id, %model, "forwarding failed: {e}");
+                        links.drop_if_closed(&member.node_id);
+                        last_error = Some(format!("node {}: {e}", member.node_id));
+                    }
+                }
+            }
+            let _ = tx.send(Err(ErrorInfo::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "model {model:?} could not be reached on any node ({})",
+                    last_error.unwrap_or_else(|| "no candidates".into())
+                ),
+            )));
+        });
+        rx
+    }
+
+    async fn forward_one(
+        &self,
+        member: &Member,
+        frame: &ForwardRequest,
+        tx: &mpsc::UnboundedSender<Result<InferenceEvent, ErrorInfo>>,
+    ) -> Result<(), Failure> {
+        let connection = self.connection(member).await.map_err(Failure::NotStarted)?;
+        let (mut send, mut recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| Failure::NotStarted(e.to_string()))?;
+        let bytes = encode_frame(frame).map_err(Failure::NotStarted)?;
+        send.write_all(&bytes)
+            .await
+            .map_err(|e| Failure::NotStarted(e.to_string()))?;
+        let _ = send.finish();
+        let mut delivered = false;
+        loop {
+            let next = tokio::select! {
+                next = read_frame(&mut recv) => next,
+                () = tx.closed() => {
+                    // The caller went away: reset the stream so the peer drops the work.
+                    let _ = recv.stop(0u32.into());
+                    let _ = send.reset(0u32.into());
+                    return Err(Failure::Cancelled);
+                }
+            };
+            let fail = |e: String| {
+                if delivered {
+                    Failure::Started(e)
+                } else {
+                    Failure::NotStarted(e)
+                }
+            };
+            let Some(body) = next.map_err(fail)? else {
+                return if delivered {
+                    Ok(())
+                } else {
+                    Err(Failure::NotStarted(
+                        "the peer closed the stream without answering".into(),
+                    ))
+                };
+            };
+            let reply: ForwardReply = decode_frame(&body).map_err(fail)?;
+            delivered = true;
+            let item = match reply {
+                ForwardReply::Event(e) => Ok(e),
+                ForwardReply::Error(e) => Err(e),
+            };
+            if tx.send(item).is_err() {
+                let _ = recv.stop(0u32.into());
+                return Err(Failure::Cancelled);
+            }
+        }
+    }
+}
+
+enum Failure {
+    /// Nothing reached the caller: another node may try.
+    NotStarted(String),
+    /// Output had started: the stream ends with an error.
+    Started(String),
+    /// The caller went away.
+    Cancelled,
+}
+
+async fn reply(send: &mut quinn::SendStream, r: ForwardReply) -> Result<(), String> {
+    let bytes = encode_frame(&r)?;
+    send.write_all(&bytes).await.map_err(|e| e.to_string())
+}
+
+/// Serves the streams peers and QUIC clients open.
+pub async fn serve(
+    mut streams: mpsc::Receiver<IncomingStream>,
+    router: RouterHandle,
+    self_id: String,
+    serving: Arc<AtomicU64>,
+) {
+    while let Some(stream) = streams.recv().await {
+        let router = router.clone();
+        let self_id = self_id.clone();
+        let serving = serving.clone();
+        tokio::spawn(async move {
+            let peer = stream.peer_id.clone();
+            serving.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = serve_one(stream, &router, &self_id).await {
+                tracing::warn!(%peer, "peer stream: {e}");
+            }
+            serving.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+async fn serve_one(
+    IncomingStream {
+        alpn,
+        peer_id,
+        mut send,
+        mut recv,
+    }: IncomingStream,
+    router: &RouterHandle,
+    self_id: &str,
+) -> Result<(), String> {
+    let body = match read_frame(&mut recv).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            let _ = send.reset(1u32.into());
+            return Err(e);
+        }
+    };
+    let request: ForwardRequest = match decode_frame(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            // A malformed frame closes this stream with the reason; the connection lives on.
+            let info = ErrorInfo::new(ErrorCode::InvalidRequest, e.clone());
+            reply(&mut send, ForwardReply::Error(info)).await?;
+            let _ = send.finish();
+            return Err(e);
+        }
+    };
+    if request.version != PEER_PROTOCOL_VERSION {
+        let info = ErrorInfo::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "peer protocol version {} is not supported (this node speaks {PEER_PROTOCOL_VERSION})",
+                request.version
+            ),
+        );
+        reply(&mut send, ForwardReply::Error(info)).await?;
+        let _ = send.finish();
+        return Ok(());
+    }
+    let timeout = Duration::from_millis(request.timeout_ms.max(1));
+    // A peer's request runs here (never forwarded again); a QUIC client's is routed like HTTP.
+    let submitted = if alpn == tls::ALPN_PEER {
+        router.submit_local(&request.model, request.request, timeout)
+    } else {
+        router.submit(&request.model, request.request, timeout)
+    };
+    tracing::debug!(from = %peer_id, model = %request.model, node = self_id, "serving a forwarded request");
+    let mut events = match submitted {
+        Ok(rx) => rx,
+        Err(info) => {
+            reply(&mut send, ForwardReply::Error(info)).await?;
+            let _ = send.finish();
+            return Ok(());
+        }
+    };
+    loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(timeout, events.recv()) => next,
+            // The caller reset its side: drop the events, which cancels the work.
+            _ = send.stopped() => return Ok(()),
+        };
+        let item = match next {
+            Err(_) => Err(ErrorInfo::new(
+                ErrorCode::Timeout,
+                format!("model {:?} did not answer in time", request.model),
+            )),
+            Ok(None) => break,
+            Ok(Some(item)) => item,
+        };
+        let last = item.is_err();
+        let frame = match item {
+            Ok(e) => ForwardReply::Event(e),
+            Err(e) => ForwardReply::Error(e),
+        };
+        if reply(&mut send, frame).await.is_err() {
+            return Ok(());
+        }
+        if last {
+            break;
+        }
+    }
+    let _ = send.finish();
+    Ok(())
+}

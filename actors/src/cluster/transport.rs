@@ -1,0 +1,286 @@
+//! The node's one QUIC endpoint, and chitchat's transport over it.
+//!
+//! Gossip rides `golek-gossip/1` connections, one uni stream per message. `send` never waits:
+//! each peer address has a bounded queue drained by its own task (which connects when it
+//! must), and a full queue drops the message, as UDP would. Every connection is mutual TLS
+//! against the cluster CA; the node id each certificate names is recorded by address, so the
+//! cluster view can refuse a member that gossips under another node's id.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use chitchat::transport::{Socket, Transport};
+use chitchat::{ChitchatMessage, Deserializable, Serializable};
+use tokio::sync::mpsc;
+
+use super::tls::{self, NodeIdentity};
+use crate::metrics as m;
+
+/// The largest gossip message read from a stream.
+const MAX_GOSSIP_BYTES: usize = 4 << 20;
+/// Gossip messages queued per peer before new ones are dropped.
+const PEER_QUEUE: usize = 64;
+
+/// What the endpoint hands to the rest of the node.
+pub struct QuicNode {
+    pub endpoint: quinn::Endpoint,
+    pub identity: Arc<NodeIdentity>,
+    gossip_client: quinn::ClientConfig,
+    pub peer_client: quinn::ClientConfig,
+    gossip_rx: Mutex<Option<mpsc::Receiver<(SocketAddr, ChitchatMessage)>>>,
+    gossip_tx: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
+    /// The node id each address's certificate named (incoming and outgoing connections).
+    pub verified: Mutex<HashMap<SocketAddr, String>>,
+}
+
+/// Streams the accept loop hands over for the peer and client protocols.
+pub struct IncomingStream {
+    pub alpn: &'static [u8],
+    pub peer_id: String,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+}
+
+impl QuicNode {
+    /// Binds the endpoint. Streams of the peer and client protocols go to `streams`.
+    pub fn bind(
+        addr: SocketAddr,
+        identity: NodeIdentity,
+        streams: mpsc::Sender<IncomingStream>,
+    ) -> Result<Arc<Self>, String> {
+        let server = identity.server_config().map_err(|e| e.to_string())?;
+        let gossip_client = identity
+            .client_config(tls::ALPN_GOSSIP)
+            .map_err(|e| e.to_string())?;
+        let peer_client = identity
+            .client_config(tls::ALPN_PEER)
+            .map_err(|e| e.to_string())?;
+        let endpoint = quinn::Endpoint::server(server, addr)
+            .map_err(|e| format!("cannot bind QUIC on {addr}: {e}"))?;
+        let (gossip_tx, gossip_rx) = mpsc::channel(1024);
+        let node = Arc::new(QuicNode {
+            endpoint,
+            identity: Arc::new(identity),
+            gossip_client,
+            peer_client,
+            gossip_rx: Mutex::new(Some(gossip_rx)),
+            gossip_tx,
+            verified: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(accept_loop(node.clone(), streams));
+        Ok(node)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint
+            .local_addr()
+            .expect("a bound endpoint has an address")
+    }
+
+    fn record(&self, addr: SocketAddr, id: &str) {
+        self.verified
+            .lock()
+            .expect("verified map")
+            .insert(addr, id.to_string());
+    }
+
+    /// Dials `addr` for `alpn`'s protocol; the peer's certificate must come from the CA.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        config: &quinn::ClientConfig,
+    ) -> Result<(quinn::Connection, String), String> {
+        let connecting = self
+            .endpoint
+            .connect_with(config.clone(), addr, tls::SERVER_NAME)
+            .map_err(|e| format!("cannot dial {addr}: {e}"))?;
+        let connection = connecting
+            .await
+            .map_err(|e| format!("QUIC handshake with {addr} failed: {e}"))?;
+        let id = tls::peer_node_id(&connection)
+            .ok_or_else(|| format!("{addr} presented a certificate without a node id"))?;
+        self.record(addr, &id);
+        Ok((connection, id))
+    }
+}
+
+async fn accept_loop(node: Arc<QuicNode>, streams: mpsc::Sender<IncomingStream>) {
+    while let Some(incoming) = node.endpoint.accept().await {
+        let node = node.clone();
+        let streams = streams.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let connection = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%remote, "refused a QUIC connection: {e}");
+                    metrics::counter!(m::CLUSTER_REFUSED_TOTAL, "reason" => "tls").increment(1);
+                    return;
+                }
+            };
+            let Some(peer_id) = tls::peer_node_id(&connection) else {
+                tracing::warn!(%remote, "refused a QUIC connection: its certificate names no node id");
+                metrics::counter!(m::CLUSTER_REFUSED_TOTAL, "reason" => "no_id").increment(1);
+                connection.close(1u32.into(), b"certificate without a node id");
+                return;
+            };
+            match tls::alpn_of(&connection).as_deref() {
+                Some(tls::ALPN_GOSSIP) => {
+                    node.record(remote, &peer_id);
+                    serve_gossip(&node, connection).await
+                }
+                Some(tls::ALPN_PEER) => {
+                    serve_streams(connection, peer_id, tls::ALPN_PEER, streams).await
+                }
+                Some(tls::ALPN_CLIENT) => {
+                    serve_streams(connection, peer_id, tls::ALPN_CLIENT, streams).await
+                }
+                _ => connection.close(1u32.into(), b"unknown protocol"),
+            }
+        });
+    }
+}
+
+async fn serve_gossip(node: &QuicNode, connection: quinn::Connection) {
+    let remote = connection.remote_address();
+    while let Ok(mut recv) = connection.accept_uni().await {
+        let bytes = match recv.read_to_end(MAX_GOSSIP_BYTES).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(%remote, "gossip stream failed: {e}");
+                continue;
+            }
+        };
+        metrics::counter!(m::GOSSIP_BYTES_TOTAL, "direction" => "received")
+            .increment(bytes.len() as u64);
+        metrics::counter!(m::GOSSIP_MESSAGES_TOTAL, "direction" => "received").increment(1);
+        match ChitchatMessage::deserialize(&mut &bytes[..]) {
+            Ok(message) => {
+                if node.gossip_tx.try_send((remote, message)).is_err() {
+                    tracing::debug!(%remote, "gossip inbox full; message dropped");
+                }
+            }
+            Err(e) => tracing::warn!(%remote, "malformed gossip message: {e}"),
+        }
+    }
+}
+
+async fn serve_streams(
+    connection: quinn::Connection,
+    peer_id: String,
+    alpn: &'static [u8],
+    streams: mpsc::Sender<IncomingStream>,
+) {
+    while let Ok((send, recv)) = connection.accept_bi().await {
+        let stream = IncomingStream {
+            alpn,
+            peer_id: peer_id.clone(),
+            send,
+            recv,
+        };
+        if streams.send(stream).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// chitchat's transport over the node's endpoint.
+pub struct GossipTransport(pub Arc<QuicNode>);
+
+#[async_trait::async_trait]
+impl Transport for GossipTransport {
+    async fn open(&self, _listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        let rx = self
+            .0
+            .gossip_rx
+            .lock()
+            .expect("gossip receiver")
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the gossip socket is already open"))?;
+        Ok(Box::new(GossipSocket {
+            node: self.0.clone(),
+            rx,
+            peers: HashMap::new(),
+        }))
+    }
+}
+
+struct GossipSocket {
+    node: Arc<QuicNode>,
+    rx: mpsc::Receiver<(SocketAddr, ChitchatMessage)>,
+    peers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+}
+
+#[async_trait::async_trait]
+impl Socket for GossipSocket {
+    async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
+        let bytes = msg.serialize_to_vec();
+        let queue = self.peers.entry(to).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            tokio::spawn(drain_peer(self.node.clone(), to, rx));
+            tx
+        });
+        if queue.try_send(bytes).is_err() {
+            metrics::counter!(m::GOSSIP_DROPPED_TOTAL).increment(1);
+        }
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
+        self.rx
+            .recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the QUIC endpoint closed"))
+    }
+}
+
+/// Sends one peer's queued gossip, one uni stream a message, (re)connecting when needed. A
+/// message that cannot be sent is dropped: gossip repairs itself on the next round.
+async fn drain_peer(node: Arc<QuicNode>, to: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut connection: Option<quinn::Connection> = None;
+    let mut last_error = String::new();
+    while let Some(bytes) = rx.recv().await {
+        if connection
+            .as_ref()
+            .is_some_and(|c| c.close_reason().is_some())
+        {
+            connection = None;
+        }
+        if connection.is_none() {
+            match node.connect(to, &node.gossip_client).await {
+                Ok((c, _)) => {
+                    last_error.clear();
+                    connection = Some(c)
+                }
+                Err(e) => {
+                    if e != last_error {
+                        tracing::warn!(peer = %to, "gossip: {e}");
+                        last_error = e;
+                    }
+                    // Skip what queued up while connecting: it is stale.
+                    while rx.try_recv().is_ok() {}
+                    continue;
+                }
+            }
+        }
+        let c = connection.as_ref().expect("connected above");
+        let sent = async {
+            let mut stream = c.open_uni().await.map_err(|e| e.to_string())?;
+            stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
+            stream.finish().map_err(|e| e.to_string())
+        }
+        .await;
+        match sent {
+            Ok(()) => {
+                metrics::counter!(m::GOSSIP_BYTES_TOTAL, "direction" => "sent")
+                    .increment(bytes.len() as u64);
+                metrics::counter!(m::GOSSIP_MESSAGES_TOTAL, "direction" => "sent").increment(1);
+            }
+            Err(e) => {
+                tracing::debug!(peer = %to, "gossip send failed: {e}");
+                connection = None;
+            }
+        }
+    }
+}

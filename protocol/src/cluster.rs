@@ -1,0 +1,282 @@
+//! What nodes tell each other: the typed gossip keys every node publishes about itself, and the
+//! frames of the peer protocol that forwards a request to another node.
+//!
+//! Gossip values are JSON strings under fixed keys; this module is the only place that knows the
+//! key names ([`encode_member`], [`decode_member`]). Peer frames are bincode 2 with a 4-byte
+//! big-endian length before each, a protocol version in the request, and a size cap.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::inference::{InferenceEvent, InferenceRequest};
+use crate::ErrorInfo;
+
+/// A node id: what `--node-id` and the node's certificate say. Lowercase letters, digits and
+/// `-`, 1 to 63 characters, not starting or ending with `-` (it is a DNS label in the
+/// certificate).
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && !id.starts_with('-')
+        && !id.ends_with('-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "node id {id:?} must be 1 to 63 lowercase letters, digits or '-', not starting or ending with '-'"
+        ))
+    }
+}
+
+/// Addresses and build of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAdvert {
+    pub http_addr: String,
+    pub quic_addr: String,
+    pub version: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One model a node serves. `info` is the provider's description (capabilities, dimensions,
+/// tensor specs) as JSON, so that other nodes can validate and describe the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelAdvert {
+    pub name: String,
+    pub provider: String,
+    pub state: String,
+    #[serde(default)]
+    pub info: Option<serde_json::Value>,
+}
+
+/// How busy a node is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadAdvert {
+    /// Requests waiting in model queues.
+    pub queued: u64,
+    /// Requests forwarded to this node by peers and still running.
+    pub in_flight: u64,
+    /// Total queue capacity of its models.
+    pub capacity: u64,
+}
+
+/// What the node can read about its machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourcesAdvert {
+    pub cpus: u32,
+    pub memory_total_bytes: u64,
+    pub memory_available_bytes: u64,
+    /// GPUs with their free memory, where the node can read them (empty otherwise).
+    #[serde(default)]
+    pub gpus: Vec<GpuAdvert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuAdvert {
+    pub name: String,
+    pub memory_total_bytes: u64,
+    pub memory_free_bytes: u64,
+}
+
+/// Everything one node gossips about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberAdvert {
+    pub node: NodeAdvert,
+    pub models: Vec<ModelAdvert>,
+    pub load: LoadAdvert,
+    pub resources: ResourcesAdvert,
+}
+
+const KEY_NODE: &str = "golek.node";
+const KEY_MODELS: &str = "golek.models";
+const KEY_LOAD: &str = "golek.load";
+const KEY_RESOURCES: &str = "golek.resources";
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("gossip values are plain data")
+}
+
+/// The key-value pairs a node sets on its own gossip state.
+pub fn encode_member(member: &MemberAdvert) -> Vec<(String, String)> {
+    vec![
+        (KEY_NODE.into(), json(&member.node)),
+        (KEY_MODELS.into(), json(&member.models)),
+        (KEY_LOAD.into(), json(&member.load)),
+        (KEY_RESOURCES.into(), json(&member.resources)),
+    ]
+}
+
+/// Reads a member's advert from its gossip key-values (`get(key)`). A node that has not yet
+/// published its `node` key is `Ok(None)`; a malformed value is an error naming the key.
+pub fn decode_member<'a, F: Fn(&str) -> Option<&'a str>>(
+    get: F,
+) -> Result<Option<MemberAdvert>, String> {
+    fn field<'a, T: DeserializeOwned, F: Fn(&str) -> Option<&'a str>>(
+        get: &F,
+        key: &str,
+    ) -> Result<Option<T>, String> {
+        get(key)
+            .map(|raw| serde_json::from_str(raw).map_err(|e| format!("gossip key {key}: {e}")))
+            .transpose()
+    }
+    let get = &get;
+    let Some(node) = field::<NodeAdvert, F>(get, KEY_NODE)? else {
+        return Ok(None);
+    };
+    Ok(Some(MemberAdvert {
+        node,
+        models: field(get, KEY_MODELS)?.unwrap_or_default(),
+        load: field(get, KEY_LOAD)?.unwrap_or_default(),
+        resources: field(get, KEY_RESOURCES)?.unwrap_or_default(),
+    }))
+}
+
+/// The version of the peer protocol this build speaks.
+pub const PEER_PROTOCOL_VERSION: u16 = 1;
+/// The largest peer frame accepted (a request with big tensors fits; a bogus length does not).
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
+
+/// A request forwarded to a peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForwardRequest {
+    pub version: u16,
+    pub model: String,
+    pub request: InferenceRequest,
+    /// What remains of the client's deadline.
+    pub timeout_ms: u64,
+    /// W3C trace context of the client's request, when there is one.
+    pub traceparent: Option<String>,
+    /// The node that forwarded it (a forwarded request is never forwarded again).
+    pub from_node: String,
+}
+
+/// One answer frame: an event of the stream, or the error that ends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ForwardReply {
+    Event(InferenceEvent),
+    Error(ErrorInfo),
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_FRAME_BYTES>()
+}
+
+/// A frame: 4-byte big-endian length, then the bincode body.
+pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    let body = bincode::serde::encode_to_vec(value, bincode_config())
+        .map_err(|e| format!("cannot encode a peer frame: {e}"))?;
+    if body.len() > MAX_FRAME_BYTES {
+        return Err(format!(
+            "peer frame of {} bytes is over the {MAX_FRAME_BYTES}-byte cap",
+            body.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend(body);
+    Ok(out)
+}
+
+/// The body length a frame header announces, refused when over the cap.
+pub fn frame_length(header: [u8; 4]) -> Result<usize, String> {
+    let n = u32::from_be_bytes(header) as usize;
+    if n > MAX_FRAME_BYTES {
+        return Err(format!(
+            "peer frame announces {n} bytes, over the {MAX_FRAME_BYTES}-byte cap"
+        ));
+    }
+    Ok(n)
+}
+
+/// Decodes a frame body (after its length); trailing bytes are an error.
+pub fn decode_frame<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let (value, used) = bincode::serde::decode_from_slice(body, bincode_config())
+        .map_err(|e| format!("malformed peer frame: {e}"))?;
+    if used != body.len() {
+        return Err(format!(
+            "malformed peer frame: {} bytes after the value",
+            body.len() - used
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::{EmbeddingInput, EmbeddingsRequest};
+
+    #[test]
+    fn node_ids_are_dns_labels() {
+        assert!(check_node_id("node-a1").is_ok());
+        for bad in ["", "Node", "a_b", "-a", "a-", &"x".repeat(64)] {
+            assert!(check_node_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn members_round_trip_through_gossip_keys_and_bad_values_name_the_key() {
+        let member = MemberAdvert {
+            node: NodeAdvert {
+                http_addr: "127.0.0.1:8080".into(),
+                quic_addr: "127.0.0.1:7946".into(),
+                version: "0.1.0".into(),
+                labels: [("zone".to_string(), "a".to_string())].into(),
+            },
+            models: vec![ModelAdvert {
+                name: "m".into(),
+                provider: "onnx".into(),
+                state: "ready".into(),
+                info: Some(serde_json::json!({"embedding_dims": 384})),
+            }],
+            load: LoadAdvert {
+                queued: 1,
+                in_flight: 2,
+                capacity: 3,
+            },
+            resources: ResourcesAdvert::default(),
+        };
+        let kv: BTreeMap<String, String> = encode_member(&member).into_iter().collect();
+        let back = decode_member(|k| kv.get(k).map(String::as_str)).unwrap();
+        assert_eq!(back, Some(member));
+        assert_eq!(decode_member(|_| None).unwrap(), None);
+        let mut broken = kv.clone();
+        broken.insert(KEY_LOAD.into(), "{".into());
+        let err = decode_member(|k| broken.get(k).map(String::as_str)).unwrap_err();
+        assert!(err.contains("golek.load"), "{err}");
+    }
+
+    #[test]
+    fn frames_round_trip_and_malformed_ones_are_errors() {
+        let request = ForwardRequest {
+            version: PEER_PROTOCOL_VERSION,
+            model: "m".into(),
+            request: InferenceRequest::Embeddings(EmbeddingsRequest {
+                inputs: vec![EmbeddingInput::Text("hi".into())],
+            }),
+            timeout_ms: 1000,
+            traceparent: None,
+            from_node: "a".into(),
+        };
+        let frame = encode_frame(&request).unwrap();
+        let n = frame_length(frame[..4].try_into().unwrap()).unwrap();
+        assert_eq!(n, frame.len() - 4);
+        assert_eq!(
+            decode_frame::<ForwardRequest>(&frame[4..]).unwrap(),
+            request
+        );
+        assert!(decode_frame::<ForwardRequest>(&frame[4..frame.len() - 1]).is_err());
+        assert!(decode_frame::<ForwardRequest>(&[0xff; 7]).is_err());
+        let mut long = frame[4..].to_vec();
+        long.push(0);
+        assert!(decode_frame::<ForwardRequest>(&long)
+            .unwrap_err()
+            .contains("after the value"));
+        assert!(frame_length([0xff; 4]).unwrap_err().contains("cap"));
+    }
+}
