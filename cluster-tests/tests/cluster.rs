@@ -117,6 +117,48 @@ async fn nodes_converge_forward_fail_over_and_rejoin() {
     let (streamed_text, done) = sse_text(&streamed.text().await.unwrap());
     assert!(done);
     assert_eq!(streamed_text, text);
+    // The QUIC client API: a client certificate from the CA, the same greedy text via B.
+    let client_tls = ca.issue("client-1");
+    let quic_text = golek_cluster_tests::golek(&[
+        "infer",
+        "--quic",
+        &b.spec.quic.to_string(),
+        "--tls-dir",
+        &client_tls.to_string_lossy(),
+        "--model",
+        "golek-tiny",
+        "--prompt",
+        "the cluster",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+        "--ignore-eos",
+    ]);
+    assert_eq!(quic_text.trim_end_matches('\n'), text);
+    let vectors = golek_cluster_tests::golek(&[
+        "infer",
+        "--quic",
+        &c.spec.quic.to_string(),
+        "--tls-dir",
+        &client_tls.to_string_lossy(),
+        "--model",
+        "all-minilm-l6-v2",
+        "--embed",
+        "hello",
+    ]);
+    let line: Value = serde_json::from_str(vectors.lines().next().unwrap()).unwrap();
+    let as_f32 = |v: &Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    assert_eq!(
+        as_f32(&line["embedding"]),
+        as_f32(&local["data"][0]["embedding"])
+    );
     let status = golek_cluster_tests::golek(&[
         "cluster",
         "status",

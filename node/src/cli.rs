@@ -27,11 +27,41 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Send one request to a node over QUIC (`golek-client/1`) and print the answer.
+    Infer(InferArgs),
     /// Cluster certificates and status.
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// The node's QUIC address.
+    #[arg(long, value_name = "ADDR")]
+    pub quic: std::net::SocketAddr,
+    /// A certificate from the cluster CA (`golek cluster issue ... --node-id client-NAME`).
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: PathBuf,
+    #[arg(long)]
+    pub model: String,
+    /// Text to embed (repeatable): prints one JSON line a vector.
+    #[arg(long, value_name = "TEXT")]
+    pub embed: Vec<String>,
+    /// A prompt to continue: prints the text as it streams.
+    #[arg(long, value_name = "TEXT", conflicts_with = "embed")]
+    pub prompt: Option<String>,
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: u32,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Keep generating past end-of-generation tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Seconds to wait for the whole answer.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_s: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +209,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Cluster { command } => cluster_command(command),
+        Command::Infer(args) => infer_command(args),
         Command::Model {
             command:
                 ModelCommand::MakeTestGguf {
@@ -297,4 +328,78 @@ fn status_table(body: &serde_json::Value) -> String {
         out.push_str(&format!("refused: {}\n", r.as_str().unwrap_or("?")));
     }
     out
+}
+
+fn infer_command(args: InferArgs) -> anyhow::Result<()> {
+    use golek_protocol::inference::{
+        EmbeddingInput, EmbeddingsRequest, GenerateRequest, InferenceEvent, InferenceRequest,
+        Prompt, SamplingParams,
+    };
+    use std::io::Write;
+    let request = match (&args.prompt, args.embed.is_empty()) {
+        (Some(prompt), _) => InferenceRequest::Generate(GenerateRequest {
+            prompt: Prompt::Text(prompt.clone()),
+            max_tokens: Some(args.max_tokens),
+            stop: Vec::new(),
+            sampling: SamplingParams {
+                temperature: args.temperature,
+                ignore_eos: args.ignore_eos,
+                ..Default::default()
+            },
+        }),
+        (None, false) => InferenceRequest::Embeddings(EmbeddingsRequest {
+            inputs: args
+                .embed
+                .iter()
+                .cloned()
+                .map(EmbeddingInput::Text)
+                .collect(),
+        }),
+        (None, true) => anyhow::bail!("give --prompt TEXT or --embed TEXT"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = golek_actors::cluster::client::QuicClient::connect(args.quic, &args.tls_dir)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let mut events = client
+            .infer(
+                &args.model,
+                request,
+                std::time::Duration::from_secs(args.timeout_s),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let mut stdout = std::io::stdout();
+        while let Some(event) = events.next().await {
+            match event.map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.message))? {
+                InferenceEvent::Embeddings(vectors) => {
+                    for (index, v) in vectors.iter().enumerate() {
+                        let line = serde_json::json!({"index": index, "tokens": v.tokens, "embedding": v.vector});
+                        writeln!(stdout, "{line}")?;
+                    }
+                }
+                InferenceEvent::Text { text, .. } => {
+                    write!(stdout, "{text}")?;
+                    stdout.flush()?;
+                }
+                InferenceEvent::Finished {
+                    reason,
+                    prompt_tokens,
+                    completion_tokens,
+                } => {
+                    writeln!(stdout)?;
+                    eprintln!(
+                        "finished: {reason:?}, {prompt_tokens} prompt tokens, {completion_tokens} completion tokens (served via {})",
+                        client.server_id
+                    );
+                }
+                InferenceEvent::Started { .. } | InferenceEvent::Tensors(_) => {}
+            }
+        }
+        client.close().await;
+        Ok(())
+    })
 }

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ErrorInfo;
+
 /// What a provider can do; the router checks it before dispatching.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
@@ -201,6 +203,90 @@ pub enum InferenceRequest {
 }
 
 impl InferenceRequest {
+    /// The checks the HTTP layer makes, for requests that arrive already decoded (from a peer
+    /// or a QUIC client): non-empty inputs, consistent tensors, sampling values in range.
+    pub fn check(&self) -> Result<(), ErrorInfo> {
+        let bad = |param: &str, message: String| Err(ErrorInfo::invalid(param, message));
+        match self {
+            InferenceRequest::Embeddings(r) => {
+                if r.inputs.is_empty() {
+                    return bad("input", "input: at least one input is required".into());
+                }
+                for (i, input) in r.inputs.iter().enumerate() {
+                    let empty = match input {
+                        EmbeddingInput::Text(t) => t.is_empty(),
+                        EmbeddingInput::Tokens(t) => t.is_empty(),
+                    };
+                    if empty {
+                        return bad(&format!("input[{i}]"), format!("input[{i}] is empty"));
+                    }
+                }
+            }
+            InferenceRequest::Tensors(r) => {
+                if r.inputs.is_empty() {
+                    return bad("inputs", "inputs: at least one tensor is required".into());
+                }
+                for t in &r.inputs {
+                    let elements = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                    if elements != Some(t.data.len()) {
+                        return bad(
+                            &format!("inputs.{}", t.name),
+                            format!(
+                                "tensor {:?} has {} elements, its shape {:?} needs another count",
+                                t.name,
+                                t.data.len(),
+                                t.shape
+                            ),
+                        );
+                    }
+                }
+            }
+            InferenceRequest::Generate(r) => {
+                let empty = match &r.prompt {
+                    Prompt::Text(t) => t.is_empty(),
+                    Prompt::Chat(m) => m.is_empty(),
+                };
+                if empty {
+                    return bad("prompt", "prompt: must not be empty".into());
+                }
+                if r.max_tokens == Some(0) {
+                    return bad("max_tokens", "max_tokens: must be at least 1".into());
+                }
+                let s = &r.sampling;
+                if !(s.temperature.is_finite() && (0.0..=2.0).contains(&s.temperature)) {
+                    return bad(
+                        "temperature",
+                        format!(
+                            "temperature: must be between 0 and 2, got {}",
+                            s.temperature
+                        ),
+                    );
+                }
+                if !(s.top_p.is_finite() && s.top_p > 0.0 && s.top_p <= 1.0) {
+                    return bad(
+                        "top_p",
+                        format!("top_p: must be in (0, 1], got {}", s.top_p),
+                    );
+                }
+                if !(s.min_p.is_finite() && (0.0..=1.0).contains(&s.min_p)) {
+                    return bad(
+                        "min_p",
+                        format!("min_p: must be in [0, 1], got {}", s.min_p),
+                    );
+                }
+                for (name, v) in [
+                    ("presence_penalty", s.presence_penalty),
+                    ("frequency_penalty", s.frequency_penalty),
+                ] {
+                    if !(v.is_finite() && (-2.0..=2.0).contains(&v)) {
+                        return bad(name, format!("{name}: must be between -2 and 2, got {v}"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// How many batch rows the request occupies (its share of `max_batch_size`).
     pub fn batch_rows(&self) -> usize {
         match self {

@@ -5,6 +5,7 @@
 //! `gossip_interval` the manager publishes this node's advert (addresses, models, load,
 //! resources) as typed gossip keys and rebuilds the [`ClusterView`] that the router reads.
 
+pub mod client;
 pub mod peer;
 pub mod tls;
 pub mod transport;

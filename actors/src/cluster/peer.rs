@@ -310,6 +310,11 @@ async fn serve_one(
         let _ = send.finish();
         return Ok(());
     }
+    if let Err(info) = request.request.check() {
+        reply(&mut send, ForwardReply::Error(info)).await?;
+        let _ = send.finish();
+        return Ok(());
+    }
     let timeout = Duration::from_millis(request.timeout_ms.max(1));
     // A peer's request runs here (never forwarded again); a QUIC client's is routed like HTTP.
     let submitted = if alpn == tls::ALPN_PEER {
