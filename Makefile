@@ -25,3 +25,4 @@ bench: setup
 	bash bench/embeddings.sh
 	bash bench/generation.sh
 	bash bench/proxy.sh
+	bash bench/cluster.sh

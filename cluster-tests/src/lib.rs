@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The `golek` binary beside this test executable.
+/// The `golek` binary: `GOLEK_BIN` when set (benchmarks point it at the release build), else
+/// the one beside this test executable.
 pub fn golek_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("GOLEK_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
         .parent()
@@ -109,6 +113,8 @@ pub struct NodeSpec {
     pub seeds: Vec<SocketAddr>,
     pub models: Models,
     pub env: Vec<(String, String)>,
+    /// Extra `golek serve` arguments.
+    pub args: Vec<String>,
 }
 
 impl NodeSpec {
@@ -121,6 +127,7 @@ impl NodeSpec {
             seeds: Vec::new(),
             models,
             env: Vec::new(),
+            args: Vec::new(),
         }
     }
 
@@ -187,6 +194,7 @@ impl Node {
             .arg(format!("models.all-minilm-l6-v2.enabled={embeddings}"))
             .arg("--set")
             .arg(format!("models.golek-tiny.enabled={generation}"));
+        cmd.args(&s.args);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -385,6 +385,54 @@ fn remote_tls_options_are_checked() {
 }
 
 #[test]
+fn cluster_settings_are_checked() {
+    let with = |pairs: &[(&str, &str)]| {
+        let cli = pairs
+            .iter()
+            .map(|(k, v)| CliOverride::new(format!("cluster.{k}"), *v, "--set"))
+            .collect();
+        load(&ConfigInputs {
+            env: env(&[("HOME", "/h")]),
+            cli,
+            ..Default::default()
+        })
+    };
+    let off = with(&[]).unwrap();
+    assert!(!off.config.cluster.enabled());
+    assert_eq!(off.config.cluster.gossip_interval.as_millis(), 200);
+    let on = with(&[
+        ("tls_dir", "/etc/golek/tls"),
+        ("node_id", "gpu-01"),
+        ("quic_addr", "10.0.0.5:7946"),
+        ("seeds", r#"["10.0.0.6:7946", "gpu-02:7946"]"#),
+    ])
+    .unwrap();
+    assert!(on.config.cluster.enabled());
+    assert_eq!(on.config.cluster.seeds.len(), 2);
+    for (pairs, needle) in [
+        (
+            &[("node_id", "GPU_1")][..],
+            "cluster.node_id: node id \"GPU_1\" must be",
+        ),
+        (
+            &[("seeds", r#"["10.0.0.6"]"#)][..],
+            "cluster.seeds[0]: must be host:port",
+        ),
+        (
+            &[("phi_threshold", "0.5")][..],
+            "cluster.phi_threshold: must be between 1 and 100",
+        ),
+        (
+            &[("tls_dir", "/t")][..],
+            "cluster.advertise_addr: cluster.quic_addr 0.0.0.0:7946 listens on every interface",
+        ),
+    ] {
+        let err = with(pairs).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+}
+
+#[test]
 fn a_missing_file_is_a_clear_error() {
     let err = load(&with_file("does-not-exist.toml")).unwrap_err();
     assert!(

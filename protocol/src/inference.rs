@@ -337,3 +337,63 @@ pub enum InferenceEvent {
         completion_tokens: u32,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generate(edit: impl Fn(&mut GenerateRequest)) -> InferenceRequest {
+        let mut r = GenerateRequest {
+            prompt: Prompt::Text("hi".into()),
+            max_tokens: Some(4),
+            stop: vec![],
+            sampling: SamplingParams::default(),
+        };
+        edit(&mut r);
+        InferenceRequest::Generate(r)
+    }
+
+    #[test]
+    fn decoded_requests_are_checked_like_http_ones() {
+        assert!(generate(|_| {}).check().is_ok());
+        for (request, param) in [
+            (
+                generate(|r| r.prompt = Prompt::Text(String::new())),
+                "prompt",
+            ),
+            (generate(|r| r.max_tokens = Some(0)), "max_tokens"),
+            (
+                generate(|r| r.sampling.temperature = f32::NAN),
+                "temperature",
+            ),
+            (generate(|r| r.sampling.top_p = 0.0), "top_p"),
+            (
+                generate(|r| r.sampling.frequency_penalty = 9.0),
+                "frequency_penalty",
+            ),
+            (
+                InferenceRequest::Embeddings(EmbeddingsRequest { inputs: vec![] }),
+                "input",
+            ),
+            (
+                InferenceRequest::Embeddings(EmbeddingsRequest {
+                    inputs: vec![EmbeddingInput::Tokens(vec![])],
+                }),
+                "input[0]",
+            ),
+            (
+                InferenceRequest::Tensors(TensorRequest {
+                    inputs: vec![NamedTensor {
+                        name: "x".into(),
+                        shape: vec![2, 2],
+                        data: TensorData::F32(vec![1.0]),
+                    }],
+                    outputs: vec![],
+                }),
+                "inputs.x",
+            ),
+        ] {
+            assert_eq!(request.check().unwrap_err().param.as_deref(), Some(param));
+        }
+    }
+}
