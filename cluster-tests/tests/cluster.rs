@@ -117,6 +117,35 @@ async fn nodes_converge_forward_fail_over_and_rejoin() {
     let (streamed_text, done) = sse_text(&streamed.text().await.unwrap());
     assert!(done);
     assert_eq!(streamed_text, text);
+    // A client that goes away mid-stream cancels the work on the node that runs it.
+    let mut long = a
+        .post(
+            "/v1/completions",
+            &json!({"model": "golek-tiny", "prompt": "go on", "max_tokens": 900,
+                    "ignore_eos": true, "stream": true}),
+        )
+        .await;
+    assert_eq!(long.status(), 200);
+    assert!(long.chunk().await.unwrap().is_some());
+    drop(long);
+    let cancelled = wait_until(Duration::from_secs(10), || async {
+        let text = reqwest::get(c.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines().any(|l| {
+            l.starts_with("golek_gen_cancelled_total{model=\"golek-tiny\"}") && !l.ends_with(" 0")
+        })
+    })
+    .await;
+    assert!(
+        cancelled,
+        "C did not cancel the abandoned stream\n{}",
+        c.log()
+    );
+
     // The QUIC client API: a client certificate from the CA, the same greedy text via B.
     let client_tls = ca.issue("client-1");
     let quic_text = golek_cluster_tests::golek(&[
