@@ -57,6 +57,18 @@ impl Ca {
         Ca { dir }
     }
 
+    /// The CA folder (ca.pem, ca.key).
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    /// A join token from `golek cluster token`.
+    pub fn token(&self) -> String {
+        golek(&["cluster", "token", &self.ca_dir().to_string_lossy()])
+            .trim()
+            .to_string()
+    }
+
     /// Issues a certificate for `node_id`; returns the folder to pass as `--tls-dir`.
     pub fn issue(&self, node_id: &str) -> PathBuf {
         let out = self.dir.path().join(format!("node-{node_id}"));

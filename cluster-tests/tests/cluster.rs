@@ -305,3 +305,48 @@ async fn foreign_certificates_and_borrowed_ids_are_refused() {
     assert!(a.log().contains("refused member c"), "{}", a.log());
     assert_eq!(a.alive().await, ["a"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_token_admits_one_node_once() {
+    let ca = Ca::new();
+    let mut seed_spec = NodeSpec::new("a", ca.issue("a"), Models::None);
+    seed_spec.args = vec![
+        "--ca-dir".into(),
+        ca.ca_dir().to_string_lossy().into_owned(),
+    ];
+    let a = Node::start(seed_spec).await;
+    let token = ca.token();
+    let fresh = tempfile::tempdir().unwrap();
+    let joiner = |id: &str, token: &str| {
+        let mut spec = NodeSpec::new(id, fresh.path().join(id), Models::None).seed(a.spec.quic);
+        spec.args = vec!["--join-token".into(), token.to_string()];
+        spec
+    };
+
+    // The token gets J its certificate from A; J joins like any node.
+    let j = Node::start(joiner("j", &token)).await;
+    assert!(fresh.path().join("j/node.pem").exists());
+    assert!(
+        wait_until(CONVERGE, || async { a.alive().await == ["a", "j"] }).await,
+        "{}\n{}",
+        a.cluster().await,
+        j.log()
+    );
+
+    // The same token again is refused; so is a token whose secret was changed.
+    let mut again = Node::spawn(joiner("k", &token));
+    assert!(again
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| !s.success()));
+    assert!(again.log().contains("already used"), "{}", again.log());
+    let fresh_token = ca.token();
+    let mut parts: Vec<String> = fresh_token.split('.').map(String::from).collect();
+    parts[3] = parts[3].chars().rev().collect();
+    let mut forged = Node::spawn(joiner("l", &parts.join(".")));
+    assert!(forged
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| !s.success()));
+    assert!(forged.log().contains("not valid"), "{}", forged.log());
+    assert!(a.log().contains("refused a join"), "{}", a.log());
+    assert_eq!(a.alive().await, ["a", "j"]);
+}

@@ -50,6 +50,12 @@ pub struct ClusterConfig {
     pub phi_threshold: f64,
     /// How long a dead node stays listed (as dead) before it is forgotten.
     pub dead_grace: Duration,
+    /// A CA folder with its key: this node then admits nodes that hold a join token.
+    pub ca_dir: Option<PathBuf>,
+    /// A token from `golek cluster token`: with no certificate in `tls_dir` yet, the node asks
+    /// a seed for one.
+    #[serde(skip_serializing)]
+    pub join_token: Option<String>,
 }
 
 impl ClusterConfig {

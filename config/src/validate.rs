@@ -62,6 +62,10 @@ struct RawCluster {
     gossip_interval_ms: i64,
     phi_threshold: f64,
     dead_grace_s: i64,
+    #[serde(default)]
+    ca_dir: Option<String>,
+    #[serde(default)]
+    join_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -852,7 +856,30 @@ fn cluster_section(
     let dead_grace = c
         .range("cluster.dead_grace_s", raw.dead_grace_s, 1, 30 * 86_400)
         .map(|v| Duration::from_secs(v as u64));
+    let ca_dir = raw
+        .ca_dir
+        .as_deref()
+        .map(|d| c.path("cluster.ca_dir", d, assets_dir));
+    if raw.join_token.is_some() {
+        if raw.node_id.is_none() {
+            c.fail(
+                "cluster.join_token",
+                "joining with a token needs cluster.node_id (--node-id)",
+            );
+        }
+        if raw.seeds.is_empty() {
+            c.fail(
+                "cluster.join_token",
+                "joining with a token needs a seed (--seed)",
+            );
+        }
+        if tls_dir.is_none() {
+            c.fail("cluster.join_token", "joining with a token needs cluster.tls_dir (--tls-dir), where the certificate is written");
+        }
+    }
     Some(ClusterConfig {
+        ca_dir: ca_dir.flatten(),
+        join_token: raw.join_token,
         node_id: raw.node_id,
         tls_dir: tls_dir.flatten(),
         quic_addr: quic_addr?,

@@ -77,6 +77,14 @@ pub enum ClusterCommand {
         #[arg(long, value_name = "OUT")]
         out: PathBuf,
     },
+    /// A single-use join token: a new node started with `--seed ADDR --join-token TOKEN` gets
+    /// its certificate from a seed that holds this CA (`--ca-dir`).
+    Token {
+        ca_dir: PathBuf,
+        /// How long the token is valid, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_s: u64,
+    },
     /// Show the cluster as a running node sees it.
     Status {
         /// The node's HTTP address.
@@ -134,6 +142,13 @@ pub struct ConfigArgs {
     /// What `golek cluster issue` wrote for this node; joins the cluster (`cluster.tls_dir`).
     #[arg(long, value_name = "DIR")]
     pub tls_dir: Option<String>,
+    /// A token from `golek cluster token`: fetch this node's certificate from a seed into
+    /// `--tls-dir` when it has none yet (`cluster.join_token`).
+    #[arg(long, value_name = "TOKEN")]
+    pub join_token: Option<String>,
+    /// A CA folder with its key: admit nodes that present join tokens (`cluster.ca_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: Option<String>,
     /// Any key, as `key.path=value` (repeatable), e.g. `--set models.x.max_batch_size=8`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -170,6 +185,16 @@ impl ConfigArgs {
         }
         if let Some(dir) = &self.tls_dir {
             cli.push(CliOverride::new("cluster.tls_dir", dir, "--tls-dir"));
+        }
+        if let Some(token) = &self.join_token {
+            cli.push(CliOverride::new(
+                "cluster.join_token",
+                format!("{token:?}"),
+                "--join-token",
+            ));
+        }
+        if let Some(dir) = &self.ca_dir {
+            cli.push(CliOverride::new("cluster.ca_dir", dir, "--ca-dir"));
         }
         for pair in &self.set {
             let (key, value) = pair
@@ -257,6 +282,13 @@ fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
                 "certificate for {node_id} written to {} (node.pem, node.key, ca.pem); start it with `golek serve --node-id {node_id} --tls-dir {}`",
                 out.display(),
                 out.display()
+            );
+            Ok(())
+        }
+        ClusterCommand::Token { ca_dir, ttl_s } => {
+            println!(
+                "{}",
+                golek_actors::cluster::join::make_token(&ca_dir, ttl_s)?
             );
             Ok(())
         }

@@ -56,6 +56,7 @@ pub async fn serve(
     let cluster = if config.cluster.enabled() {
         let me = golek_actors::cluster::SelfInfo {
             node_id: node_id.clone(),
+            data_dir: config.node.data_dir.clone(),
             http_addr: addr,
             version: env!("CARGO_PKG_VERSION").to_string(),
         };

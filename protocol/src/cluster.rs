@@ -136,6 +136,28 @@ pub fn decode_member<'a, F: Fn(&str) -> Option<&'a str>>(
     }))
 }
 
+/// A join request (`golek-join/1`): proof that the node holds a join token's secret, without
+/// the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token_id: String,
+    pub expires_unix_s: u64,
+    pub node_id: String,
+    /// HMAC-SHA256 of the node id under the token's secret.
+    pub proof: Vec<u8>,
+}
+
+/// The seed's answer: the new node's certificate, key and the cluster CA, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinReply {
+    Issued {
+        cert_pem: String,
+        key_pem: String,
+        ca_pem: String,
+    },
+    Refused(String),
+}
+
 /// The version of the peer protocol this build speaks.
 pub const PEER_PROTOCOL_VERSION: u16 = 1;
 /// The largest peer frame accepted (a request with big tensors fits; a bogus length does not).

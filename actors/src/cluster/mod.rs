@@ -6,6 +6,7 @@
 //! resources) as typed gossip keys and rebuilds the [`ClusterView`] that the router reads.
 
 pub mod client;
+pub mod join;
 pub mod peer;
 pub mod tls;
 pub mod transport;
@@ -125,6 +126,8 @@ impl Cluster {
 /// What the node tells the cluster about itself besides its models.
 pub struct SelfInfo {
     pub node_id: String,
+    /// The node's data dir (where a join authority records used tokens).
+    pub data_dir: std::path::PathBuf,
     pub http_addr: SocketAddr,
     pub version: String,
 }
@@ -140,6 +143,11 @@ pub async fn start(
         .tls_dir
         .as_ref()
         .ok_or("cluster.tls_dir is not set")?;
+    if let Some(token) = &config.join_token {
+        if !tls_dir.join(tls::NODE_CERT).exists() {
+            join_through_seeds(config, token, &me.node_id, tls_dir).await?;
+        }
+    }
     let identity = tls::NodeIdentity::load(tls_dir).map_err(|e| e.to_string())?;
     if identity.node_id != me.node_id && std::env::var_os("UNSAFE_GOLEK_SKIP_ID_CHECK").is_none() {
         return Err(format!(
@@ -151,7 +159,14 @@ pub async fn start(
         ));
     }
     let (streams_tx, streams_rx) = mpsc::channel(256);
-    let quic = transport::QuicNode::bind(config.quic_addr, identity, streams_tx)?;
+    let authority = match &config.ca_dir {
+        Some(dir) => Some(join::JoinAuthority::new(
+            dir.clone(),
+            me.data_dir.join("join-tokens-used"),
+        )?),
+        None => None,
+    };
+    let quic = transport::QuicNode::bind(config.quic_addr, identity, streams_tx, authority)?;
     let bound = quic.local_addr();
     let advertise = config.advertise_addr.unwrap_or(bound);
     let links = Arc::new(peer::PeerLinks::new(quic.clone(), me.node_id.clone()));
@@ -221,6 +236,38 @@ pub async fn start(
         chitchat,
         quic,
     })
+}
+
+/// Obtains this node's certificate with a join token from the first seed that answers.
+async fn join_through_seeds(
+    config: &ClusterConfig,
+    token: &str,
+    node_id: &str,
+    tls_dir: &std::path::Path,
+) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for seed in &config.seeds {
+        let addrs = match tokio::net::lookup_host(seed.as_str()).await {
+            Ok(a) => a.collect::<Vec<_>>(),
+            Err(e) => {
+                errors.push(format!("{seed}: {e}"));
+                continue;
+            }
+        };
+        for addr in addrs {
+            match join::join(addr, token, node_id, tls_dir).await {
+                Ok(()) => {
+                    tracing::info!(%addr, "cluster: joined with a token; certificate written to {}", tls_dir.display());
+                    return Ok(());
+                }
+                Err(e) if e.contains("refused the join") || e.contains("malformed") => {
+                    return Err(e)
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    Err(format!("no seed admitted the join: {}", errors.join("; ")))
 }
 
 /// This node's advert from its routing table.

@@ -22,6 +22,7 @@ const ID_SUFFIX: &str = ".node.golek";
 pub const ALPN_GOSSIP: &[u8] = b"golek-gossip/1";
 pub const ALPN_PEER: &[u8] = b"golek-peer/1";
 pub const ALPN_CLIENT: &[u8] = b"golek-client/1";
+pub const ALPN_JOIN: &[u8] = b"golek-join/1";
 
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";
@@ -61,7 +62,7 @@ fn write_new(path: &Path, contents: &str, private: bool) -> Result<(), TlsError>
         .map_err(|e| file_err(path, e))
 }
 
-fn ring() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn ring() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -93,6 +94,19 @@ pub fn init_ca(dir: &Path) -> Result<(), TlsError> {
 /// `golek cluster issue`: a key and certificate for `node_id`, signed by the CA in `ca_dir`,
 /// written to `out_dir` with a copy of the CA certificate.
 pub fn issue(ca_dir: &Path, node_id: &str, out_dir: &Path) -> Result<(), TlsError> {
+    let issued = issue_pems(ca_dir, node_id)?;
+    write_identity(out_dir, &issued)
+}
+
+/// A node's certificate, key and the CA certificate, as PEM.
+pub struct IssuedPems {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+}
+
+/// Signs a new key and certificate for `node_id` with the CA in `ca_dir`.
+pub fn issue_pems(ca_dir: &Path, node_id: &str) -> Result<IssuedPems, TlsError> {
     golek_protocol::cluster::check_node_id(node_id).map_err(TlsError::Invalid)?;
     let ca_pem = read(&ca_dir.join(CA_CERT))?;
     let ca_key = KeyPair::from_pem(&read(&ca_dir.join(CA_KEY))?)
@@ -112,10 +126,38 @@ pub fn issue(ca_dir: &Path, node_id: &str, out_dir: &Path) -> Result<(), TlsErro
     let cert = params
         .signed_by(&key, &issuer)
         .map_err(|e| TlsError::Invalid(e.to_string()))?;
+    Ok(IssuedPems {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        ca_pem,
+    })
+}
+
+/// Writes an identity where `NodeIdentity::load` reads it (never over existing files).
+pub fn write_identity(out_dir: &Path, pems: &IssuedPems) -> Result<(), TlsError> {
     std::fs::create_dir_all(out_dir).map_err(|e| file_err(out_dir, e))?;
-    write_new(&out_dir.join(NODE_KEY), &key.serialize_pem(), true)?;
-    write_new(&out_dir.join(NODE_CERT), &cert.pem(), false)?;
-    write_new(&out_dir.join(CA_CERT), &ca_pem, false)
+    write_new(&out_dir.join(NODE_KEY), &pems.key_pem, true)?;
+    write_new(&out_dir.join(NODE_CERT), &pems.cert_pem, false)?;
+    write_new(&out_dir.join(CA_CERT), &pems.ca_pem, false)
+}
+
+/// Reads a file of the CA folder (the join authority needs the key).
+pub fn read_ca_file(ca_dir: &Path, name: &str) -> Result<String, TlsError> {
+    read(&ca_dir.join(name))
+}
+
+/// The SHA-256 of the first certificate in a PEM text, hex.
+pub fn pem_fingerprint(path: &Path, pem: &str) -> Result<String, TlsError> {
+    let certs = pem_certs(path, pem)?;
+    Ok(hex(ring::digest::digest(
+        &ring::digest::SHA256,
+        certs[0].as_ref(),
+    )
+    .as_ref()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn pem_certs(path: &Path, text: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -133,6 +175,7 @@ fn pem_certs(path: &Path, text: &str) -> Result<Vec<CertificateDer<'static>>, Tl
 pub struct NodeIdentity {
     pub node_id: String,
     chain: Vec<CertificateDer<'static>>,
+    ca: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     roots: Arc<RootCertStore>,
 }
@@ -148,7 +191,8 @@ impl NodeIdentity {
             .map_err(|e| file_err(&key_path, format!("not a PKCS#8 PEM key: {e:?}")))?;
         let ca_path = dir.join(CA_CERT);
         let mut roots = RootCertStore::empty();
-        for cert in pem_certs(&ca_path, &read(&ca_path)?)? {
+        let ca = pem_certs(&ca_path, &read(&ca_path)?)?;
+        for cert in ca.clone() {
             roots
                 .add(cert)
                 .map_err(|e| file_err(&ca_path, format!("not a usable CA certificate: {e}")))?;
@@ -158,27 +202,35 @@ impl NodeIdentity {
         Ok(NodeIdentity {
             node_id,
             chain,
+            ca,
             key: key.into(),
             roots: Arc::new(roots),
         })
     }
 
-    /// The QUIC server side: TLS 1.3, a client certificate from the cluster CA required.
+    /// The QUIC server side: TLS 1.3; a client certificate from the cluster CA is checked when
+    /// presented, and every protocol but `golek-join/1` refuses a connection without one. The
+    /// chain includes the CA, so that a joining node can match it against its token.
     pub fn server_config(&self) -> Result<quinn::ServerConfig, TlsError> {
         let verifier =
             rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots.clone(), ring())
+                .allow_unauthenticated()
                 .build()
                 .map_err(|e| TlsError::Invalid(format!("client verifier: {e}")))?;
         let mut config = rustls::ServerConfig::builder_with_provider(ring())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TlsError::Invalid(e.to_string()))?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .with_single_cert(
+                self.chain.iter().chain(&self.ca).cloned().collect(),
+                self.key.clone_key(),
+            )
             .map_err(|e| TlsError::Invalid(format!("node certificate and key: {e}")))?;
         config.alpn_protocols = vec![
             ALPN_GOSSIP.to_vec(),
             ALPN_PEER.to_vec(),
             ALPN_CLIENT.to_vec(),
+            ALPN_JOIN.to_vec(),
         ];
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(config)
             .map_err(|e| TlsError::Invalid(e.to_string()))?;

@@ -32,6 +32,8 @@ pub struct QuicNode {
     gossip_tx: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
     /// The node id each address's certificate named (incoming and outgoing connections).
     pub verified: Mutex<HashMap<SocketAddr, String>>,
+    /// Set on nodes that hold the CA key and admit joining nodes with tokens.
+    join: Option<super::join::JoinAuthority>,
 }
 
 /// Streams the accept loop hands over for the peer and client protocols.
@@ -48,6 +50,7 @@ impl QuicNode {
         addr: SocketAddr,
         identity: NodeIdentity,
         streams: mpsc::Sender<IncomingStream>,
+        join: Option<super::join::JoinAuthority>,
     ) -> Result<Arc<Self>, String> {
         let server = identity.server_config().map_err(|e| e.to_string())?;
         let gossip_client = identity
@@ -67,6 +70,7 @@ impl QuicNode {
             gossip_rx: Mutex::new(Some(gossip_rx)),
             gossip_tx,
             verified: Mutex::new(HashMap::new()),
+            join,
         });
         tokio::spawn(accept_loop(node.clone(), streams));
         Ok(node)
@@ -119,13 +123,25 @@ async fn accept_loop(node: Arc<QuicNode>, streams: mpsc::Sender<IncomingStream>)
                     return;
                 }
             };
+            let alpn = tls::alpn_of(&connection);
+            if alpn.as_deref() == Some(tls::ALPN_JOIN) {
+                match &node.join {
+                    Some(authority) => super::join::serve(authority, connection).await,
+                    None => connection.close(1u32.into(), b"this node does not admit joins"),
+                }
+                return;
+            }
             let Some(peer_id) = tls::peer_node_id(&connection) else {
-                tracing::warn!(%remote, "refused a QUIC connection: its certificate names no node id");
-                metrics::counter!(m::CLUSTER_REFUSED_TOTAL, "reason" => "no_id").increment(1);
-                connection.close(1u32.into(), b"certificate without a node id");
+                tracing::warn!(%remote, "refused a QUIC connection: no certificate from the cluster CA");
+                metrics::counter!(m::CLUSTER_REFUSED_TOTAL, "reason" => "no_certificate")
+                    .increment(1);
+                connection.close(
+                    1u32.into(),
+                    b"a certificate from the cluster CA is required",
+                );
                 return;
             };
-            match tls::alpn_of(&connection).as_deref() {
+            match alpn.as_deref() {
                 Some(tls::ALPN_GOSSIP) => {
                     node.record(remote, &peer_id);
                     serve_gossip(&node, connection).await
