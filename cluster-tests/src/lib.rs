@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The `golek` binary: `GOLEK_BIN` when set (benchmarks point it at the release build), else
+/// The `golek` binary: `CLUSTER_TESTS_GOLEK_BIN` when set (benchmarks point it at the release build), else
 /// the one beside this test executable.
 pub fn golek_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("GOLEK_BIN") {
+    if let Some(bin) = std::env::var_os("CLUSTER_TESTS_GOLEK_BIN") {
         return PathBuf::from(bin);
     }
     let exe = std::env::current_exe().expect("test executable path");

@@ -113,7 +113,7 @@ async fn latencies(node: &Node, n: usize) -> (f64, f64) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // The release binary cargo built for this bench.
-    unsafe { std::env::set_var("GOLEK_BIN", env!("CARGO_BIN_EXE_golek")) };
+    unsafe { std::env::set_var("CLUSTER_TESTS_GOLEK_BIN", env!("CARGO_BIN_EXE_golek")) };
     let sizes: Vec<usize> = arg("--sizes", "3,10,30")
         .split(',')
         .map(|s| s.parse().unwrap())
