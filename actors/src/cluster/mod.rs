@@ -19,7 +19,7 @@ use std::time::Duration;
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use golek_config::ClusterConfig;
 use golek_protocol::cluster::{
-    decode_member, encode_member, LoadAdvert, MemberAdvert, ModelAdvert, NodeAdvert,
+    decode_member, encode_member, GpuAdvert, LoadAdvert, MemberAdvert, ModelAdvert, NodeAdvert,
     ResourcesAdvert,
 };
 use serde::Serialize;
@@ -204,7 +204,8 @@ pub async fn start(
         version: me.version.clone(),
         labels: Default::default(),
     };
-    let first = advert(&node_advert, &router, &links);
+    let gpus = spawn_gpu_reader();
+    let first = advert(&node_advert, &router, &links, &gpus);
     let chitchat = spawn_chitchat(
         chitchat_config,
         encode_member(&first),
@@ -222,6 +223,7 @@ pub async fn start(
         router,
         quic.clone(),
         links.clone(),
+        gpus,
         node_advert,
         config.cluster_id.clone(),
         view_tx,
@@ -271,7 +273,12 @@ async fn join_through_seeds(
 }
 
 /// This node's advert from its routing table.
-fn advert(node: &NodeAdvert, router: &RouterHandle, links: &peer::PeerLinks) -> MemberAdvert {
+fn advert(
+    node: &NodeAdvert,
+    router: &RouterHandle,
+    links: &peer::PeerLinks,
+    gpus: &std::sync::Mutex<Vec<GpuAdvert>>,
+) -> MemberAdvert {
     let table = router.table();
     let mut load = LoadAdvert {
         in_flight: links.serving(),
@@ -293,15 +300,64 @@ fn advert(node: &NodeAdvert, router: &RouterHandle, links: &peer::PeerLinks) -> 
             }
         })
         .collect();
+    let mut resources = resources();
+    resources.gpus = gpus.lock().expect("gpus").clone();
     MemberAdvert {
         node: node.clone(),
         models,
         load,
-        resources: resources(),
+        resources,
     }
 }
 
-/// CPU count and memory from the OS (GPUs are not read yet).
+/// GPUs as `nvidia-smi` reports them (name, total and free memory); empty where there is no
+/// such tool or it fails. Read every 10 s in the background, not on every gossip round.
+fn spawn_gpu_reader() -> Arc<std::sync::Mutex<Vec<GpuAdvert>>> {
+    let gpus = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let shared = gpus.clone();
+    tokio::spawn(async move {
+        loop {
+            let read = tokio::task::spawn_blocking(|| {
+                std::process::Command::new("nvidia-smi")
+                    .args([
+                        "--query-gpu=name,memory.total,memory.free",
+                        "--format=csv,noheader,nounits",
+                    ])
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+                    .map(|o| parse_nvidia_smi(&String::from_utf8_lossy(&o.stdout)))
+            })
+            .await;
+            match read {
+                Ok(Some(list)) => *shared.lock().expect("gpus") = list,
+                // No tool: nothing to read, now or later.
+                _ => return,
+            }
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+    });
+    gpus
+}
+
+/// `name, total MiB, free MiB` lines.
+fn parse_nvidia_smi(text: &str) -> Vec<GpuAdvert> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split(',').map(str::trim);
+            let name = parts.next()?.to_string();
+            let total: u64 = parts.next()?.parse().ok()?;
+            let free: u64 = parts.next()?.parse().ok()?;
+            Some(GpuAdvert {
+                name,
+                memory_total_bytes: total << 20,
+                memory_free_bytes: free << 20,
+            })
+        })
+        .collect()
+}
+
+/// CPU count and memory from the OS.
 fn resources() -> ResourcesAdvert {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -327,6 +383,7 @@ async fn publish_loop(
     router: RouterHandle,
     quic: Arc<transport::QuicNode>,
     links: Arc<peer::PeerLinks>,
+    gpus: Arc<std::sync::Mutex<Vec<GpuAdvert>>>,
     node: NodeAdvert,
     cluster_id: String,
     view_tx: watch::Sender<Arc<ClusterView>>,
@@ -337,7 +394,7 @@ async fn publish_loop(
     let mut was_alive: BTreeSet<String> = BTreeSet::new();
     loop {
         ticker.tick().await;
-        let me = advert(&node, &router, &links);
+        let me = advert(&node, &router, &links, &gpus);
         let verified = quic.verified.lock().expect("verified map").clone();
         let view = {
             let mut c = chitchat.lock().await;
@@ -435,5 +492,23 @@ async fn publish_loop(
         if view_tx.send(Arc::new(view)).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nvidia_smi_lines_become_gpu_adverts() {
+        let gpus = parse_nvidia_smi("NVIDIA H100 80GB HBM3, 81559, 80100\nbroken line\n");
+        assert_eq!(
+            gpus,
+            vec![GpuAdvert {
+                name: "NVIDIA H100 80GB HBM3".into(),
+                memory_total_bytes: 81559 << 20,
+                memory_free_bytes: 80100 << 20,
+            }]
+        );
     }
 }
