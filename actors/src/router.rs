@@ -292,6 +292,15 @@ impl RouterHandle {
         .is_ok()
     }
 
+    /// Whether `model` is served here or by a peer (cheap: for metric labels).
+    pub fn knows(&self, model: &str) -> bool {
+        self.table.borrow().models.contains_key(model)
+            || self
+                .cluster
+                .get()
+                .is_some_and(|c| c.view().advert(model).is_some())
+    }
+
     /// The model's entry, or a 404-style error. A model served only by peers gets an entry
     /// made from their gossip (no local queue).
     pub fn entry(&self, model: &str) -> Result<ModelEntry, ErrorInfo> {
@@ -335,14 +344,13 @@ impl RouterHandle {
         request: InferenceRequest,
         timeout: Duration,
     ) -> Result<EventRx, ErrorInfo> {
-        let peers = self
-            .cluster
-            .get()
-            .map(|c| (c, c.view().candidates(model)))
-            .filter(|(_, candidates)| !candidates.is_empty());
-        let Some((cluster, candidates)) = peers else {
+        let Some(cluster) = self.cluster.get() else {
             return self.submit_local(model, request, timeout);
         };
+        let view = cluster.view();
+        if !view.serves(model) {
+            return self.submit_local(model, request, timeout);
+        }
         let local = self
             .table
             .borrow()
@@ -355,7 +363,9 @@ impl RouterHandle {
                 other => return other,
             }
         }
-        Ok(cluster.links.forward(model, request, timeout, candidates))
+        Ok(cluster
+            .links
+            .forward(model, request, timeout, view.candidates(model)))
     }
 
     /// Routes a validated request to this node's worker queue only.

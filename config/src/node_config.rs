@@ -223,6 +223,12 @@ pub struct TritonParams {
     pub remote_model: Option<String>,
     /// The remote version; unset means the server's default.
     pub remote_version: Option<String>,
+    pub connection: RemoteConnection,
+}
+
+/// How a node talks to a remote, the same for every remote provider.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteConnection {
     /// Per request, connection included.
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -254,8 +260,5 @@ pub struct OpenaiParams {
     /// Where the API key comes from: an environment variable's name, or a file. Never logged.
     pub api_key_env: Option<String>,
     pub api_key_file: Option<PathBuf>,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub max_in_flight: u32,
-    pub tls: RemoteTls,
+    pub connection: RemoteConnection,
 }

@@ -299,7 +299,10 @@ fn triton_deployments_check_their_url_and_limits() {
         panic!("triton params")
     };
     assert_eq!(p.url, "http://10.0.0.5:8000");
-    assert_eq!((p.max_in_flight, p.timeout.as_millis()), (32, 30_000));
+    assert_eq!(
+        (p.connection.max_in_flight, p.connection.timeout.as_millis()),
+        (32, 30_000)
+    );
     let err = load(&ConfigInputs {
         env: env(&[("HOME", "/h")]),
         cli: vec![
@@ -353,14 +356,14 @@ fn remote_tls_options_are_checked() {
         panic!("openai params")
     };
     assert_eq!(
-        p.tls.ca_path.as_deref(),
+        p.connection.tls.ca_path.as_deref(),
         Some(Path::new("/etc/golek/ca.pem"))
     );
     assert_eq!(
-        p.tls.client_cert_path.as_deref(),
+        p.connection.tls.client_cert_path.as_deref(),
         Some(Path::new("/h/c.pem"))
     );
-    assert!(!p.tls.insecure_skip_verify);
+    assert!(!p.connection.tls.insecure_skip_verify);
     for (pairs, needle) in [
         (
             &[("base_url", "http://10.0.0.7/v1"), ("tls_ca_path", "/ca.pem")][..],

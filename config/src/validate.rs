@@ -653,6 +653,13 @@ struct RawTritonParams {
     remote_model: Option<String>,
     #[serde(default)]
     remote_version: Option<String>,
+}
+
+/// The connection settings every remote deployment has, taken out of its params before the
+/// provider's own keys are read (see [`take_connection`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnection {
     #[serde(default = "default_remote_timeout_ms")]
     timeout_ms: i64,
     #[serde(default = "default_connect_timeout_ms")]
@@ -667,6 +674,24 @@ struct RawTritonParams {
     tls_client_key_path: Option<String>,
     #[serde(default)]
     tls_insecure_skip_verify: bool,
+}
+
+const CONNECTION_KEYS: [&str; 7] = [
+    "timeout_ms",
+    "connect_timeout_ms",
+    "max_in_flight",
+    "tls_ca_path",
+    "tls_client_cert_path",
+    "tls_client_key_path",
+    "tls_insecure_skip_verify",
+];
+
+/// Moves the connection keys out of a remote deployment's params.
+fn take_connection(params: &mut toml::Table) -> toml::Table {
+    CONNECTION_KEYS
+        .iter()
+        .filter_map(|&k| params.remove(k).map(|v| (k.to_string(), v)))
+        .collect()
 }
 
 fn default_remote_timeout_ms() -> i64 {
@@ -686,36 +711,16 @@ fn triton_params(
     c: &mut Checker<'_>,
 ) -> Option<TritonParams> {
     let prefix = format!("{model_prefix}.params");
+    let mut params = params;
+    let connection = take_connection(&mut params);
     let raw: RawTritonParams = typed(toml::Value::Table(params), &prefix, c)?;
     let url = c.base_url(&format!("{prefix}.url"), &raw.url, "http://10.0.0.5:8000");
-    let limits = remote_limits(
-        &prefix,
-        raw.timeout_ms,
-        raw.connect_timeout_ms,
-        raw.max_in_flight,
-        c,
-    );
-    let tls = remote_tls(
-        &prefix,
-        &url,
-        [
-            raw.tls_ca_path.as_deref(),
-            raw.tls_client_cert_path.as_deref(),
-            raw.tls_client_key_path.as_deref(),
-        ],
-        raw.tls_insecure_skip_verify,
-        assets_dir,
-        c,
-    );
-    let (timeout, connect_timeout, max_in_flight) = limits?;
+    let connection = remote_connection(&prefix, &url, connection, assets_dir, c);
     Some(TritonParams {
         url,
         remote_model: raw.remote_model,
         remote_version: raw.remote_version,
-        timeout,
-        connect_timeout,
-        max_in_flight,
-        tls: tls?,
+        connection: connection?,
     })
 }
 
@@ -729,20 +734,6 @@ struct RawOpenaiParams {
     api_key_env: Option<String>,
     #[serde(default)]
     api_key_file: Option<String>,
-    #[serde(default = "default_remote_timeout_ms")]
-    timeout_ms: i64,
-    #[serde(default = "default_connect_timeout_ms")]
-    connect_timeout_ms: i64,
-    #[serde(default = "default_max_in_flight")]
-    max_in_flight: i64,
-    #[serde(default)]
-    tls_ca_path: Option<String>,
-    #[serde(default)]
-    tls_client_cert_path: Option<String>,
-    #[serde(default)]
-    tls_client_key_path: Option<String>,
-    #[serde(default)]
-    tls_insecure_skip_verify: bool,
 }
 
 fn openai_params(
@@ -752,6 +743,8 @@ fn openai_params(
     c: &mut Checker<'_>,
 ) -> Option<OpenaiParams> {
     let prefix = format!("{model_prefix}.params");
+    let mut params = params;
+    let connection = take_connection(&mut params);
     let raw: RawOpenaiParams = typed(toml::Value::Table(params), &prefix, c)?;
     let base_url = c.base_url(
         &format!("{prefix}.base_url"),
@@ -768,16 +761,35 @@ fn openai_params(
         .api_key_file
         .as_deref()
         .and_then(|p| c.path(&format!("{prefix}.api_key_file"), p, assets_dir));
+    let connection = remote_connection(&prefix, &base_url, connection, assets_dir, c);
+    Some(OpenaiParams {
+        base_url,
+        remote_model: raw.remote_model,
+        api_key_env: raw.api_key_env,
+        api_key_file,
+        connection: connection?,
+    })
+}
+
+/// Checks the connection keys [`take_connection`] took out of a remote deployment's params.
+fn remote_connection(
+    prefix: &str,
+    url: &str,
+    table: toml::Table,
+    assets_dir: &Path,
+    c: &mut Checker<'_>,
+) -> Option<RemoteConnection> {
+    let raw: RawConnection = typed(toml::Value::Table(table), prefix, c)?;
     let limits = remote_limits(
-        &prefix,
+        prefix,
         raw.timeout_ms,
         raw.connect_timeout_ms,
         raw.max_in_flight,
         c,
     );
     let tls = remote_tls(
-        &prefix,
-        &base_url,
+        prefix,
+        url,
         [
             raw.tls_ca_path.as_deref(),
             raw.tls_client_cert_path.as_deref(),
@@ -788,11 +800,7 @@ fn openai_params(
         c,
     );
     let (timeout, connect_timeout, max_in_flight) = limits?;
-    Some(OpenaiParams {
-        base_url,
-        remote_model: raw.remote_model,
-        api_key_env: raw.api_key_env,
-        api_key_file,
+    Some(RemoteConnection {
         timeout,
         connect_timeout,
         max_in_flight,

@@ -195,10 +195,12 @@ async fn llama_cpp_pythons_server_over_https_as_the_upstream() {
         remote_model: Some("tiny".into()),
         api_key_env: None,
         api_key_file: None,
-        timeout: Duration::from_secs(30),
-        connect_timeout: Duration::from_secs(2),
-        max_in_flight: 4,
-        tls,
+        connection: golek_config::RemoteConnection {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+            max_in_flight: 4,
+            tls,
+        },
     };
     let untrusted = params(Default::default());
     let insecure = params(golek_config::RemoteTls {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use golek_config::RemoteTls;
+use golek_config::RemoteConnection;
 
 use crate::queue::{Job, JobQueue, Waited};
 use crate::{ProviderError, Result};
@@ -23,12 +23,8 @@ pub fn runtime(name: &str) -> Result<tokio::runtime::Runtime> {
 
 /// A keep-alive client with the deployment's timeouts and TLS options. A missing or unreadable
 /// CA, certificate or key file fails the load with the file named.
-pub fn client(
-    timeout: Duration,
-    connect_timeout: Duration,
-    pool: usize,
-    tls: &RemoteTls,
-) -> Result<reqwest::Client> {
+pub fn client(connection: &RemoteConnection) -> Result<reqwest::Client> {
+    let tls = &connection.tls;
     let read = |what: &str, path: &std::path::Path| {
         std::fs::read(path).map_err(|e| {
             ProviderError::Load(format!(
@@ -39,9 +35,9 @@ pub fn client(
     };
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
-        .timeout(timeout)
-        .connect_timeout(connect_timeout)
-        .pool_max_idle_per_host(pool);
+        .timeout(connection.timeout)
+        .connect_timeout(connection.connect_timeout)
+        .pool_max_idle_per_host(connection.max_in_flight as usize);
     if let Some(path) = &tls.ca_path {
         let certs = reqwest::Certificate::from_pem_bundle(&read("CA file", path)?)
             .map_err(|e| ProviderError::Load(format!("{} is not PEM: {e}", path.display())))?;

@@ -124,17 +124,15 @@ impl JoinAuthority {
             return Err("the join token was already used".into());
         }
         let issued = tls::issue_pems(&self.ca_dir, &request.node_id).map_err(|e| e.to_string())?;
-        let mut file = std::fs::OpenOptions::new()
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.used_path)
             .and_then(|mut f| {
                 writeln!(f, "{}", request.token_id)?;
-                f.sync_all()?;
-                Ok(f)
+                f.sync_all()
             })
             .map_err(|e| format!("cannot record the token: {e}"))?;
-        let _ = file.flush();
         Ok(issued)
     }
 }

@@ -55,26 +55,40 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
-    /// Live peers (not this node) whose `model` is ready, least loaded first.
-    pub fn candidates(&self, model: &str) -> Vec<Member> {
-        let mut out: Vec<Member> = self
-            .members
+    fn ready_peers<'a>(&'a self, model: &'a str) -> impl Iterator<Item = &'a Member> + 'a {
+        self.members
             .iter()
             .filter(|m| !m.is_self && m.alive && m.quic_addr.is_some())
-            .filter(|m| {
+            .filter(move |m| {
                 m.models
                     .iter()
                     .any(|a| a.name == model && a.state == ModelState::Ready.as_str())
             })
-            .cloned()
+    }
+
+    /// Whether some live peer has `model` ready (no allocation: asked on every request).
+    pub fn serves(&self, model: &str) -> bool {
+        self.ready_peers(model).next().is_some()
+    }
+
+    /// Live peers (not this node) whose `model` is ready, least loaded first.
+    pub fn candidates(&self, model: &str) -> Vec<peer::PeerAddr> {
+        let mut out: Vec<(u64, peer::PeerAddr)> = self
+            .ready_peers(model)
+            .map(|m| {
+                let load = &m.load;
+                // Queued work relative to capacity, in thousandths.
+                let ratio = (load.queued + load.in_flight) * 1000 / load.capacity.max(1);
+                let addr = peer::PeerAddr {
+                    node_id: m.node_id.clone(),
+                    quic_addr: m.quic_addr.clone().unwrap_or_default(),
+                };
+                (ratio, addr)
+            })
             .collect();
-        out.sort_by_key(|m| {
-            let load = &m.load;
-            // Queued work relative to capacity, in thousandths; ties by id.
-            let ratio = (load.queued + load.in_flight) * 1000 / load.capacity.max(1);
-            (ratio, m.node_id.clone())
-        });
-        out
+        // Least loaded first; ties by id.
+        out.sort_by(|a, b| (a.0, &a.1.node_id).cmp(&(b.0, &b.1.node_id)));
+        out.into_iter().map(|(_, addr)| addr).collect()
     }
 
     /// Some peer's advert of `model`, whatever its state (for descriptions and errors).
@@ -204,8 +218,8 @@ pub async fn start(
         version: me.version.clone(),
         labels: Default::default(),
     };
-    let gpus = spawn_gpu_reader();
-    let first = advert(&node_advert, &router, &links, &gpus);
+    let machine = spawn_resource_reader();
+    let first = advert(&node_advert, &router, &links, &machine);
     let chitchat = spawn_chitchat(
         chitchat_config,
         encode_member(&first),
@@ -223,7 +237,7 @@ pub async fn start(
         router,
         quic.clone(),
         links.clone(),
-        gpus,
+        machine,
         node_advert,
         config.cluster_id.clone(),
         view_tx,
@@ -277,7 +291,7 @@ fn advert(
     node: &NodeAdvert,
     router: &RouterHandle,
     links: &peer::PeerLinks,
-    gpus: &std::sync::Mutex<Vec<GpuAdvert>>,
+    resources: &std::sync::Mutex<ResourcesAdvert>,
 ) -> MemberAdvert {
     let table = router.table();
     let mut load = LoadAdvert {
@@ -300,44 +314,54 @@ fn advert(
             }
         })
         .collect();
-    let mut resources = resources();
-    resources.gpus = gpus.lock().expect("gpus").clone();
     MemberAdvert {
         node: node.clone(),
         models,
         load,
-        resources,
+        resources: resources.lock().expect("resources").clone(),
     }
 }
 
-/// GPUs as `nvidia-smi` reports them (name, total and free memory); empty where there is no
-/// such tool or it fails. Read every 10 s in the background, not on every gossip round.
-fn spawn_gpu_reader() -> Arc<std::sync::Mutex<Vec<GpuAdvert>>> {
-    let gpus = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let shared = gpus.clone();
+/// The machine's resources, read every 10 s in the background rather than on every gossip
+/// round: CPUs and memory from the OS, GPUs from `nvidia-smi` where it exists (once it is
+/// missing or fails, GPUs stay empty and it is not run again).
+fn spawn_resource_reader() -> Arc<std::sync::Mutex<ResourcesAdvert>> {
+    let shared = Arc::new(std::sync::Mutex::new(resources()));
+    let writer = shared.clone();
     tokio::spawn(async move {
+        let mut query_gpus = true;
         loop {
-            let read = tokio::task::spawn_blocking(|| {
-                std::process::Command::new("nvidia-smi")
-                    .args([
-                        "--query-gpu=name,memory.total,memory.free",
-                        "--format=csv,noheader,nounits",
-                    ])
-                    .output()
-                    .ok()
-                    .filter(|o| o.status.success())
-                    .map(|o| parse_nvidia_smi(&String::from_utf8_lossy(&o.stdout)))
+            let read = tokio::task::spawn_blocking(move || {
+                let mut now = resources();
+                if query_gpus {
+                    match read_gpus() {
+                        Some(gpus) => now.gpus = gpus,
+                        None => query_gpus = false,
+                    }
+                }
+                (now, query_gpus)
             })
             .await;
-            match read {
-                Ok(Some(list)) => *shared.lock().expect("gpus") = list,
-                // No tool: nothing to read, now or later.
-                _ => return,
+            if let Ok((now, still)) = read {
+                query_gpus = still;
+                *writer.lock().expect("resources") = now;
             }
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
     });
-    gpus
+    shared
+}
+
+fn read_gpus() -> Option<Vec<GpuAdvert>> {
+    std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=name,memory.total,memory.free",
+            "--format=csv,noheader,nounits",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| parse_nvidia_smi(&String::from_utf8_lossy(&o.stdout)))
 }
 
 /// `name, total MiB, free MiB` lines.
@@ -357,7 +381,7 @@ fn parse_nvidia_smi(text: &str) -> Vec<GpuAdvert> {
         .collect()
 }
 
-/// CPU count and memory from the OS.
+/// CPU count and memory from the OS (no GPUs).
 fn resources() -> ResourcesAdvert {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -383,7 +407,7 @@ async fn publish_loop(
     router: RouterHandle,
     quic: Arc<transport::QuicNode>,
     links: Arc<peer::PeerLinks>,
-    gpus: Arc<std::sync::Mutex<Vec<GpuAdvert>>>,
+    machine: Arc<std::sync::Mutex<ResourcesAdvert>>,
     node: NodeAdvert,
     cluster_id: String,
     view_tx: watch::Sender<Arc<ClusterView>>,
@@ -394,7 +418,7 @@ async fn publish_loop(
     let mut was_alive: BTreeSet<String> = BTreeSet::new();
     loop {
         ticker.tick().await;
-        let me = advert(&node, &router, &links, &gpus);
+        let me = advert(&node, &router, &links, &machine);
         let verified = quic.verified.lock().expect("verified map").clone();
         let view = {
             let mut c = chitchat.lock().await;

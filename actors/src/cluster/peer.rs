@@ -19,8 +19,8 @@ use golek_protocol::inference::{InferenceEvent, InferenceRequest};
 use golek_protocol::{ErrorCode, ErrorInfo};
 use tokio::sync::mpsc;
 
+use super::tls;
 use super::transport::{IncomingStream, QuicNode};
-use super::{tls, Member};
 use crate::metrics as m;
 use crate::router::{EventRx, RouterHandle};
 
@@ -38,6 +38,13 @@ pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>,
         .await
         .map_err(|e| format!("reading a frame of {n} bytes: {e}"))?;
     Ok(Some(body))
+}
+
+/// Where to reach a peer: the id its certificate must name and its QUIC address.
+#[derive(Debug, Clone)]
+pub struct PeerAddr {
+    pub node_id: String,
+    pub quic_addr: String,
 }
 
 /// The connections to peers, one per node id, made on first use and checked against the id.
@@ -81,7 +88,7 @@ impl PeerLinks {
         }
     }
 
-    async fn connection(&self, member: &Member) -> Result<quinn::Connection, String> {
+    async fn connection(&self, member: &PeerAddr) -> Result<quinn::Connection, String> {
         if let Some(c) = self.connections.lock().expect("links").get(&member.node_id) {
             if c.close_reason().is_none() {
                 return Ok(c.clone());
@@ -89,8 +96,6 @@ impl PeerLinks {
         }
         let addr: SocketAddr = member
             .quic_addr
-            .as_deref()
-            .unwrap_or_default()
             .parse()
             .map_err(|_| format!("node {} advertises no usable QUIC address", member.node_id))?;
         let (connection, id) = self.quic.connect(addr, &self.quic.peer_client).await?;
@@ -116,7 +121,7 @@ impl PeerLinks {
         model: &str,
         request: InferenceRequest,
         timeout: Duration,
-        candidates: Vec<Member>,
+        candidates: Vec<PeerAddr>,
     ) -> EventRx {
         let (tx, rx) = mpsc::unbounded_channel();
         let links = self.clone();
@@ -126,7 +131,7 @@ impl PeerLinks {
             let mut last_error = None;
             // Two tries: the next candidate, or the only one again on a fresh connection (its
             // cached one may have gone with a restart).
-            let mut tries: Vec<&Member> = candidates.iter().take(2).collect();
+            let mut tries: Vec<&PeerAddr> = candidates.iter().take(2).collect();
             if tries.len() == 1 {
                 tries.push(tries[0]);
             }
@@ -179,7 +184,7 @@ impl PeerLinks {
 
     async fn forward_one(
         &self,
-        member: &Member,
+        member: &PeerAddr,
         frame: &ForwardRequest,
         tx: &mpsc::UnboundedSender<Result<InferenceEvent, ErrorInfo>>,
     ) -> Result<(), Failure> {

@@ -68,7 +68,7 @@ pub async fn create(
     let started = Instant::now();
     let outcome = run(&state, valid).await;
     // Label by model only when it exists: clients cannot grow the label set.
-    let label = if state.router.entry(&model).is_ok() {
+    let label = if state.router.knows(&model) {
         model
     } else {
         "unknown".to_string()

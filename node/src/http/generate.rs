@@ -67,7 +67,7 @@ async fn handle(state: AppState, headers: HeaderMap, body: Body, kind: Kind) -> 
         Err((model, e)) => ((model, e.info.code.as_str()), Err(e)),
     };
     let (model, kind_label) = label;
-    let model = if state.router.entry(&model).is_ok() {
+    let model = if state.router.knows(&model) {
         model
     } else {
         "unknown".into()

@@ -162,16 +162,15 @@ async fn infer_model(
         .get(kserve::HEADER_LENGTH)
         .map(|v| v.to_str().unwrap_or("(not text)"));
     let (json_part, mut binary) = kserve::split_body(&bytes, header_length)?;
-    let body: InferBody = validate::parse_json(json_part)?;
+    let mut body: InferBody = validate::parse_json(json_part)?;
     if body.inputs.is_empty() {
         return Err(
             ErrorInfo::invalid("inputs", "inputs: at least one input tensor is required").into(),
         );
     }
-    let inputs = body
-        .inputs
-        .iter()
-        .cloned()
+    // The inputs are consumed; the rest of the body says how the outputs are wanted.
+    let inputs = std::mem::take(&mut body.inputs)
+        .into_iter()
         .map(|t| kserve::decode_input(t, &mut binary))
         .collect::<Result<Vec<_>, _>>()?;
     if !binary.is_empty() {

@@ -49,12 +49,7 @@ fn read_key(params: &OpenaiParams) -> Result<Option<String>> {
 impl OpenaiProvider {
     pub fn load(name: &str, params: &OpenaiParams) -> Result<Self> {
         let runtime = remote::runtime(name)?;
-        let client = remote::client(
-            params.timeout,
-            params.connect_timeout,
-            params.max_in_flight as usize,
-            &params.tls,
-        )?;
+        let client = remote::client(&params.connection)?;
         let api_key = read_key(params)?;
         // Reachability: GET /models answers on every OpenAI-compatible server.
         let url = format!("{}/models", params.base_url);
@@ -86,7 +81,7 @@ impl OpenaiProvider {
                 .clone()
                 .unwrap_or_else(|| name.to_string()),
             api_key,
-            max_in_flight: params.max_in_flight as usize,
+            max_in_flight: params.connection.max_in_flight as usize,
             info: ProviderInfo {
                 capabilities: Capabilities {
                     chat: true,

@@ -65,12 +65,7 @@ fn specs(list: Vec<RemoteTensor>) -> Vec<TensorSpec> {
 impl TritonProvider {
     pub fn load(name: &str, params: &TritonParams) -> Result<Self> {
         let runtime = remote::runtime(name)?;
-        let client = remote::client(
-            params.timeout,
-            params.connect_timeout,
-            params.max_in_flight as usize,
-            &params.tls,
-        )?;
+        let client = remote::client(&params.connection)?;
         let remote = params.remote_model.as_deref().unwrap_or(name);
         let mut model_url = format!("{}/v2/models/{remote}", params.url);
         if let Some(v) = &params.remote_version {
@@ -129,7 +124,7 @@ impl TritonProvider {
             runtime,
             client,
             model_url,
-            max_in_flight: params.max_in_flight as usize,
+            max_in_flight: params.connection.max_in_flight as usize,
             info,
         })
     }
