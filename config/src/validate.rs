@@ -580,8 +580,18 @@ struct RawGgufParams {
     chat_template: Option<String>,
     #[serde(default)]
     embeddings: bool,
+    #[serde(default = "default_true")]
+    prompt_cache: bool,
+    #[serde(default = "default_prompt_cache_min_tokens")]
+    prompt_cache_min_tokens: i64,
 }
 
+fn default_true() -> bool {
+    true
+}
+fn default_prompt_cache_min_tokens() -> i64 {
+    32
+}
 fn default_n_ctx() -> i64 {
     8192
 }
@@ -623,6 +633,12 @@ fn gguf_params(
         0,
         10_000,
     );
+    let prompt_cache_min_tokens = c.range(
+        &format!("{prefix}.prompt_cache_min_tokens"),
+        raw.prompt_cache_min_tokens,
+        1,
+        1 << 20,
+    );
     if raw
         .chat_template
         .as_deref()
@@ -642,6 +658,8 @@ fn gguf_params(
         n_gpu_layers: n_gpu_layers? as u32,
         chat_template: raw.chat_template,
         embeddings: raw.embeddings,
+        prompt_cache: raw.prompt_cache,
+        prompt_cache_min_tokens: prompt_cache_min_tokens? as u32,
     })
 }
 

@@ -72,6 +72,8 @@ fn in_process(model: &Path, threads: u32, slots: u32, streams: usize, n: u32) ->
         n_gpu_layers: 0,
         chat_template: None,
         embeddings: false,
+        prompt_cache: true,
+        prompt_cache_min_tokens: 32,
     };
     let mut provider = golek_providers::gguf::GgufProvider::load("bench", &params).expect("load");
     let (tx, queue) = job_queue(

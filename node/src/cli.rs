@@ -369,16 +369,15 @@ fn infer_command(args: InferArgs) -> anyhow::Result<()> {
     };
     use std::io::Write;
     let request = match (&args.prompt, args.embed.is_empty()) {
-        (Some(prompt), _) => InferenceRequest::Generate(GenerateRequest {
-            prompt: Prompt::Text(prompt.clone()),
-            max_tokens: Some(args.max_tokens),
-            stop: Vec::new(),
-            sampling: SamplingParams {
+        (Some(prompt), _) => InferenceRequest::Generate(GenerateRequest::new(
+            Prompt::Text(prompt.clone()),
+            Some(args.max_tokens),
+            SamplingParams {
                 temperature: args.temperature,
                 ignore_eos: args.ignore_eos,
                 ..Default::default()
             },
-        }),
+        )),
         (None, false) => InferenceRequest::Embeddings(EmbeddingsRequest {
             inputs: args
                 .embed
@@ -421,6 +420,7 @@ fn infer_command(args: InferArgs) -> anyhow::Result<()> {
                     reason,
                     prompt_tokens,
                     completion_tokens,
+                    ..
                 } => {
                     writeln!(stdout)?;
                     eprintln!(
@@ -428,7 +428,9 @@ fn infer_command(args: InferArgs) -> anyhow::Result<()> {
                         client.server_id
                     );
                 }
-                InferenceEvent::Started { .. } | InferenceEvent::Tensors(_) => {}
+                InferenceEvent::Started { .. }
+                | InferenceEvent::ToolCall { .. }
+                | InferenceEvent::Tensors(_) => {}
             }
         }
         client.close().await;

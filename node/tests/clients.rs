@@ -47,6 +47,13 @@ async fn the_official_openai_python_client_works_against_the_node() {
 }
 
 #[tokio::test]
+async fn the_openai_python_client_gets_structured_output_tools_logprobs_and_n() {
+    let node = TestNode::start_default_models(&[]).await;
+    let out = run_script(&node, "openai_features.py", &node.base).await;
+    assert!(out.contains("openai features: ok"), "{out}");
+}
+
+#[tokio::test]
 async fn tritonclient_works_against_the_kserve_v2_api() {
     let out = run_client_script("kserve_client.py", |n| {
         n.base.trim_start_matches("http://").to_string()

@@ -106,6 +106,6 @@ async fn sigterm_finishes_in_flight_requests_then_exits_cleanly_and_keeps_state(
 
     // Same data dir: same identity.
     let dir = node.into_data_dir();
-    let again = TestNode::start_in(dir, &[]).await;
+    let again = TestNode::start_in(dir, &common::TINY_INSTEAD_OF_SMOLLM2).await;
     assert_eq!(again.get_json("/admin/models").await["node_id"], node_id);
 }

@@ -159,7 +159,9 @@ pub enum JoinReply {
 }
 
 /// The version of the peer protocol this build speaks.
-pub const PEER_PROTOCOL_VERSION: u16 = 1;
+/// 2: generation requests carry `n`, logprobs, response formats and tools; text events carry
+/// token ids and log probabilities.
+pub const PEER_PROTOCOL_VERSION: u16 = 2;
 /// The largest peer frame accepted (a request with big tensors fits; a bogus length does not).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 

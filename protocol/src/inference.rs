@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::generation::{
+    ResponseFormat, TokenLogprobs, ToolCall, ToolChoice, ToolSpec, MAX_TOP_LOGPROBS,
+};
 use crate::ErrorInfo;
 
 /// What a provider can do; the router checks it before dispatching.
@@ -139,11 +142,25 @@ pub struct TensorRequest {
     pub outputs: Vec<String>,
 }
 
-/// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One chat message. `role` is `system`, `user`, `assistant` or `tool`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// The calls an assistant message made (history sent back by the client).
+    pub tool_calls: Vec<ToolCall>,
+    /// For a `tool` message: the call it answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+            ..Default::default()
+        }
+    }
 }
 
 /// What to continue: raw text, or a conversation the provider renders with its chat template.
@@ -192,6 +209,130 @@ pub struct GenerateRequest {
     /// Generation stops before any of these strings; they are not returned.
     pub stop: Vec<String>,
     pub sampling: SamplingParams,
+    /// Choices generated from the one prompt (1 to the model's slots).
+    pub n: u32,
+    /// `None`: no log probabilities; `Some(k)`: the sampled token's and the top `k` (0..=20).
+    pub logprobs: Option<u32>,
+    pub response_format: Option<ResponseFormat>,
+    /// Functions the model may call (chat only).
+    pub tools: Vec<ToolSpec>,
+    pub tool_choice: ToolChoice,
+}
+
+impl GenerateRequest {
+    /// A plain request: one choice, nothing constrained.
+    pub fn new(prompt: Prompt, max_tokens: Option<u32>, sampling: SamplingParams) -> Self {
+        GenerateRequest {
+            prompt,
+            max_tokens,
+            stop: vec![],
+            sampling,
+            n: 1,
+            logprobs: None,
+            response_format: None,
+            tools: vec![],
+            tool_choice: ToolChoice::Auto,
+        }
+    }
+
+    /// True when sampling is constrained by a grammar (structured output or a forced call).
+    pub fn constrained(&self) -> bool {
+        self.response_format.is_some()
+            || (!self.tools.is_empty()
+                && matches!(
+                    self.tool_choice,
+                    ToolChoice::Required | ToolChoice::Function(_)
+                ))
+    }
+}
+
+impl GenerateRequest {
+    /// The checks every door makes (HTTP, QUIC clients, peers): non-empty prompt, sampling
+    /// values in range, tools and formats consistent.
+    pub fn check(&self) -> Result<(), ErrorInfo> {
+        let r = self;
+        let bad = |param: &str, message: String| Err(ErrorInfo::invalid(param, message));
+        let empty = match &r.prompt {
+            Prompt::Text(t) => t.is_empty(),
+            Prompt::Chat(m) => m.is_empty(),
+        };
+        if empty {
+            return bad("prompt", "prompt: must not be empty".into());
+        }
+        if let Prompt::Chat(messages) = &r.prompt {
+            for (i, m) in messages.iter().enumerate() {
+                if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {
+                    return bad(
+                        &format!("messages[{i}].role"),
+                        format!(
+                            "messages[{i}].role: must be system, user, assistant or tool, got {:?}",
+                            m.role
+                        ),
+                    );
+                }
+            }
+        }
+        if r.max_tokens == Some(0) {
+            return bad("max_tokens", "max_tokens: must be at least 1".into());
+        }
+        if r.n == 0 {
+            return bad("n", "n: must be at least 1".into());
+        }
+        if let Some(k) = r.logprobs {
+            if k > MAX_TOP_LOGPROBS {
+                return bad(
+                    "top_logprobs",
+                    format!("top_logprobs: must be 0 to {MAX_TOP_LOGPROBS}, got {k}"),
+                );
+            }
+        }
+        check_tools(r)?;
+        if let Some(ResponseFormat::JsonSchema { schema, .. }) = &r.response_format {
+            if serde_json::from_str::<serde_json::Value>(schema).is_err() {
+                return bad(
+                    "response_format",
+                    "response_format.json_schema.schema: not valid JSON".into(),
+                );
+            }
+        }
+        if r.constrained() && r.sampling.ignore_eos {
+            return bad(
+                "ignore_eos",
+                "ignore_eos: cannot be combined with response_format or a forced tool call".into(),
+            );
+        }
+        let s = &r.sampling;
+        if !(s.temperature.is_finite() && (0.0..=2.0).contains(&s.temperature)) {
+            return bad(
+                "temperature",
+                format!(
+                    "temperature: must be between 0 and 2, got {}",
+                    s.temperature
+                ),
+            );
+        }
+        if !(s.top_p.is_finite() && s.top_p > 0.0 && s.top_p <= 1.0) {
+            return bad(
+                "top_p",
+                format!("top_p: must be in (0, 1], got {}", s.top_p),
+            );
+        }
+        if !(s.min_p.is_finite() && (0.0..=1.0).contains(&s.min_p)) {
+            return bad(
+                "min_p",
+                format!("min_p: must be in [0, 1], got {}", s.min_p),
+            );
+        }
+        for (name, v) in [
+            ("presence_penalty", s.presence_penalty),
+            ("frequency_penalty", s.frequency_penalty),
+        ] {
+            if !(v.is_finite() && (-2.0..=2.0).contains(&v)) {
+                return bad(name, format!("{name}: must be between -2 and 2, got {v}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A request as a provider sees it.
@@ -241,48 +382,7 @@ impl InferenceRequest {
                     }
                 }
             }
-            InferenceRequest::Generate(r) => {
-                let empty = match &r.prompt {
-                    Prompt::Text(t) => t.is_empty(),
-                    Prompt::Chat(m) => m.is_empty(),
-                };
-                if empty {
-                    return bad("prompt", "prompt: must not be empty".into());
-                }
-                if r.max_tokens == Some(0) {
-                    return bad("max_tokens", "max_tokens: must be at least 1".into());
-                }
-                let s = &r.sampling;
-                if !(s.temperature.is_finite() && (0.0..=2.0).contains(&s.temperature)) {
-                    return bad(
-                        "temperature",
-                        format!(
-                            "temperature: must be between 0 and 2, got {}",
-                            s.temperature
-                        ),
-                    );
-                }
-                if !(s.top_p.is_finite() && s.top_p > 0.0 && s.top_p <= 1.0) {
-                    return bad(
-                        "top_p",
-                        format!("top_p: must be in (0, 1], got {}", s.top_p),
-                    );
-                }
-                if !(s.min_p.is_finite() && (0.0..=1.0).contains(&s.min_p)) {
-                    return bad(
-                        "min_p",
-                        format!("min_p: must be in [0, 1], got {}", s.min_p),
-                    );
-                }
-                for (name, v) in [
-                    ("presence_penalty", s.presence_penalty),
-                    ("frequency_penalty", s.frequency_penalty),
-                ] {
-                    if !(v.is_finite() && (-2.0..=2.0).contains(&v)) {
-                        return bad(name, format!("{name}: must be between -2 and 2, got {v}"));
-                    }
-                }
-            }
+            InferenceRequest::Generate(r) => r.check()?,
         }
         Ok(())
     }
@@ -308,6 +408,47 @@ impl InferenceRequest {
     }
 }
 
+/// The tool checks shared by every door: names present and unique, parameters JSON, a named
+/// choice among the tools, tool messages answering a call.
+fn check_tools(r: &GenerateRequest) -> Result<(), ErrorInfo> {
+    let bad = |param: &str, message: String| Err(ErrorInfo::invalid(param, message));
+    if !r.tools.is_empty() && matches!(r.prompt, Prompt::Text(_)) {
+        return bad("tools", "tools: only chat requests may offer tools".into());
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, tool) in r.tools.iter().enumerate() {
+        if tool.name.is_empty() {
+            return bad(
+                &format!("tools[{i}].function.name"),
+                format!("tools[{i}].function.name: must not be empty"),
+            );
+        }
+        if !names.insert(tool.name.as_str()) {
+            return bad(
+                &format!("tools[{i}].function.name"),
+                format!("tools[{i}].function.name: {:?} is offered twice", tool.name),
+            );
+        }
+        if serde_json::from_str::<serde_json::Value>(&tool.parameters).is_err() {
+            return bad(
+                &format!("tools[{i}].function.parameters"),
+                format!("tools[{i}].function.parameters: not valid JSON"),
+            );
+        }
+    }
+    match &r.tool_choice {
+        ToolChoice::Required if r.tools.is_empty() => bad(
+            "tool_choice",
+            "tool_choice: \"required\" needs tools".into(),
+        ),
+        ToolChoice::Function(name) if !names.contains(name.as_str()) => bad(
+            "tool_choice",
+            format!("tool_choice: no tool named {name:?} is offered"),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -316,6 +457,19 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` or the end of the context.
     Length,
+    /// The model called one or more tools.
+    ToolCalls,
+}
+
+impl FinishReason {
+    /// OpenAI's name for it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+        }
+    }
 }
 
 /// What a provider emits for one request. A request's stream ends after `Embeddings`,
@@ -326,15 +480,30 @@ pub enum InferenceEvent {
     Embeddings(Vec<Embedding>),
     /// The requested output tensors.
     Tensors(Vec<NamedTensor>),
-    /// Generation started: the prompt's size in tokens (after the chat template).
-    Started { prompt_tokens: u32 },
-    /// New generated text (valid UTF-8, stop strings held back), and how many tokens it spans.
-    Text { text: String, tokens: u32 },
-    /// Generation ended.
+    /// Generation started: the prompt's size in tokens (after the chat template), and how
+    /// many of them came from the prompt cache instead of being prefilled.
+    Started {
+        prompt_tokens: u32,
+        cached_tokens: u32,
+    },
+    /// New generated text of choice `choice` (valid UTF-8, stop strings held back), with the
+    /// ids of the tokens it decodes from (empty when a remote does not say) and, when asked
+    /// for, their log probabilities.
+    Text {
+        choice: u32,
+        text: String,
+        token_ids: Vec<u32>,
+        logprobs: Vec<TokenLogprobs>,
+    },
+    /// A tool call of choice `choice`, complete.
+    ToolCall { choice: u32, call: ToolCall },
+    /// Choice `choice` ended; the stream ends once every choice has.
     Finished {
+        choice: u32,
         reason: FinishReason,
         prompt_tokens: u32,
         completion_tokens: u32,
+        cached_tokens: u32,
     },
 }
 
@@ -343,12 +512,11 @@ mod tests {
     use super::*;
 
     fn generate(edit: impl Fn(&mut GenerateRequest)) -> InferenceRequest {
-        let mut r = GenerateRequest {
-            prompt: Prompt::Text("hi".into()),
-            max_tokens: Some(4),
-            stop: vec![],
-            sampling: SamplingParams::default(),
-        };
+        let mut r = GenerateRequest::new(
+            Prompt::Text("hi".into()),
+            Some(4),
+            SamplingParams::default(),
+        );
         edit(&mut r);
         InferenceRequest::Generate(r)
     }
@@ -362,6 +530,37 @@ mod tests {
                 "prompt",
             ),
             (generate(|r| r.max_tokens = Some(0)), "max_tokens"),
+            (generate(|r| r.n = 0), "n"),
+            (generate(|r| r.logprobs = Some(21)), "top_logprobs"),
+            (
+                generate(|r| {
+                    r.response_format = Some(ResponseFormat::JsonSchema {
+                        name: "x".into(),
+                        schema: "{".into(),
+                        strict: true,
+                    })
+                }),
+                "response_format",
+            ),
+            (
+                generate(|r| {
+                    r.prompt = Prompt::Chat(vec![ChatMessage::new("user", "hi")]);
+                    r.tools = vec![ToolSpec {
+                        name: "f".into(),
+                        description: None,
+                        parameters: "{}".into(),
+                    }];
+                    r.tool_choice = ToolChoice::Function("g".into());
+                }),
+                "tool_choice",
+            ),
+            (
+                generate(|r| {
+                    r.response_format = Some(ResponseFormat::JsonObject);
+                    r.sampling.ignore_eos = true;
+                }),
+                "ignore_eos",
+            ),
             (
                 generate(|r| r.sampling.temperature = f32::NAN),
                 "temperature",

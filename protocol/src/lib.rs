@@ -2,12 +2,14 @@
 //!
 //! - [`openai`]: the OpenAI-compatible HTTP schemas (requests as clients send them, responses).
 //! - [`inference`]: the internal, validated request a provider runs and the events it emits.
+//! - [`generation`]: structured output, tools and log probabilities of a generation.
 //! - [`error`]: the small error-code enum every layer maps its errors to, with its HTTP status.
 //!
 //! This crate holds data only: no async runtime, no actors, no I/O.
 
 pub mod cluster;
 mod error;
+pub mod generation;
 pub mod half;
 pub mod inference;
 pub mod kserve;

@@ -166,6 +166,21 @@ pub struct GenerationRequestBody {
     /// Not OpenAI: keep generating past end-of-generation tokens (as llama.cpp's server).
     #[serde(default)]
     pub ignore_eos: Option<bool>,
+    /// Chat: a boolean; completions: the number of alternatives (0..=5 in OpenAI's API).
+    #[serde(default)]
+    pub logprobs: Option<serde_json::Value>,
+    /// Chat: alternatives per token (0..=20), with `logprobs: true`.
+    #[serde(default)]
+    pub top_logprobs: Option<i64>,
+    #[serde(default)]
+    pub response_format: Option<serde_json::Value>,
+    #[serde(default)]
+    pub tools: Option<serde_json::Value>,
+    #[serde(default)]
+    pub tool_choice: Option<serde_json::Value>,
+    /// Accepted; a choice may hold several calls either way.
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
 }
 
 /// Token counts of a generation.
@@ -174,12 +189,63 @@ pub struct CompletionUsage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub total_tokens: u32,
+    /// OpenAI's `prompt_tokens_details`: `cached_tokens` came from the prompt cache.
+    #[serde(default)]
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u32,
+}
+
+impl CompletionUsage {
+    pub fn new(prompt_tokens: u32, completion_tokens: u32, cached_tokens: u32) -> Self {
+        CompletionUsage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
+            prompt_tokens_details: PromptTokensDetails { cached_tokens },
+        }
+    }
+}
+
+/// A tool call in OpenAI's shape (`{"id", "type": "function", "function": {...}}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCallObject {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    /// JSON text.
+    pub arguments: String,
+}
+
+impl From<&crate::generation::ToolCall> for ToolCallObject {
+    fn from(call: &crate::generation::ToolCall) -> Self {
+        ToolCallObject {
+            id: call.id.clone(),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AssistantMessage {
     pub role: String,
-    pub content: String,
+    /// `null` when the answer is only tool calls.
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallObject>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

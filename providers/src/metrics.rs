@@ -40,6 +40,10 @@ pub const GEN_TOKENS_TOTAL: &str = "golek_gen_tokens_total";
 /// Prompt tokens processed, by model.
 pub const GEN_PROMPT_TOKENS_TOTAL: &str = "golek_gen_prompt_tokens_total";
 /// Sequences being decoded now, by model.
+/// Prompt tokens run through the model (a prompt shared by `n` choices counts once).
+pub const GEN_PROMPT_PREFILLED_TOKENS_TOTAL: &str = "golek_gen_prompt_prefilled_tokens_total";
+/// Prompt tokens whose KV came from the prompt cache instead.
+pub const GEN_PROMPT_CACHED_TOKENS_TOTAL: &str = "golek_gen_prompt_cached_tokens_total";
 pub const GEN_ACTIVE_SEQUENCES: &str = "golek_gen_active_sequences";
 /// KV cache cells in use (tokens held for active sequences), by model.
 pub const GEN_KV_CACHE_USED_CELLS: &str = "golek_gen_kv_cache_used_cells";
@@ -61,6 +65,14 @@ pub fn describe_generation() {
     );
     metrics::describe_counter!(GEN_TOKENS_TOTAL, "tokens generated");
     metrics::describe_counter!(GEN_PROMPT_TOKENS_TOTAL, "prompt tokens processed");
+    metrics::describe_counter!(
+        GEN_PROMPT_PREFILLED_TOKENS_TOTAL,
+        "prompt tokens prefilled (shared prompts count once)"
+    );
+    metrics::describe_counter!(
+        GEN_PROMPT_CACHED_TOKENS_TOTAL,
+        "prompt tokens served from the prompt cache"
+    );
     metrics::describe_gauge!(GEN_ACTIVE_SEQUENCES, "sequences being decoded");
     metrics::describe_gauge!(
         GEN_KV_CACHE_USED_CELLS,

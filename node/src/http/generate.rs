@@ -13,26 +13,18 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use golek_protocol::inference::{FinishReason, InferenceEvent, InferenceRequest};
-use golek_protocol::openai::{
-    AssistantMessage, ChatChoice, ChatCompletion, Completion, CompletionChoice, CompletionUsage,
-    ErrorBody, GenerationRequestBody,
-};
+use golek_protocol::inference::{InferenceEvent, InferenceRequest};
+use golek_protocol::openai::{CompletionUsage, ErrorBody, GenerationRequestBody};
 use golek_protocol::{ErrorCode, ErrorInfo};
 use serde_json::json;
 
+use super::choices::{self, Choice, Chunks, Kind};
 use super::embeddings::read_body;
 use super::{ApiError, AppState};
 use crate::metrics as m;
 use crate::validate;
 
 type EventRx = golek_actors::EventRx;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Chat,
-    Completion,
-}
 
 pub async fn chat(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     handle(state, headers, body, Kind::Chat).await
@@ -44,13 +36,6 @@ pub async fn completions(
     body: Body,
 ) -> Response {
     handle(state, headers, body, Kind::Completion).await
-}
-
-fn finish_reason(reason: FinishReason) -> &'static str {
-    match reason {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-    }
 }
 
 fn now_unix_s() -> u64 {
@@ -119,9 +104,17 @@ async fn run(
         }
     }
     let timeout = state.config.http.request_timeout;
-    let (mut events, prompt_tokens) =
+    let n = valid.request.n;
+    let wants_logprobs = valid.request.logprobs.is_some();
+    let (mut events, prompt_tokens, cached_tokens) =
         match super::dispatch(state, &model, InferenceRequest::Generate(valid.request)).await {
-            Ok((events, InferenceEvent::Started { prompt_tokens })) => (events, prompt_tokens),
+            Ok((
+                events,
+                InferenceEvent::Started {
+                    prompt_tokens,
+                    cached_tokens,
+                },
+            )) => (events, prompt_tokens, cached_tokens),
             Ok((_, other)) => return Err(fail(&model, super::unexpected(&other).into())),
             Err(e) => return Err(fail(&model, e)),
         };
@@ -129,20 +122,27 @@ async fn run(
         Kind::Chat => format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         Kind::Completion => format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
     };
-    let meta = Meta {
+    let chunks = Chunks {
         id,
         created: now_unix_s(),
         model: model.clone(),
         kind,
+        wants_logprobs,
+        offsets: vec![0; n as usize],
+        calls: vec![0; n as usize],
     };
     if valid.stream {
         let stream = SseStream {
             rx: events,
-            meta,
+            chunks,
             include_usage: valid.include_usage,
             pending: std::collections::VecDeque::new(),
             done: false,
             prompt_tokens,
+            cached_tokens,
+            n,
+            finished: 0,
+            completion_tokens: 0,
             sent_role: false,
         };
         let mut response = Body::from_stream(stream).into_response();
@@ -156,16 +156,41 @@ async fn run(
         return Ok((model, response));
     }
     let collected = tokio::time::timeout(timeout, async {
-        let mut text = String::new();
+        let mut choices: Vec<Choice> = (0..n).map(|_| Choice::default()).collect();
+        let mut finished = 0;
         while let Some(event) = events.recv().await {
-            match event? {
-                InferenceEvent::Text { text: t, .. } => text.push_str(&t),
-                InferenceEvent::Finished {
-                    reason,
-                    prompt_tokens,
-                    completion_tokens,
+            let event = event?;
+            match event {
+                InferenceEvent::Text {
+                    choice,
+                    text,
+                    logprobs,
+                    ..
                 } => {
-                    return Ok((text, reason, prompt_tokens, completion_tokens));
+                    if let Some(c) = choices.get_mut(choice as usize) {
+                        c.text.push_str(&text);
+                        c.logprobs.extend(logprobs);
+                    }
+                }
+                InferenceEvent::ToolCall { choice, call } => {
+                    if let Some(c) = choices.get_mut(choice as usize) {
+                        c.calls.push(call);
+                    }
+                }
+                InferenceEvent::Finished {
+                    choice,
+                    reason,
+                    completion_tokens,
+                    ..
+                } => {
+                    if let Some(c) = choices.get_mut(choice as usize) {
+                        c.finish = Some(reason);
+                        c.completion_tokens = completion_tokens;
+                        finished += 1;
+                    }
+                    if finished == n {
+                        return Ok(choices);
+                    }
                 }
                 _ => {}
             }
@@ -178,103 +203,33 @@ async fn run(
     .await
     .map_err(|_| fail(&model, super::timeout_error(timeout).into()))?
     .map_err(|e| fail(&model, ApiError::from(e)))?;
-    let (text, reason, prompt_tokens, completion_tokens) = collected;
-    let usage = CompletionUsage {
-        prompt_tokens,
-        completion_tokens,
-        total_tokens: prompt_tokens + completion_tokens,
+    let completion_tokens = collected
+        .iter()
+        .fold(0u32, |a, c| a.saturating_add(c.completion_tokens));
+    let usage = CompletionUsage::new(prompt_tokens, completion_tokens, cached_tokens);
+    let object = match kind {
+        Kind::Chat => "chat.completion",
+        Kind::Completion => "text_completion",
     };
-    let response = match kind {
-        Kind::Chat => Json(ChatCompletion {
-            id: meta.id,
-            object: "chat.completion".into(),
-            created: meta.created,
-            model: meta.model,
-            choices: vec![ChatChoice {
-                index: 0,
-                message: AssistantMessage {
-                    role: "assistant".into(),
-                    content: text,
-                },
-                finish_reason: Some(finish_reason(reason).into()),
-                logprobs: None,
-            }],
-            usage,
-        })
-        .into_response(),
-        Kind::Completion => Json(Completion {
-            id: meta.id,
-            object: "text_completion".into(),
-            created: meta.created,
-            model: meta.model,
-            choices: vec![CompletionChoice {
-                index: 0,
-                text,
-                finish_reason: Some(finish_reason(reason).into()),
-                logprobs: None,
-            }],
-            usage,
-        })
-        .into_response(),
-    };
-    Ok((model, response))
-}
-
-struct Meta {
-    id: String,
-    created: u64,
-    model: String,
-    kind: Kind,
-}
-
-impl Meta {
-    /// One chunk in the OpenAI format for this request's kind.
-    fn chunk(
-        &self,
-        text: Option<&str>,
-        role: bool,
-        finish: Option<FinishReason>,
-    ) -> serde_json::Value {
-        let reason = finish.map(finish_reason);
-        match self.kind {
-            Kind::Chat => {
-                let mut delta = serde_json::Map::new();
-                if role {
-                    delta.insert("role".into(), json!("assistant"));
-                }
-                if let Some(t) = text {
-                    delta.insert("content".into(), json!(t));
-                }
-                json!({
-                    "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                    "model": self.model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": null}],
-                })
-            }
-            Kind::Completion => json!({
-                "id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "text": text.unwrap_or(""), "finish_reason": reason, "logprobs": null}],
-            }),
-        }
-    }
-
-    fn usage_chunk(&self, usage: &CompletionUsage) -> serde_json::Value {
-        let object = match self.kind {
-            Kind::Chat => "chat.completion.chunk",
-            Kind::Completion => "text_completion",
-        };
-        json!({"id": self.id, "object": object, "created": self.created, "model": self.model, "choices": [], "usage": usage})
-    }
+    let body = json!({
+        "id": chunks.id, "object": object, "created": chunks.created, "model": chunks.model,
+        "choices": choices::collected(kind, collected, wants_logprobs), "usage": usage,
+    });
+    Ok((model, Json(body).into_response()))
 }
 
 /// The SSE body: maps the request's events to `data:` lines, ending with `data: [DONE]`.
 struct SseStream {
     rx: EventRx,
-    meta: Meta,
+    chunks: Chunks,
     include_usage: bool,
     pending: std::collections::VecDeque<Bytes>,
     done: bool,
     prompt_tokens: u32,
+    cached_tokens: u32,
+    n: u32,
+    finished: u32,
+    completion_tokens: u32,
     sent_role: bool,
 }
 
@@ -284,32 +239,50 @@ fn data(value: &serde_json::Value) -> Bytes {
 
 impl SseStream {
     fn on_event(&mut self, event: Option<Result<InferenceEvent, ErrorInfo>>) {
-        if !self.sent_role && self.meta.kind == Kind::Chat {
+        if !self.sent_role && self.chunks.kind == Kind::Chat {
             self.sent_role = true;
-            self.pending
-                .push_back(data(&self.meta.chunk(Some(""), true, None)));
+            for choice in 0..self.n {
+                self.pending.push_back(data(&self.chunks.role(choice)));
+            }
         }
         match event {
-            Some(Ok(InferenceEvent::Text { text, .. })) => {
-                self.pending
-                    .push_back(data(&self.meta.chunk(Some(&text), false, None)));
+            Some(Ok(InferenceEvent::Text {
+                choice,
+                text,
+                logprobs,
+                ..
+            })) => {
+                if !text.is_empty() || !logprobs.is_empty() {
+                    let chunk = self.chunks.text(choice, &text, &logprobs);
+                    self.pending.push_back(data(&chunk));
+                }
+                return;
+            }
+            Some(Ok(InferenceEvent::ToolCall { choice, call })) => {
+                let chunk = self.chunks.tool_call(choice, &call);
+                self.pending.push_back(data(&chunk));
                 return;
             }
             Some(Ok(InferenceEvent::Finished {
+                choice,
                 reason,
-                prompt_tokens,
                 completion_tokens,
+                ..
             })) => {
-                let text = (self.meta.kind == Kind::Completion).then_some("");
                 self.pending
-                    .push_back(data(&self.meta.chunk(text, false, Some(reason))));
+                    .push_back(data(&self.chunks.finish(choice, reason)));
+                self.finished += 1;
+                self.completion_tokens = self.completion_tokens.saturating_add(completion_tokens);
+                if self.finished < self.n {
+                    return;
+                }
                 if self.include_usage {
-                    let usage = CompletionUsage {
-                        prompt_tokens,
-                        completion_tokens,
-                        total_tokens: prompt_tokens + completion_tokens,
-                    };
-                    self.pending.push_back(data(&self.meta.usage_chunk(&usage)));
+                    let usage = CompletionUsage::new(
+                        self.prompt_tokens,
+                        self.completion_tokens,
+                        self.cached_tokens,
+                    );
+                    self.pending.push_back(data(&self.chunks.usage(&usage)));
                 }
             }
             Some(Ok(_)) => return,
@@ -321,7 +294,7 @@ impl SseStream {
                     ErrorCode::Unavailable,
                     format!(
                         "model {:?} stopped before finishing (prompt had {} tokens)",
-                        self.meta.model, self.prompt_tokens
+                        self.chunks.model, self.prompt_tokens
                     ),
                 );
                 self.pending.push_back(data(
@@ -334,7 +307,6 @@ impl SseStream {
         self.done = true;
     }
 }
-
 impl futures_core::Stream for SseStream {
     type Item = Result<Bytes, std::convert::Infallible>;
 

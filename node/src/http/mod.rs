@@ -1,5 +1,6 @@
 //! The HTTP API: OpenAI-compatible `/v1`, health, metrics and admin.
 
+mod choices;
 mod embeddings;
 mod error;
 mod generate;

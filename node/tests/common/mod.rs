@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 
 pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Serve golek-tiny, not the default SmolLM2 (flags put before a test's own).
+pub const TINY_INSTEAD_OF_SMOLLM2: [&str; 4] = [
+    "--set",
+    "models.golek-tiny.enabled=true",
+    "--set",
+    "models.smollm2-135m-instruct.enabled=false",
+];
+
 pub struct TestNode {
     pub child: Child,
     pub base: String,
@@ -25,9 +33,18 @@ fn free_port() -> u16 {
 }
 
 impl TestNode {
-    /// Starts `golek serve` with `args` and waits until `/readyz` answers 200.
+    /// Starts `golek serve` with `args` and waits until `/readyz` answers 200. Tests run on
+    /// the fast random-weight `golek-tiny` instead of the default chat model unless they ask
+    /// for it ([`TestNode::start_default_models`]).
     pub async fn start(args: &[&str]) -> TestNode {
         ensure_test_models();
+        let mut all = TINY_INSTEAD_OF_SMOLLM2.to_vec();
+        all.extend_from_slice(args);
+        Self::start_in(tempfile::tempdir().unwrap(), &all).await
+    }
+
+    /// Starts a node with the default configuration's models (SmolLM2 and MiniLM).
+    pub async fn start_default_models(args: &[&str]) -> TestNode {
         Self::start_in(tempfile::tempdir().unwrap(), args).await
     }
 

@@ -4,20 +4,28 @@
 //! The model and its context live on the worker thread. One context holds `slots` sequences;
 //! between decode steps the scheduler admits queued requests into free slots, prefills their
 //! prompts in chunks alongside the running sequences, and streams each sequence's text as it
-//! is sampled. A finished or cancelled sequence frees its slot and KV cache at once.
+//! is sampled. A finished sequence's KV stays in its slot as the prompt cache.
 
+mod cache;
+mod embed;
+mod grammar;
+mod output;
+mod sampling;
 mod scheduler;
+mod template;
 pub mod testmodel;
 mod text;
+mod tools;
 
 use std::num::NonZeroU32;
 use std::sync::OnceLock;
 
 use golek_config::GgufParams;
-use golek_protocol::inference::{Capabilities, ChatMessage};
+use golek_protocol::generation::ToolChoice;
+use golek_protocol::inference::{Capabilities, ChatMessage, GenerateRequest};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::model::LlamaModel;
 
 use crate::queue::JobQueue;
 use crate::{Provider, ProviderError, ProviderInfo, Result};
@@ -41,20 +49,8 @@ pub struct GgufProvider {
     name: String,
     params: GgufParams,
     model: LlamaModel,
-    template: LlamaChatTemplate,
+    template: template::ChatTemplate,
     info: ProviderInfo,
-}
-
-/// The chat template to use: the configured one, the model's own, else chatml.
-fn pick_template(model: &LlamaModel, configured: Option<&str>) -> Result<LlamaChatTemplate> {
-    let bad = |e: std::ffi::NulError| ProviderError::Load(format!("bad chat template: {e}"));
-    match configured {
-        Some(t) => LlamaChatTemplate::new(t).map_err(bad),
-        None => match model.chat_template(None) {
-            Ok(t) => Ok(t),
-            Err(_) => LlamaChatTemplate::new("chatml").map_err(bad),
-        },
-    }
 }
 
 impl GgufProvider {
@@ -71,7 +67,7 @@ impl GgufProvider {
             .map_err(|e| {
                 ProviderError::Load(format!("cannot load {}: {e}", params.model_path.display()))
             })?;
-        let template = pick_template(&model, params.chat_template.as_deref())?;
+        let template = template::ChatTemplate::pick(&model, params.chat_template.as_deref())?;
         let generation = !params.embeddings;
         let info = ProviderInfo {
             capabilities: Capabilities {
@@ -104,26 +100,19 @@ impl GgufProvider {
         })
     }
 
-    /// Renders a conversation with the chat template, ending with the assistant's turn.
-    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
-        let chat = messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                LlamaChatMessage::new(m.role.clone(), m.content.clone()).map_err(|e| {
-                    ProviderError::BadInput {
-                        param: format!("messages[{i}]"),
-                        message: format!("messages[{i}]: {e}"),
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.model
-            .apply_chat_template(&self.template, &chat, true)
-            .map_err(|e| ProviderError::BadInput {
-                param: "messages".into(),
-                message: format!("the chat template cannot render these messages: {e}"),
-            })
+    /// Renders a conversation with the chat template, ending with the assistant's turn; the
+    /// request's tools are shown to the model unless `tool_choice` is `none`.
+    pub fn render_chat(
+        &self,
+        messages: &[ChatMessage],
+        request: &GenerateRequest,
+    ) -> Result<String> {
+        let tools = if request.tool_choice == ToolChoice::None {
+            &[][..]
+        } else {
+            &request.tools[..]
+        };
+        self.template.render(&self.model, messages, tools)
     }
 }
 
@@ -171,5 +160,7 @@ impl Provider for GgufProvider {
     }
 }
 
+#[cfg(test)]
+mod feature_tests;
 #[cfg(test)]
 mod tests;

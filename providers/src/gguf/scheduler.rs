@@ -4,85 +4,79 @@
 //! sequences whose client has gone, then one decode call that carries one token for every
 //! decoding sequence plus prompt chunks for the sequences still prefilling, within
 //! `batch_size`. Sampled tokens stream out at once.
+//!
+//! Prompt cache: a slot keeps the KV of its last sequence (`Slot::cached` mirrors what the KV
+//! holds, position by position); a new prompt goes to the free slot that shares the longest
+//! prefix with it (see [`super::cache`]) and only the rest is prefilled.
+//!
+//! `n > 1`: the request takes `n` slots; the first prefills the prompt, the others wait for
+//! it, then get a full copy of its KV stream (the only copy llama.cpp allows between the
+//! streams of a non-unified cache) and sample from the same logits.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::rc::Rc;
+use std::time::Instant;
 
-use golek_protocol::inference::{
-    Embedding, EmbeddingInput, EmbeddingsRequest, FinishReason, GenerateRequest, InferenceEvent,
-    InferenceRequest, Prompt, SamplingParams,
-};
+use golek_protocol::generation::TokenLogprobs;
+use golek_protocol::inference::{GenerateRequest, InferenceEvent, InferenceRequest, Prompt};
 use golek_protocol::ErrorInfo;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use super::text::{Released, StopMatcher, Utf8Stream};
-use super::{slot_context, GgufProvider};
+use super::cache::{self, FreeSlot};
+use super::grammar::Grammars;
+use super::text::{StopMatcher, Utf8Stream};
+use super::tools::ToolScanner;
+use super::{sampling, slot_context, GgufProvider};
 use crate::metrics as m;
 use crate::queue::{Job, JobQueue};
 use crate::{ProviderError, Result};
 
-struct Sequence {
-    job: Job,
-    prompt: Vec<LlamaToken>,
-    prefilled: usize,
-    n_past: i32,
-    sampler: LlamaSampler,
+pub(super) struct Sequence {
+    pub(super) job: Rc<Job>,
+    pub(super) choice: u32,
+    pub(super) prompt: Rc<Vec<LlamaToken>>,
+    pub(super) prefilled: usize,
+    pub(super) n_past: i32,
+    pub(super) sampler: LlamaSampler,
     /// The last sampled token, decoded in the next step.
-    next_token: Option<LlamaToken>,
-    generated: u32,
-    max_tokens: u32,
-    utf8: Utf8Stream,
-    stop: StopMatcher,
-    admitted_at: Instant,
-    last_token_at: Option<Instant>,
-    /// Tokens sampled since text was last sent (text can lag behind tokens).
-    unsent_tokens: u32,
-    ignore_eos: bool,
+    pub(super) next_token: Option<LlamaToken>,
+    pub(super) generated: u32,
+    pub(super) max_tokens: u32,
+    pub(super) utf8: Utf8Stream,
+    pub(super) stop: StopMatcher,
+    pub(super) tools: Option<ToolScanner>,
+    pub(super) admitted_at: Instant,
+    pub(super) last_token_at: Option<Instant>,
+    /// Token ids (and log probabilities) sampled since text was last sent.
+    pub(super) unsent_ids: Vec<u32>,
+    pub(super) unsent_logprobs: Vec<TokenLogprobs>,
+    pub(super) logprobs: Option<u32>,
+    pub(super) ignore_eos: bool,
+    pub(super) cached_tokens: u32,
+    /// For the extra choices of an `n > 1` request: the slot prefilling the shared prompt.
+    pub(super) waits_for: Option<usize>,
+}
+
+pub(super) struct Slot {
+    /// The tokens whose KV this slot's sequence holds, from position 0.
+    pub(super) cached: Vec<LlamaToken>,
+    last_used: u64,
+    pub(super) seq: Option<Sequence>,
 }
 
 pub struct Scheduler<'a> {
-    provider: &'a GgufProvider,
-    ctx: LlamaContext<'a>,
-    slots: Vec<Option<Sequence>>,
-    batch: LlamaBatch<'static>,
-    slot_ctx: u32,
-    batch_size: usize,
-}
-
-fn sampler(params: &SamplingParams, n_vocab: i32) -> LlamaSampler {
-    let mut chain = Vec::new();
-    if params.presence_penalty != 0.0 || params.frequency_penalty != 0.0 {
-        chain.push(LlamaSampler::penalties(
-            n_vocab,
-            -1,
-            1.0,
-            params.frequency_penalty,
-            params.presence_penalty,
-        ));
-    }
-    if params.temperature == 0.0 {
-        chain.push(LlamaSampler::greedy());
-    } else {
-        if params.top_k > 0 {
-            chain.push(LlamaSampler::top_k(params.top_k as i32));
-        }
-        if params.top_p < 1.0 {
-            chain.push(LlamaSampler::top_p(params.top_p, 1));
-        }
-        if params.min_p > 0.0 {
-            chain.push(LlamaSampler::min_p(params.min_p, 1));
-        }
-        chain.push(LlamaSampler::temp(params.temperature));
-        let seed = params.seed.unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        });
-        chain.push(LlamaSampler::dist(seed as u32));
-    }
-    LlamaSampler::chain_simple(chain)
+    pub(super) provider: &'a GgufProvider,
+    pub(super) ctx: LlamaContext<'a>,
+    pub(super) slots: Vec<Slot>,
+    pub(super) batch: LlamaBatch<'static>,
+    pub(super) slot_ctx: u32,
+    pub(super) batch_size: usize,
+    /// A job that needs more free slots than there are now (`n > 1`); it goes first.
+    waiting: Option<Job>,
+    grammars: Grammars,
+    tick: u64,
 }
 
 impl<'a> Scheduler<'a> {
@@ -94,15 +88,28 @@ impl<'a> Scheduler<'a> {
         Scheduler {
             provider,
             ctx,
-            slots: (0..slots).map(|_| None).collect(),
+            slots: (0..slots)
+                .map(|_| Slot {
+                    cached: Vec::new(),
+                    last_used: 0,
+                    seq: None,
+                })
+                .collect(),
             batch: LlamaBatch::new(batch_size.max(slots), 1),
             slot_ctx: slot_context(&provider.params),
             batch_size: batch_size.max(slots),
+            waiting: None,
+            grammars: Grammars::new(),
+            tick: 0,
         }
     }
 
     fn active(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_some()).count()
+        self.slots.iter().filter(|s| s.seq.is_some()).count()
+    }
+
+    fn free_slots(&self) -> usize {
+        self.slots.len() - self.active()
     }
 
     pub fn run(&mut self, queue: &JobQueue) -> Result<()> {
@@ -120,17 +127,17 @@ impl<'a> Scheduler<'a> {
 
     /// Fills free slots from the queue; false once the queue is closed and nothing runs.
     fn admit(&mut self, queue: &JobQueue) -> Result<bool> {
-        while let Some(free) = self.slots.iter().position(Option::is_none) {
-            let job = if self.active() == 0 {
-                match queue.next() {
+        while self.free_slots() > 0 {
+            let job = match self.waiting.take() {
+                Some(job) => job,
+                None if self.active() == 0 => match queue.next() {
                     Some(job) => job,
                     None => return Ok(false),
-                }
-            } else {
-                match queue.try_next() {
+                },
+                None => match queue.try_next() {
                     Some(job) => job,
                     None => break,
-                }
+                },
             };
             if job.is_abandoned() {
                 continue;
@@ -138,11 +145,15 @@ impl<'a> Scheduler<'a> {
             match &job.request {
                 InferenceRequest::Generate(request) => {
                     let request = request.clone();
-                    match self.prepare(&request) {
-                        Ok((prompt, max_tokens)) => {
-                            self.slots[free] = Some(self.start(job, &request, prompt, max_tokens))
-                        }
-                        Err(err) => job.emit(Err(ErrorInfo::from(&err))),
+                    if request.n as usize > self.free_slots()
+                        && request.n as usize <= self.slots.len()
+                    {
+                        // Not enough free slots yet: it waits, and nothing overtakes it.
+                        self.waiting = Some(job);
+                        break;
+                    }
+                    if let Err(err) = self.start(job, &request) {
+                        tracing::debug!(model = %self.provider.name, error = %err, "request refused");
                     }
                 }
                 InferenceRequest::Embeddings(request) => {
@@ -168,9 +179,19 @@ impl<'a> Scheduler<'a> {
         if !self.provider.info.capabilities.completions {
             return Err(ProviderError::Unsupported("text generation"));
         }
+        if request.n as usize > self.slots.len() {
+            return Err(ProviderError::BadInput {
+                param: "n".into(),
+                message: format!(
+                    "n: this model decodes at most {} sequences at once (its slots), got {}",
+                    self.slots.len(),
+                    request.n
+                ),
+            });
+        }
         let (text, param) = match &request.prompt {
             Prompt::Text(t) => (t.clone(), "prompt"),
-            Prompt::Chat(messages) => (self.provider.render_chat(messages)?, "messages"),
+            Prompt::Chat(messages) => (self.provider.render_chat(messages, request)?, "messages"),
         };
         let bad = |message: String| ProviderError::BadInput {
             param: param.into(),
@@ -192,7 +213,7 @@ impl<'a> Scheduler<'a> {
             )));
         }
         let max_tokens = match request.max_tokens {
-            Some(k) if n + k > self.slot_ctx => {
+            Some(k) if n.checked_add(k).is_none_or(|total| total > self.slot_ctx) => {
                 return Err(ProviderError::BadInput {
                     param: "max_tokens".into(),
                     message: format!(
@@ -207,44 +228,139 @@ impl<'a> Scheduler<'a> {
         Ok((prompt, max_tokens))
     }
 
-    fn start(
-        &self,
-        job: Job,
-        request: &GenerateRequest,
-        prompt: Vec<LlamaToken>,
-        max_tokens: u32,
-    ) -> Sequence {
-        let n = prompt.len() as u32;
-        metrics::counter!(m::GEN_PROMPT_TOKENS_TOTAL, "model" => self.provider.name.clone())
-            .increment(n as u64);
-        job.emit(Ok(InferenceEvent::Started { prompt_tokens: n }));
-        Sequence {
-            prompt,
-            prefilled: 0,
-            n_past: 0,
-            sampler: sampler(&request.sampling, self.provider.model.n_vocab()),
-            next_token: None,
-            generated: 0,
-            max_tokens,
-            utf8: Utf8Stream::default(),
-            stop: StopMatcher::new(request.stop.clone()),
-            admitted_at: Instant::now(),
-            last_token_at: None,
-            unsent_tokens: 0,
-            ignore_eos: request.sampling.ignore_eos,
-            job,
+    /// Takes `n` free slots for a request (the one with the best cached prefix first) and
+    /// starts its sequences; a refused request is answered here.
+    fn start(&mut self, job: Job, request: &GenerateRequest) -> Result<()> {
+        let prepared = self.prepare(request).and_then(|(prompt, max_tokens)| {
+            let grammars: Vec<Option<LlamaSampler>> = (0..request.n)
+                .map(|_| self.grammars.sampler(&self.provider.model, request))
+                .collect::<Result<_>>()?;
+            Ok((prompt, max_tokens, grammars))
+        });
+        let (prompt, max_tokens, grammars) = match prepared {
+            Ok(p) => p,
+            Err(err) => {
+                job.emit(Err(ErrorInfo::from(&err)));
+                return Err(err);
+            }
+        };
+        let use_cache = self.provider.params.prompt_cache;
+        let min_prefix = self.provider.params.prompt_cache_min_tokens as usize;
+        let mut taken: Vec<(usize, usize)> = Vec::with_capacity(request.n as usize);
+        for choice in 0..request.n {
+            let free: Vec<FreeSlot<'_, LlamaToken>> = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| s.seq.is_none() && !taken.iter().any(|(t, _)| t == i))
+                .map(|(index, s)| FreeSlot {
+                    index,
+                    cached: if use_cache && choice == 0 {
+                        &s.cached
+                    } else {
+                        &[]
+                    },
+                    last_used: s.last_used,
+                })
+                .collect();
+            let Some(pick) = cache::pick(&free, &prompt, min_prefix) else {
+                break;
+            };
+            taken.push(pick);
         }
+        let (first, reuse) = taken[0];
+        // Drop what the chosen slots hold beyond the reused prefix.
+        for &(slot, keep) in &taken {
+            let keep = if slot == first { reuse } else { keep };
+            let _ = self.ctx.clear_kv_cache_seq(
+                Some(slot as u32),
+                (keep > 0).then_some(keep as u32),
+                None,
+            );
+            self.slots[slot].cached.truncate(keep);
+        }
+        let n = prompt.len() as u32;
+        let name = self.provider.name.clone();
+        metrics::counter!(m::GEN_PROMPT_TOKENS_TOTAL, "model" => name.clone()).increment(n as u64);
+        metrics::counter!(m::GEN_PROMPT_CACHED_TOKENS_TOTAL, "model" => name.clone())
+            .increment(reuse as u64);
+        metrics::counter!(m::GEN_PROMPT_PREFILLED_TOKENS_TOTAL, "model" => name)
+            .increment((prompt.len() - reuse) as u64);
+        job.emit(Ok(InferenceEvent::Started {
+            prompt_tokens: n,
+            cached_tokens: reuse as u32,
+        }));
+        let job = Rc::new(job);
+        let prompt = Rc::new(prompt);
+        let tools_on = !request.tools.is_empty()
+            && request.tool_choice != golek_protocol::generation::ToolChoice::None;
+        let now = Instant::now();
+        self.tick += 1;
+        for ((choice, &(slot, _)), grammar) in taken.iter().enumerate().zip(grammars) {
+            let primary = slot == first;
+            self.slots[slot].last_used = self.tick;
+            self.slots[slot].seq = Some(Sequence {
+                job: job.clone(),
+                choice: choice as u32,
+                prompt: prompt.clone(),
+                prefilled: if primary { reuse } else { 0 },
+                n_past: if primary { reuse as i32 } else { 0 },
+                sampler: sampling::chain(
+                    &request.sampling,
+                    self.provider.model.n_vocab(),
+                    grammar,
+                    choice as u32,
+                ),
+                next_token: None,
+                generated: 0,
+                max_tokens,
+                utf8: Utf8Stream::default(),
+                stop: StopMatcher::new(request.stop.clone()),
+                tools: tools_on.then(|| ToolScanner::new(request.tools.clone())),
+                admitted_at: now,
+                last_token_at: None,
+                unsent_ids: Vec::new(),
+                unsent_logprobs: Vec::new(),
+                logprobs: request.logprobs,
+                ignore_eos: request.sampling.ignore_eos,
+                cached_tokens: reuse as u32,
+                waits_for: (!primary).then_some(first),
+            });
+        }
+        Ok(())
     }
 
-    fn free(&mut self, slot: usize) -> Option<Sequence> {
-        let seq = self.slots[slot].take();
-        let _ = self.ctx.clear_kv_cache_seq(Some(slot as u32), None, None);
+    /// Ends the sequence in `slot`; its KV stays as the slot's prompt cache when that is on.
+    pub(super) fn free(&mut self, slot: usize) -> Option<Sequence> {
+        let seq = self.slots[slot].seq.take();
+        if !self.provider.params.prompt_cache || seq.as_ref().is_some_and(|s| s.waits_for.is_some())
+        {
+            let _ = self.ctx.clear_kv_cache_seq(Some(slot as u32), None, None);
+            self.slots[slot].cached.clear();
+        }
         seq
     }
 
+    /// Forgets every slot's cache (after a failed decode, the KV state is unknown).
+    fn drop_all(&mut self) -> Vec<Sequence> {
+        let mut out = Vec::new();
+        for slot in 0..self.slots.len() {
+            if let Some(seq) = self.slots[slot].seq.take() {
+                out.push(seq);
+            }
+            let _ = self.ctx.clear_kv_cache_seq(Some(slot as u32), None, None);
+            self.slots[slot].cached.clear();
+        }
+        out
+    }
+
     fn reap_abandoned(&mut self) {
+        if self.waiting.as_ref().is_some_and(Job::is_abandoned) {
+            self.waiting = None;
+        }
         for slot in 0..self.slots.len() {
             if self.slots[slot]
+                .seq
                 .as_ref()
                 .is_some_and(|s| s.job.is_abandoned())
             {
@@ -267,7 +383,7 @@ impl<'a> Scheduler<'a> {
 
     fn publish_gauges(&self) {
         let name = self.provider.name.clone();
-        let used: i32 = self.slots.iter().flatten().map(|s| s.n_past).sum();
+        let used: usize = self.slots.iter().map(|s| s.cached.len()).sum();
         metrics::gauge!(m::GEN_ACTIVE_SEQUENCES, "model" => name.clone()).set(self.active() as f64);
         metrics::gauge!(m::GEN_KV_CACHE_USED_CELLS, "model" => name).set(used as f64);
     }
@@ -279,20 +395,21 @@ impl<'a> Scheduler<'a> {
         let mut sample_at: Vec<(usize, i32)> = Vec::new();
         let add_err =
             |e: llama_cpp_2::llama_batch::BatchAddError| ProviderError::Inference(e.to_string());
-        for (slot, seq) in self.slots.iter_mut().enumerate() {
-            let Some(seq) = seq else { continue };
+        for (slot, s) in self.slots.iter_mut().enumerate() {
+            let Some(seq) = s.seq.as_mut() else { continue };
             if let Some(token) = seq.next_token.take() {
                 self.batch
                     .add(token, seq.n_past, &[slot as i32], true)
                     .map_err(add_err)?;
+                s.cached.push(token);
                 sample_at.push((slot, self.batch.n_tokens() - 1));
                 seq.n_past += 1;
                 budget -= 1;
             }
         }
-        for (slot, seq) in self.slots.iter_mut().enumerate() {
-            let Some(seq) = seq else { continue };
-            if seq.prefilled == seq.prompt.len() || budget == 0 {
+        for (slot, s) in self.slots.iter_mut().enumerate() {
+            let Some(seq) = s.seq.as_mut() else { continue };
+            if seq.waits_for.is_some() || seq.prefilled == seq.prompt.len() || budget == 0 {
                 continue;
             }
             let take = budget.min(seq.prompt.len() - seq.prefilled);
@@ -302,6 +419,7 @@ impl<'a> Scheduler<'a> {
                 self.batch
                     .add(seq.prompt[pos], pos as i32, &[slot as i32], last)
                     .map_err(add_err)?;
+                s.cached.push(seq.prompt[pos]);
                 if last {
                     sample_at.push((slot, self.batch.n_tokens() - 1));
                 }
@@ -315,200 +433,67 @@ impl<'a> Scheduler<'a> {
         }
         if let Err(err) = self.ctx.decode(&mut self.batch) {
             // Fail what was in this step and keep serving: the KV state of those sequences is
-            // unknown, so they are dropped.
+            // unknown, so they are dropped, caches included.
             tracing::warn!(model = %self.provider.name, error = %err, "decode failed");
-            for slot in 0..self.slots.len() {
-                if let Some(seq) = self.free(slot) {
-                    seq.job
-                        .emit(Err(ErrorInfo::from(&ProviderError::Inference(format!(
-                            "decode failed: {err}"
-                        )))));
-                }
+            for seq in self.drop_all() {
+                seq.job
+                    .emit(Err(ErrorInfo::from(&ProviderError::Inference(format!(
+                        "decode failed: {err}"
+                    )))));
             }
             return Ok(());
         }
+        let mut sample_at_all = Vec::with_capacity(sample_at.len());
         for (slot, index) in sample_at {
-            let token = match self.slots[slot].as_mut() {
-                Some(seq) => seq.sampler.sample(&self.ctx, index),
-                None => continue,
+            sample_at_all.push((slot, index));
+            // A prompt just prefilled: the choices waiting for it take a copy of its KV.
+            let done_prefill = self.slots[slot]
+                .seq
+                .as_ref()
+                .is_some_and(|s| s.generated == 0 && s.prefilled == s.prompt.len());
+            if !done_prefill {
+                continue;
+            }
+            for other in 0..self.slots.len() {
+                let waits = self.slots[other]
+                    .seq
+                    .as_ref()
+                    .is_some_and(|s| s.waits_for == Some(slot));
+                if !waits {
+                    continue;
+                }
+                if let Err(e) = self
+                    .ctx
+                    .copy_kv_cache_seq(slot as i32, other as i32, None, None)
+                {
+                    tracing::warn!(error = %e, "cannot share a prompt's KV");
+                    continue;
+                }
+                let cached = self.slots[slot].cached.clone();
+                if let Some(seq) = self.slots[other].seq.as_mut() {
+                    seq.waits_for = None;
+                    seq.prefilled = seq.prompt.len();
+                    seq.n_past = seq.prompt.len() as i32;
+                }
+                self.slots[other].cached = cached;
+                sample_at_all.push((other, index));
+            }
+        }
+        for (slot, index) in sample_at_all {
+            let Some(seq) = self.slots[slot].seq.as_mut() else {
+                continue;
             };
-            self.on_token(slot, token);
+            let token = seq.sampler.sample(&self.ctx, index);
+            let lp = seq.logprobs.map(|k| {
+                sampling::logprobs(
+                    &self.provider.model,
+                    self.ctx.get_logits_ith(index),
+                    token,
+                    k as usize,
+                )
+            });
+            self.on_token(slot, token, lp);
         }
         Ok(())
-    }
-
-    fn on_token(&mut self, slot: usize, token: LlamaToken) {
-        let name = self.provider.name.clone();
-        let vocab = self.provider.model.vocab();
-        let Some(seq) = self.slots[slot].as_mut() else {
-            return;
-        };
-        let now = Instant::now();
-        match seq.last_token_at {
-            None => {
-                metrics::histogram!(m::GEN_TIME_TO_FIRST_TOKEN_SECONDS, "model" => name.clone())
-                    .record(now.duration_since(seq.admitted_at).as_secs_f64())
-            }
-            Some(last) => metrics::histogram!(m::GEN_INTER_TOKEN_SECONDS, "model" => name.clone())
-                .record(now.duration_since(last).as_secs_f64()),
-        }
-        seq.last_token_at = Some(now);
-        if vocab.is_eog(token) && !seq.ignore_eos {
-            self.finish(slot, FinishReason::Stop);
-            return;
-        }
-        seq.generated += 1;
-        seq.unsent_tokens += 1;
-        metrics::counter!(m::GEN_TOKENS_TOTAL, "model" => name).increment(1);
-        let piece = vocab.token_to_piece(token, false, None);
-        let text = seq.utf8.push(&piece);
-        match seq.stop.push(&text) {
-            Released::Text(t) => {
-                if !t.is_empty() {
-                    let tokens = std::mem::take(&mut seq.unsent_tokens);
-                    seq.job.emit(Ok(InferenceEvent::Text { text: t, tokens }));
-                }
-            }
-            Released::Stopped(t) => {
-                if !t.is_empty() {
-                    let tokens = std::mem::take(&mut seq.unsent_tokens);
-                    seq.job.emit(Ok(InferenceEvent::Text { text: t, tokens }));
-                }
-                self.finish_sent(slot, FinishReason::Stop);
-                return;
-            }
-        }
-        if seq.generated >= seq.max_tokens {
-            self.finish(slot, FinishReason::Length);
-        } else {
-            seq.next_token = Some(token);
-        }
-    }
-
-    /// Ends a sequence, sending the text still held back.
-    fn finish(&mut self, slot: usize, reason: FinishReason) {
-        let Some(seq) = self.slots[slot].as_mut() else {
-            return;
-        };
-        let rest = seq.utf8.finish();
-        let mut reason = reason;
-        let mut tail = match seq.stop.push(&rest) {
-            Released::Text(t) => t + &seq.stop.finish(),
-            Released::Stopped(t) => {
-                reason = FinishReason::Stop;
-                t
-            }
-        };
-        if !tail.is_empty() {
-            let tokens = std::mem::take(&mut seq.unsent_tokens);
-            seq.job.emit(Ok(InferenceEvent::Text {
-                text: std::mem::take(&mut tail),
-                tokens,
-            }));
-        }
-        self.finish_sent(slot, reason);
-    }
-
-    fn finish_sent(&mut self, slot: usize, reason: FinishReason) {
-        if let Some(seq) = self.free(slot) {
-            seq.job.emit(Ok(InferenceEvent::Finished {
-                reason,
-                prompt_tokens: seq.prompt.len() as u32,
-                completion_tokens: seq.generated,
-            }));
-        }
-    }
-
-    /// Embeddings from an embedding deployment: each input decoded on its own, mean-pooled by
-    /// llama.cpp, then L2-normalised.
-    fn embed(&mut self, request: &EmbeddingsRequest) -> Result<Vec<Embedding>> {
-        if !self.provider.info.capabilities.embeddings {
-            return Err(ProviderError::Unsupported("embeddings"));
-        }
-        let vocab = self.provider.model.vocab();
-        let n_vocab = self.provider.model.n_vocab() as u32;
-        let limit = (self.slot_ctx as usize).min(self.batch_size);
-        let mut rows = Vec::with_capacity(request.inputs.len());
-        for (i, input) in request.inputs.iter().enumerate() {
-            let mut tokens = match input {
-                EmbeddingInput::Text(t) => vocab.tokenize(t.as_bytes(), true, false),
-                EmbeddingInput::Tokens(ids) => {
-                    if let Some(bad) = ids.iter().find(|&&t| t >= n_vocab) {
-                        return Err(ProviderError::BadInput {
-                            param: format!("input[{i}]"),
-                            message: format!(
-                                "token id {bad} is outside the model's vocabulary (0..{n_vocab})"
-                            ),
-                        });
-                    }
-                    ids.iter().map(|&t| LlamaToken(t as i32)).collect()
-                }
-            };
-            tokens.truncate(limit);
-            if tokens.is_empty() {
-                return Err(ProviderError::BadInput {
-                    param: format!("input[{i}]"),
-                    message: format!("input {i} has no tokens"),
-                });
-            }
-            rows.push(tokens);
-        }
-        let mut out = Vec::with_capacity(rows.len());
-        let mut start = 0;
-        while start < rows.len() {
-            // A group: as many rows as fit the batch and the slots.
-            let mut end = start;
-            let mut tokens = 0;
-            // One input per decode: with several sequences in one batch, llama.cpp's pooled
-            // embeddings for this context setup came out different from the same input alone.
-            while end < rows.len() && end - start < 1 && tokens + rows[end].len() <= self.batch_size
-            {
-                tokens += rows[end].len();
-                end += 1;
-            }
-            self.batch.clear();
-            for (seq_id, row) in rows[start..end].iter().enumerate() {
-                for (pos, &t) in row.iter().enumerate() {
-                    self.batch
-                        .add(t, pos as i32, &[seq_id as i32], true)
-                        .map_err(|e| ProviderError::Inference(e.to_string()))?;
-                }
-            }
-            let decoded = self.ctx.decode(&mut self.batch);
-            let mut group = Vec::with_capacity(end - start);
-            let mut failure = decoded
-                .err()
-                .map(|e| ProviderError::Inference(format!("decode failed: {e}")));
-            if failure.is_none() {
-                for (seq_id, row) in rows[start..end].iter().enumerate() {
-                    match self.ctx.embeddings_seq_ith(seq_id as i32) {
-                        Ok(v) => {
-                            let mut vector = v.to_vec();
-                            let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-                            if norm > 0.0 {
-                                vector.iter_mut().for_each(|x| *x /= norm);
-                            }
-                            group.push(Embedding {
-                                vector,
-                                tokens: row.len() as u32,
-                            });
-                        }
-                        Err(e) => {
-                            failure = Some(ProviderError::Inference(format!("no embedding: {e}")));
-                            break;
-                        }
-                    }
-                }
-            }
-            for seq_id in 0..(end - start) {
-                let _ = self.ctx.clear_kv_cache_seq(Some(seq_id as u32), None, None);
-            }
-            if let Some(err) = failure {
-                return Err(err);
-            }
-            out.extend(group);
-            start = end;
-        }
-        Ok(out)
     }
 }

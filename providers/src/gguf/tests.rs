@@ -13,9 +13,9 @@ use super::testmodel::{write_test_gguf, TestModelSpec};
 use super::GgufProvider;
 use crate::{job_queue, Job, JobSender, Provider};
 
-type Rx = UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>;
+pub(super) type Rx = UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>;
 
-fn model_path() -> PathBuf {
+pub(super) fn model_path() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
@@ -26,7 +26,7 @@ fn model_path() -> PathBuf {
     .clone()
 }
 
-fn params(slots: u32) -> GgufParams {
+pub(super) fn params(slots: u32) -> GgufParams {
     GgufParams {
         model_path: model_path(),
         n_ctx: 512 * slots,
@@ -36,15 +36,20 @@ fn params(slots: u32) -> GgufParams {
         n_gpu_layers: 0,
         chat_template: None,
         embeddings: false,
+        prompt_cache: true,
+        prompt_cache_min_tokens: 4,
     }
 }
 
-fn load(params: &GgufParams) -> GgufProvider {
+pub(super) fn load(params: &GgufParams) -> GgufProvider {
     GgufProvider::load("tiny", params).expect("the test model loads")
 }
 
 /// A queue with `jobs` already waiting, then a worker serving it.
-fn serve_with(params: GgufParams, requests: Vec<InferenceRequest>) -> (JobSender, Vec<Rx>) {
+pub(super) fn serve_with(
+    params: GgufParams,
+    requests: Vec<InferenceRequest>,
+) -> (JobSender, Vec<Rx>) {
     let (tx, queue) = job_queue("tiny", 64, 1, Duration::ZERO, Arc::default());
     let receivers = requests.into_iter().map(|r| submit(&tx, r)).collect();
     std::thread::spawn(move || {
@@ -54,7 +59,7 @@ fn serve_with(params: GgufParams, requests: Vec<InferenceRequest>) -> (JobSender
     (tx, receivers)
 }
 
-fn submit(tx: &JobSender, request: InferenceRequest) -> Rx {
+pub(super) fn submit(tx: &JobSender, request: InferenceRequest) -> Rx {
     let (events, rx) = tokio::sync::mpsc::unbounded_channel();
     let now = Instant::now();
     tx.try_submit(Job {
@@ -68,21 +73,23 @@ fn submit(tx: &JobSender, request: InferenceRequest) -> Rx {
 }
 
 #[derive(Debug, PartialEq)]
-struct Outcome {
-    text: String,
-    reason: FinishReason,
-    prompt_tokens: u32,
-    completion_tokens: u32,
-    text_events: usize,
+pub(super) struct Outcome {
+    pub(super) text: String,
+    pub(super) reason: FinishReason,
+    pub(super) prompt_tokens: u32,
+    pub(super) completion_tokens: u32,
+    pub(super) text_events: usize,
 }
 
-fn collect(mut rx: Rx) -> Result<Outcome, ErrorInfo> {
+pub(super) fn collect(mut rx: Rx) -> Result<Outcome, ErrorInfo> {
     let mut text = String::new();
     let mut started = None;
     let mut text_events = 0;
     loop {
         match rx.blocking_recv() {
-            Some(Ok(InferenceEvent::Started { prompt_tokens })) => started = Some(prompt_tokens),
+            Some(Ok(InferenceEvent::Started { prompt_tokens, .. })) => {
+                started = Some(prompt_tokens)
+            }
             Some(Ok(InferenceEvent::Text { text: t, .. })) => {
                 text.push_str(&t);
                 text_events += 1;
@@ -91,6 +98,7 @@ fn collect(mut rx: Rx) -> Result<Outcome, ErrorInfo> {
                 reason,
                 prompt_tokens,
                 completion_tokens,
+                ..
             })) => {
                 assert_eq!(started, Some(prompt_tokens), "Started and Finished agree");
                 return Ok(Outcome {
@@ -108,16 +116,15 @@ fn collect(mut rx: Rx) -> Result<Outcome, ErrorInfo> {
     }
 }
 
-fn greedy(prompt: &str, max_tokens: u32) -> InferenceRequest {
-    InferenceRequest::Generate(GenerateRequest {
-        prompt: Prompt::Text(prompt.into()),
-        max_tokens: Some(max_tokens),
-        stop: vec![],
-        sampling: SamplingParams {
+pub(super) fn greedy(prompt: &str, max_tokens: u32) -> InferenceRequest {
+    InferenceRequest::Generate(GenerateRequest::new(
+        Prompt::Text(prompt.into()),
+        Some(max_tokens),
+        SamplingParams {
             temperature: 0.0,
             ..Default::default()
         },
-    })
+    ))
 }
 
 const PROMPTS: [&str; 4] = [
@@ -181,16 +188,15 @@ fn long_prompts_prefilled_in_small_chunks_give_the_same_output() {
 fn usage_counts_match_the_tokenizer_and_chat_uses_the_template() {
     let provider = load(&params(1));
     let messages = vec![
-        ChatMessage {
-            role: "system".into(),
-            content: "be brief".into(),
-        },
-        ChatMessage {
-            role: "user".into(),
-            content: "hello".into(),
-        },
+        ChatMessage::new("system", "be brief"),
+        ChatMessage::new("user", "hello"),
     ];
-    let rendered = provider.render_chat(&messages).unwrap();
+    let plain = GenerateRequest::new(
+        Prompt::Chat(messages.clone()),
+        None,
+        SamplingParams::default(),
+    );
+    let rendered = provider.render_chat(&messages, &plain).unwrap();
     assert_eq!(
         rendered,
         "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"
@@ -200,15 +206,14 @@ fn usage_counts_match_the_tokenizer_and_chat_uses_the_template() {
         .vocab()
         .tokenize(rendered.as_bytes(), true, true)
         .len() as u32;
-    let chat = InferenceRequest::Generate(GenerateRequest {
-        prompt: Prompt::Chat(messages),
-        max_tokens: Some(10),
-        stop: vec![],
-        sampling: SamplingParams {
+    let chat = InferenceRequest::Generate(GenerateRequest::new(
+        Prompt::Chat(messages),
+        Some(10),
+        SamplingParams {
             temperature: 0.0,
             ..Default::default()
         },
-    });
+    ));
     let (_tx, mut rx) = serve_with(params(2), vec![chat]);
     let out = collect(rx.remove(0)).unwrap();
     assert_eq!(out.prompt_tokens, expected_prompt);
@@ -311,11 +316,10 @@ fn a_cancelled_sequence_frees_its_slot_for_the_next_request() {
 #[test]
 fn seeded_sampling_is_reproducible() {
     let sampled = |seed| {
-        InferenceRequest::Generate(GenerateRequest {
-            prompt: Prompt::Text("tell me a story".into()),
-            max_tokens: Some(16),
-            stop: vec![],
-            sampling: SamplingParams {
+        InferenceRequest::Generate(GenerateRequest::new(
+            Prompt::Text("tell me a story".into()),
+            Some(16),
+            SamplingParams {
                 temperature: 0.9,
                 top_p: 0.95,
                 top_k: 40,
@@ -325,7 +329,7 @@ fn seeded_sampling_is_reproducible() {
                 frequency_penalty: 0.5,
                 ignore_eos: true,
             },
-        })
+        ))
     };
     let (_tx, rx) = serve_with(params(2), vec![sampled(1), sampled(1), sampled(2)]);
     let outs: Vec<Outcome> = rx.into_iter().map(|r| collect(r).unwrap()).collect();

@@ -234,7 +234,10 @@ async fn generate(
         return Err(upstream_error(status, &text));
     }
     // The prompt's size is known only from the upstream's usage, at the end.
-    job.emit(Ok(InferenceEvent::Started { prompt_tokens: 0 }));
+    job.emit(Ok(InferenceEvent::Started {
+        prompt_tokens: 0,
+        cached_tokens: 0,
+    }));
     let (mut reason, mut prompt, mut completion, mut counted) = (None, 0, None, 0u32);
     let mut buffer = String::new();
     loop {
@@ -256,7 +259,12 @@ async fn generate(
                     match chunk {
                         Chunk::Text(text) => {
                             counted += 1;
-                            job.emit(Ok(InferenceEvent::Text { text, tokens: 1 }));
+                            job.emit(Ok(InferenceEvent::Text {
+                                choice: 0,
+                                text,
+                                token_ids: vec![],
+                                logprobs: vec![],
+                            }));
                         }
                         Chunk::Finish(r) => reason = Some(r),
                         Chunk::Usage {
@@ -273,6 +281,8 @@ async fn generate(
         }
     }
     job.emit(Ok(InferenceEvent::Finished {
+        choice: 0,
+        cached_tokens: 0,
         reason: reason.unwrap_or(FinishReason::Stop),
         prompt_tokens: prompt,
         // Without upstream usage, the count of text chunks stands in for tokens.
@@ -367,15 +377,15 @@ mod tests {
 
     #[test]
     fn the_upstream_body_carries_only_what_was_asked() {
-        let request = GenerateRequest {
-            prompt: Prompt::Text("once".into()),
-            max_tokens: Some(4),
-            stop: vec!["x".into()],
-            sampling: golek_protocol::inference::SamplingParams {
+        let mut request = GenerateRequest::new(
+            Prompt::Text("once".into()),
+            Some(4),
+            golek_protocol::inference::SamplingParams {
                 temperature: 0.0,
                 ..Default::default()
             },
-        };
+        );
+        request.stop = vec!["x".into()];
         let (path, body) = upstream_body("m", &request);
         assert_eq!(path, "/completions");
         assert_eq!(body["prompt"], "once");

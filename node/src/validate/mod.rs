@@ -9,6 +9,8 @@ use golek_protocol::openai::{EmbeddingsRequestBody, EncodingFormat, GenerationRe
 use golek_protocol::ErrorInfo;
 use serde::de::DeserializeOwned;
 
+mod features;
+
 /// Most inputs one embeddings request may carry (OpenAI's limit).
 pub const MAX_EMBEDDING_INPUTS: usize = 2048;
 
@@ -328,16 +330,24 @@ fn chat_messages(value: Option<&serde_json::Value>) -> Result<Vec<ChatMessage>, 
             "system" | "developer" => "system",
             "user" => "user",
             "assistant" => "assistant",
+            "tool" => "tool",
             other => {
                 return Err(ErrorInfo::invalid(
                     format!("{param}.role"),
                     format!(
-                        "{param}.role: must be system, developer, user or assistant, got {other:?}"
+                        "{param}.role: must be system, developer, user, assistant or tool, got {other:?}"
                     ),
                 ))
             }
         };
+        let tool_calls = if role == "assistant" {
+            features::message_tool_calls(item.get("tool_calls"), &format!("{param}.tool_calls"))?
+        } else {
+            vec![]
+        };
         let content = match item.get("content") {
+            // An assistant turn that only called tools has no content.
+            Some(serde_json::Value::Null) | None if !tool_calls.is_empty() => String::new(),
             Some(c) => message_content(c, &format!("{param}.content"))?,
             None => {
                 return Err(ErrorInfo::invalid(
@@ -346,9 +356,21 @@ fn chat_messages(value: Option<&serde_json::Value>) -> Result<Vec<ChatMessage>, 
                 ))
             }
         };
+        let tool_call_id = match (role, item.get("tool_call_id")) {
+            ("tool", Some(serde_json::Value::String(id))) => Some(id.clone()),
+            ("tool", _) => {
+                return Err(ErrorInfo::invalid(
+                    format!("{param}.tool_call_id"),
+                    format!("{param}.tool_call_id: a tool message names the call it answers"),
+                ))
+            }
+            _ => None,
+        };
         out.push(ChatMessage {
             role: role.to_string(),
             content,
+            tool_calls,
+            tool_call_id,
         });
     }
     Ok(out)
@@ -404,14 +426,17 @@ pub fn generation(body: GenerationRequestBody, chat: bool) -> Result<ValidGenera
             ))
         }
     };
-    if let Some(n) = body.n {
-        if n != 1 {
-            return Err(ErrorInfo::invalid(
-                "n",
-                format!("n: only 1 choice per request is supported, got {n}"),
-            ));
-        }
+    let n = features::choices(body.n)?;
+    let logprobs = features::logprobs(chat, body.logprobs.as_ref(), body.top_logprobs)?;
+    let response_format = features::response_format(body.response_format.as_ref())?;
+    let tools = features::tools(body.tools.as_ref())?;
+    if !chat && !tools.is_empty() {
+        return Err(ErrorInfo::invalid(
+            "tools",
+            "tools: only chat completions may offer tools",
+        ));
     }
+    let tool_choice = features::tool_choice(body.tool_choice.as_ref(), !tools.is_empty())?;
     let top_k = match body.top_k {
         None => 0,
         Some(k) if (0..=u32::MAX as i64).contains(&k) => k as u32,
@@ -449,14 +474,21 @@ pub fn generation(body: GenerationRequestBody, chat: bool) -> Result<ValidGenera
             "stream_options: only allowed when stream is true",
         ));
     }
+    let request = GenerateRequest {
+        prompt,
+        max_tokens,
+        stop: stop_strings(body.stop.as_ref())?,
+        sampling,
+        n,
+        logprobs,
+        response_format,
+        tools,
+        tool_choice,
+    };
+    request.check()?;
     Ok(ValidGeneration {
         model: body.model,
-        request: GenerateRequest {
-            prompt,
-            max_tokens,
-            stop: stop_strings(body.stop.as_ref())?,
-            sampling,
-        },
+        request,
         stream,
         include_usage: body.stream_options.is_some_and(|o| o.include_usage),
     })
