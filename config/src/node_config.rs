@@ -212,6 +212,9 @@ pub struct GgufParams {
     pub chat_template: Option<String>,
     /// Serve embeddings (mean-pooled, normalised) instead of text generation.
     pub embeddings: bool,
+    /// The system message a chat gets when the client sends none (else the template's own
+    /// default, if it has one).
+    pub system_prompt: Option<String>,
     /// Keep each slot's KV cache after its sequence ends and reuse it for a prompt that starts
     /// the same way (multi-turn chats prefill only the new turn).
     pub prompt_cache: bool,

@@ -580,6 +580,8 @@ struct RawGgufParams {
     chat_template: Option<String>,
     #[serde(default)]
     embeddings: bool,
+    #[serde(default)]
+    system_prompt: Option<String>,
     #[serde(default = "default_true")]
     prompt_cache: bool,
     #[serde(default = "default_prompt_cache_min_tokens")]
@@ -649,6 +651,16 @@ fn gguf_params(
             "must not be empty (leave it out for the model's own)",
         );
     }
+    if raw
+        .system_prompt
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        c.fail(
+            &format!("{prefix}.system_prompt"),
+            "must not be empty (leave it out for none)",
+        );
+    }
     Some(GgufParams {
         model_path: model_path?,
         n_ctx: n_ctx? as u32,
@@ -658,6 +670,7 @@ fn gguf_params(
         n_gpu_layers: n_gpu_layers? as u32,
         chat_template: raw.chat_template,
         embeddings: raw.embeddings,
+        system_prompt: raw.system_prompt,
         prompt_cache: raw.prompt_cache,
         prompt_cache_min_tokens: prompt_cache_min_tokens? as u32,
     })

@@ -72,6 +72,7 @@ fn in_process(model: &Path, threads: u32, slots: u32, streams: usize, n: u32) ->
         n_gpu_layers: 0,
         chat_template: None,
         embeddings: false,
+        system_prompt: None,
         prompt_cache: true,
         prompt_cache_min_tokens: 32,
     };

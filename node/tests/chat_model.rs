@@ -77,7 +77,17 @@ async fn the_default_chat_model_answers_sensibly_and_streams_the_same_text() {
             stream_text, text,
             "{question}: streamed and JSON answers differ"
         );
-        assert_eq!(usage, out["usage"], "{question}");
+        for key in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+            assert_eq!(usage[key], out["usage"][key], "{question}: {key}");
+        }
+        // The same prompt again: all of it but its last token comes from the prompt cache.
+        assert_eq!(
+            usage["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap()
+                + 1,
+            usage["prompt_tokens"].as_u64().unwrap()
+        );
         let u = &out["usage"];
         assert_eq!(
             u["total_tokens"].as_u64().unwrap(),
@@ -88,11 +98,11 @@ async fn the_default_chat_model_answers_sensibly_and_streams_the_same_text() {
 }
 
 #[tokio::test]
-async fn the_gguf_chat_template_adds_smollms_default_system_prompt() {
+async fn a_chat_without_a_system_message_gets_the_deployments_system_prompt() {
     let node = TestNode::start_default_models(&[]).await;
-    // The GGUF's Jinja template adds "You are a helpful AI assistant named SmolLM, trained by
-    // Hugging Face" when no system message is given: the same question costs more prompt
-    // tokens without a system message than with a one-word one.
+    // The default deployment's system_prompt ("You are a helpful AI assistant named SmolLM,
+    // trained by Hugging Face.") is added when the client sends none: the same question costs
+    // more prompt tokens without a system message than with a one-word one.
     let bare = answer(&node, &ask("hi", 1)).await;
     let with_system = answer(
         &node,
@@ -102,13 +112,11 @@ async fn the_gguf_chat_template_adds_smollms_default_system_prompt() {
     .await;
     let tokens = |v: &Value| v["usage"]["prompt_tokens"].as_u64().unwrap();
     assert!(
-        tokens(&bare) >= tokens(&with_system) + 15,
+        tokens(&bare) >= tokens(&with_system) + 10,
         "{} vs {}",
         tokens(&bare),
         tokens(&with_system)
     );
-    let name = answer(&node, &ask("What is your name?", 24)).await;
-    assert!(content(&name).contains("SmolLM"), "{}", content(&name));
 }
 
 const SYSTEM: &str = "You are a patient assistant for a small bakery in Lyon. The bakery sells \
@@ -139,7 +147,12 @@ async fn a_multi_turn_chat_prefills_only_the_new_turn_and_answers_as_a_cold_run(
         first["usage"]["prompt_tokens"].as_u64().unwrap() >= 200,
         "{first}"
     );
-    messages.push(json!({"role": "assistant", "content": content(&first)}));
+    // The client's copy of the answer (edited, as clients may): the cache then holds exactly
+    // the first prompt, prefilled in one batch, and the cold run below prefills the same
+    // positions in one batch too. (A history holding the model's own answer would compare KV
+    // decoded token by token with KV prefilled in a batch: CPU ggml does not promise equal
+    // logits across batch shapes.)
+    messages.push(json!({"role": "assistant", "content": "We open at seven in the morning, every day except Monday."}));
     messages.push(json!({"role": "user", "content": "How much is a croissant?"}));
     let body = json!({"model": MODEL, "messages": messages, "max_tokens": 24, "temperature": 0});
     let warm = answer(&node, &body).await;

@@ -1,14 +1,17 @@
 //! The prompt cache's choice of slot: a slot keeps the KV cache of its last sequence, and a new
 //! request goes to the free slot whose cached tokens share the longest prefix with its prompt
 //! (at least `min_prefix` tokens), else to the least recently used free slot. While an empty
-//! slot is free, a slot whose cache would lose more than it lends is left alone: a new
-//! conversation that shares only a system prompt with another's history does not evict it.
+//! slot is free, a slot that shares less than half of its last prompt is left alone: a new
+//! conversation that shares only a system prompt with another's history does not evict it,
+//! while a retried prompt or the next turn of the same chat reuses it.
 
 /// A free slot as the choice sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct FreeSlot<'a, T> {
     pub index: usize,
     pub cached: &'a [T],
+    /// The length of the prompt that last ran in the slot.
+    pub prompt_len: usize,
     /// A counter value: smaller means used longer ago.
     pub last_used: u64,
 }
@@ -30,7 +33,7 @@ pub fn pick<T: PartialEq>(
         .iter()
         .map(|s| (s, common_prefix(s.cached, prompt)))
         .filter(|(_, n)| *n >= min_prefix.max(1))
-        .filter(|(s, n)| !empty_free || n.saturating_mul(2) >= s.cached.len())
+        .filter(|(s, n)| !empty_free || n.saturating_mul(2) >= s.prompt_len.min(s.cached.len()))
         // Longest prefix; among equals the least recently used keeps its other cache longer
         // untouched, so prefer the most recently used.
         .max_by_key(|(s, n)| (*n, s.last_used));
@@ -50,6 +53,7 @@ mod tests {
         FreeSlot {
             index,
             cached,
+            prompt_len: cached.len(),
             last_used,
         }
     }
@@ -65,6 +69,15 @@ mod tests {
         let spare = [slot(0, &long, 5), slot(2, &[], 1)];
         assert_eq!(pick(&spare, &[1, 2, 9], 2), Some((2, 0)));
         assert_eq!(pick(&spare[..1], &[1, 2, 9], 2), Some((0, 2)));
+        // The same prompt again reuses it, however long the answer that followed it was.
+        let answered = [
+            FreeSlot {
+                prompt_len: 3,
+                ..slot(0, &long, 5)
+            },
+            slot(2, &[], 1),
+        ];
+        assert_eq!(pick(&answered, &[1, 2, 3], 2), Some((0, 2)));
         // Below the minimum: the empty slot first, then the least recently used.
         assert_eq!(pick(&free, &[1, 2, 3, 4, 7, 8], 5), Some((2, 0)));
         let used = [slot(0, &a, 5), slot(1, &b, 3)];

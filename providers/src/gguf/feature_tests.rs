@@ -6,6 +6,7 @@ use golek_protocol::inference::*;
 use golek_protocol::ErrorInfo;
 
 use super::tests::{greedy, params, serve_with, submit, Rx};
+use super::GgufProvider;
 
 /// Everything a request's stream carried, until the worker dropped it.
 #[derive(Debug, Default)]
@@ -265,4 +266,67 @@ fn a_required_tool_call_is_enforced_and_comes_back_as_a_call() {
         "{args}"
     );
     assert_eq!(s.finish[0].map(|f| f.0), Some(FinishReason::ToolCalls));
+}
+
+/// The default chat model, as scripts/setup.sh unpacks it.
+fn smollm2() -> GgufProvider {
+    let path = golek_config::default_assets_dir().join("models/smollm2-135m-instruct.Q4_1.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup.sh",
+        path.display()
+    );
+    let mut p = params(1);
+    p.model_path = path;
+    GgufProvider::load("smollm2", &p).expect("SmolLM2 loads")
+}
+
+#[test]
+fn smollm2_chats_render_through_the_ggufs_own_jinja_template() {
+    let provider = smollm2();
+    let messages = vec![ChatMessage::new("user", "hi")];
+    let plain = chat("hi", 1);
+    // The template's own default system message comes first (from the GGUF metadata; a
+    // built-in chatml would not add it).
+    assert_eq!(
+        provider.render_chat(&messages, &plain).unwrap(),
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    // Tools: SmolLM2's template knows none, so they are described in the system message and
+    // tool results come back as tool_response blocks.
+    let mut with_tools = plain.clone();
+    with_tools.tools = vec![ToolSpec {
+        name: "get_time".into(),
+        description: Some("the time".into()),
+        parameters: "{}".into(),
+    }];
+    let mut call = ChatMessage::new("assistant", "");
+    call.tool_calls = vec![ToolCall {
+        id: "call_1".into(),
+        name: "get_time".into(),
+        arguments: "{}".into(),
+    }];
+    let mut result = ChatMessage::new("tool", "noon");
+    result.tool_call_id = Some("call_1".into());
+    let history = vec![ChatMessage::new("user", "time?"), call, result];
+    let rendered = provider.render_chat(&history, &with_tools).unwrap();
+    assert!(
+        rendered.starts_with("<|im_start|>system\nYou may call one or more functions"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("<|im_start|>assistant\n<tool_call>\n{"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("<|im_start|>user\n<tool_response>\nnoon\n</tool_response><|im_end|>"),
+        "{rendered}"
+    );
+    assert!(rendered.ends_with("<|im_start|>assistant\n"));
+    // tool_choice none hides the tools.
+    with_tools.tool_choice = ToolChoice::None;
+    assert!(!provider
+        .render_chat(&messages, &with_tools)
+        .unwrap()
+        .contains("<tools>"));
 }

@@ -112,7 +112,15 @@ impl GgufProvider {
         } else {
             &request.tools[..]
         };
-        self.template.render(&self.model, messages, tools)
+        match (&self.params.system_prompt, messages.first()) {
+            (Some(system), Some(first)) if first.role != "system" => {
+                let mut with_system = Vec::with_capacity(messages.len() + 1);
+                with_system.push(ChatMessage::new("system", system));
+                with_system.extend_from_slice(messages);
+                self.template.render(&self.model, &with_system, tools)
+            }
+            _ => self.template.render(&self.model, messages, tools),
+        }
     }
 }
 

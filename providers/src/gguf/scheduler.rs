@@ -62,6 +62,8 @@ pub(super) struct Sequence {
 pub(super) struct Slot {
     /// The tokens whose KV this slot's sequence holds, from position 0.
     pub(super) cached: Vec<LlamaToken>,
+    /// The length of the prompt that last ran here.
+    prompt_len: usize,
     last_used: u64,
     pub(super) seq: Option<Sequence>,
 }
@@ -91,6 +93,7 @@ impl<'a> Scheduler<'a> {
             slots: (0..slots)
                 .map(|_| Slot {
                     cached: Vec::new(),
+                    prompt_len: 0,
                     last_used: 0,
                     seq: None,
                 })
@@ -260,6 +263,7 @@ impl<'a> Scheduler<'a> {
                     } else {
                         &[]
                     },
+                    prompt_len: s.prompt_len,
                     last_used: s.last_used,
                 })
                 .collect();
@@ -299,6 +303,7 @@ impl<'a> Scheduler<'a> {
         for ((choice, &(slot, _)), grammar) in taken.iter().enumerate().zip(grammars) {
             let primary = slot == first;
             self.slots[slot].last_used = self.tick;
+            self.slots[slot].prompt_len = prompt.len();
             self.slots[slot].seq = Some(Sequence {
                 job: job.clone(),
                 choice: choice as u32,

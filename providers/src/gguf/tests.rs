@@ -36,6 +36,7 @@ pub(super) fn params(slots: u32) -> GgufParams {
         n_gpu_layers: 0,
         chat_template: None,
         embeddings: false,
+        system_prompt: None,
         prompt_cache: true,
         prompt_cache_min_tokens: 4,
     }
