@@ -26,6 +26,7 @@ fn config(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> Arc<NodeConfig>
             "--data-dir",
         ),
         CliOverride::new("models.golek-tiny.enabled", "false", "--set"),
+        CliOverride::new("models.smollm2-135m-instruct.enabled", "false", "--set"),
     ];
     for (k, v) in extra {
         cli.push(CliOverride::new(*k, *v, "--set"));

@@ -197,8 +197,30 @@ async fn bad_generation_parameters_get_400_naming_the_field() {
             "max_tokens",
         ),
         (
-            json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "n": 3}),
+            // More choices than the model's 8 slots.
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "n": 9}),
             "n",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "n": 0}),
+            "n",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}),
+            "top_logprobs",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}),
+            "response_format.type",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}],
+                   "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+            "tool_choice",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "tool", "content": "x"}]}),
+            "messages[0].tool_call_id",
         ),
         (
             json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]}),

@@ -106,7 +106,7 @@ async fn run(
     let timeout = state.config.http.request_timeout;
     let n = valid.request.n;
     let wants_logprobs = valid.request.logprobs.is_some();
-    let (mut events, prompt_tokens, cached_tokens) =
+    let (mut events, mut prompt_tokens, mut cached_tokens) =
         match super::dispatch(state, &model, InferenceRequest::Generate(valid.request)).await {
             Ok((
                 events,
@@ -181,8 +181,12 @@ async fn run(
                     choice,
                     reason,
                     completion_tokens,
-                    ..
+                    prompt_tokens: p,
+                    cached_tokens: c,
                 } => {
+                    // A remote provider knows the prompt's size only at the end.
+                    prompt_tokens = prompt_tokens.max(p);
+                    cached_tokens = cached_tokens.max(c);
                     if let Some(c) = choices.get_mut(choice as usize) {
                         c.finish = Some(reason);
                         c.completion_tokens = completion_tokens;
@@ -267,8 +271,11 @@ impl SseStream {
                 choice,
                 reason,
                 completion_tokens,
-                ..
+                prompt_tokens,
+                cached_tokens,
             })) => {
+                self.prompt_tokens = self.prompt_tokens.max(prompt_tokens);
+                self.cached_tokens = self.cached_tokens.max(cached_tokens);
                 self.pending
                     .push_back(data(&self.chunks.finish(choice, reason)));
                 self.finished += 1;

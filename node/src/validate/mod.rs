@@ -653,7 +653,7 @@ mod tests {
                 "max_completion_tokens",
             ),
             (
-                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#,
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":0}"#,
                 true,
                 "n",
             ),

@@ -1,16 +1,21 @@
 //! The `openai` provider: models behind a remote OpenAI-compatible API (OpenAI, llama.cpp's
 //! server, vLLM, another Golek node). Requests go upstream streamed, so text passes through
 //! chunk by chunk whether or not the client streams; upstream usage is passed back when the
-//! upstream reports it. The API key is read once at load and never logged.
+//! upstream reports it. Tools, `response_format`, log probabilities and `n` are forwarded, and
+//! tool calls and log probabilities come back (see [`wire`]). The API key is read once at load and never logged.
 
 use std::time::Instant;
 
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
 use golek_config::OpenaiParams;
-use golek_protocol::inference::{
-    Capabilities, FinishReason, GenerateRequest, InferenceEvent, InferenceRequest, Prompt,
-};
+use golek_protocol::inference::{Capabilities, GenerateRequest, InferenceEvent, InferenceRequest};
 use golek_protocol::{ErrorCode, ErrorInfo};
-use serde_json::{json, Value};
+
+mod wire;
+
+use wire::upstream_error;
+pub use wire::{upstream_body, StreamState};
 
 use crate::metrics as m;
 use crate::queue::{Job, JobQueue};
@@ -99,62 +104,6 @@ impl OpenaiProvider {
     }
 }
 
-/// The upstream request body for a validated request (always streamed upstream).
-pub fn upstream_body(model: &str, request: &GenerateRequest) -> (String, Value) {
-    let s = &request.sampling;
-    let (path, mut body) = match &request.prompt {
-        Prompt::Chat(messages) => (
-            "/chat/completions",
-            json!({"model": model, "messages": messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect::<Vec<_>>()}),
-        ),
-        Prompt::Text(text) => ("/completions", json!({"model": model, "prompt": text})),
-    };
-    body["stream"] = json!(true);
-    body["stream_options"] = json!({"include_usage": true});
-    body["temperature"] = json!(s.temperature);
-    body["top_p"] = json!(s.top_p);
-    if let Some(k) = request.max_tokens {
-        body["max_tokens"] = json!(k);
-    }
-    if !request.stop.is_empty() {
-        body["stop"] = json!(request.stop);
-    }
-    if let Some(seed) = s.seed {
-        body["seed"] = json!(seed as i64);
-    }
-    if s.presence_penalty != 0.0 {
-        body["presence_penalty"] = json!(s.presence_penalty);
-    }
-    if s.frequency_penalty != 0.0 {
-        body["frequency_penalty"] = json!(s.frequency_penalty);
-    }
-    // Not OpenAI: only sent when asked for (llama.cpp and vLLM take them, OpenAI refuses).
-    if s.top_k > 0 {
-        body["top_k"] = json!(s.top_k);
-    }
-    if s.min_p > 0.0 {
-        body["min_p"] = json!(s.min_p);
-    }
-    if s.ignore_eos {
-        body["ignore_eos"] = json!(true);
-    }
-    (path.to_string(), body)
-}
-
-fn upstream_error(status: u16, text: &str) -> ErrorInfo {
-    let message = serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(String::from))
-        .unwrap_or_else(|| text.chars().take(500).collect());
-    let code = match status {
-        400 | 404 | 413 | 422 => ErrorCode::InvalidRequest,
-        429 => ErrorCode::Overloaded,
-        503 => ErrorCode::Unavailable,
-        _ => ErrorCode::ProviderError,
-    };
-    ErrorInfo::new(code, format!("upstream answered HTTP {status}: {message}"))
-}
-
 fn transport_error(e: &reqwest::Error) -> ErrorInfo {
     let code = if e.is_timeout() {
         ErrorCode::Timeout
@@ -162,56 +111,6 @@ fn transport_error(e: &reqwest::Error) -> ErrorInfo {
         ErrorCode::ProviderError
     };
     ErrorInfo::new(code, format!("upstream request failed: {}", remote::why(e)))
-}
-
-/// What one upstream SSE event says.
-#[derive(Debug, PartialEq)]
-pub enum Chunk {
-    Text(String),
-    Finish(FinishReason),
-    Usage { prompt: u32, completion: u32 },
-    Done,
-    Other,
-}
-
-/// Reads one `data:` payload of an upstream stream (chat or completion chunks).
-pub fn parse_chunk(payload: &str) -> std::result::Result<Vec<Chunk>, ErrorInfo> {
-    if payload == "[DONE]" {
-        return Ok(vec![Chunk::Done]);
-    }
-    let v: Value = serde_json::from_str(payload).map_err(|e| {
-        ErrorInfo::new(
-            ErrorCode::ProviderError,
-            format!("upstream sent a chunk that is not JSON: {e}"),
-        )
-    })?;
-    if v.get("error").is_some() {
-        return Err(upstream_error(502, payload));
-    }
-    let mut out = Vec::new();
-    if let Some(choice) = v["choices"].as_array().and_then(|c| c.first()) {
-        let text = choice["delta"]["content"]
-            .as_str()
-            .or_else(|| choice["text"].as_str());
-        if let Some(t) = text.filter(|t| !t.is_empty()) {
-            out.push(Chunk::Text(t.to_string()));
-        }
-        match choice["finish_reason"].as_str() {
-            Some("length") => out.push(Chunk::Finish(FinishReason::Length)),
-            Some(_) => out.push(Chunk::Finish(FinishReason::Stop)),
-            None => {}
-        }
-    }
-    if let Some(usage) = v.get("usage").filter(|u| u.is_object()) {
-        out.push(Chunk::Usage {
-            prompt: usage["prompt_tokens"].as_u64().unwrap_or(0) as u32,
-            completion: usage["completion_tokens"].as_u64().unwrap_or(0) as u32,
-        });
-    }
-    if out.is_empty() {
-        out.push(Chunk::Other);
-    }
-    Ok(out)
 }
 
 async fn generate(
@@ -227,7 +126,7 @@ async fn generate(
     if let Some(key) = api_key {
         upstream = upstream.bearer_auth(key);
     }
-    let mut response = upstream.send().await.map_err(|e| transport_error(&e))?;
+    let response = upstream.send().await.map_err(|e| transport_error(&e))?;
     let status = response.status().as_u16();
     if !response.status().is_success() {
         let text = response.text().await.unwrap_or_default();
@@ -238,56 +137,32 @@ async fn generate(
         prompt_tokens: 0,
         cached_tokens: 0,
     }));
-    let (mut reason, mut prompt, mut completion, mut counted) = (None, 0, None, 0u32);
-    let mut buffer = String::new();
-    loop {
+    let mut state = StreamState::new(request.n);
+    // An SSE parser reads the body: CRLF or LF line ends, and UTF-8 characters split across
+    // network chunks, come through whole.
+    let mut events = response.bytes_stream().eventsource();
+    while !state.done {
         if job.events.is_closed() {
             // The client left: dropping the response closes the upstream request.
             return Ok(());
         }
-        let Some(bytes) = response.chunk().await.map_err(|e| transport_error(&e))? else {
+        let Some(event) = events.next().await else {
             break;
         };
-        buffer.push_str(&String::from_utf8_lossy(&bytes));
-        while let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            for line in event.lines() {
-                let Some(payload) = line.strip_prefix("data:") else {
-                    continue;
-                };
-                for chunk in parse_chunk(payload.trim())? {
-                    match chunk {
-                        Chunk::Text(text) => {
-                            counted += 1;
-                            job.emit(Ok(InferenceEvent::Text {
-                                choice: 0,
-                                text,
-                                token_ids: vec![],
-                                logprobs: vec![],
-                            }));
-                        }
-                        Chunk::Finish(r) => reason = Some(r),
-                        Chunk::Usage {
-                            prompt: p,
-                            completion: c,
-                        } => {
-                            prompt = p;
-                            completion = Some(c);
-                        }
-                        Chunk::Done | Chunk::Other => {}
-                    }
-                }
-            }
+        let event = event.map_err(|e| match e {
+            eventsource_stream::EventStreamError::Transport(e) => transport_error(&e),
+            other => ErrorInfo::new(
+                ErrorCode::ProviderError,
+                format!("upstream sent a malformed event stream: {other}"),
+            ),
+        })?;
+        for out in state.read(event.data.trim())? {
+            job.emit(Ok(out));
         }
     }
-    job.emit(Ok(InferenceEvent::Finished {
-        choice: 0,
-        cached_tokens: 0,
-        reason: reason.unwrap_or(FinishReason::Stop),
-        prompt_tokens: prompt,
-        // Without upstream usage, the count of text chunks stands in for tokens.
-        completion_tokens: completion.unwrap_or(counted),
-    }));
+    for out in state.finish() {
+        job.emit(Ok(out));
+    }
     Ok(())
 }
 
@@ -339,63 +214,5 @@ impl Provider for OpenaiProvider {
                 }
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstream_chunks_of_both_kinds_are_read() {
-        let chat = r#"{"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}"#;
-        assert_eq!(parse_chunk(chat).unwrap(), vec![Chunk::Text("hi".into())]);
-        let end = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#;
-        assert_eq!(
-            parse_chunk(end).unwrap(),
-            vec![Chunk::Finish(FinishReason::Length)]
-        );
-        let text = r#"{"choices":[{"index":0,"text":"yo","finish_reason":"stop"}]}"#;
-        assert_eq!(
-            parse_chunk(text).unwrap(),
-            vec![Chunk::Text("yo".into()), Chunk::Finish(FinishReason::Stop)]
-        );
-        let usage =
-            r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#;
-        assert_eq!(
-            parse_chunk(usage).unwrap(),
-            vec![Chunk::Usage {
-                prompt: 5,
-                completion: 7
-            }]
-        );
-        assert_eq!(parse_chunk("[DONE]").unwrap(), vec![Chunk::Done]);
-        assert!(parse_chunk("{not json").is_err());
-        let err = parse_chunk(r#"{"error":{"message":"boom"}}"#).unwrap_err();
-        assert!(err.message.contains("boom"));
-    }
-
-    #[test]
-    fn the_upstream_body_carries_only_what_was_asked() {
-        let mut request = GenerateRequest::new(
-            Prompt::Text("once".into()),
-            Some(4),
-            golek_protocol::inference::SamplingParams {
-                temperature: 0.0,
-                ..Default::default()
-            },
-        );
-        request.stop = vec!["x".into()];
-        let (path, body) = upstream_body("m", &request);
-        assert_eq!(path, "/completions");
-        assert_eq!(body["prompt"], "once");
-        assert_eq!(body["max_tokens"], 4);
-        assert_eq!(body["stream"], true);
-        assert!(body.get("top_k").is_none() && body.get("seed").is_none());
-        assert_eq!(
-            upstream_error(429, r#"{"error":{"message":"slow down"}}"#).code,
-            ErrorCode::Overloaded
-        );
-        assert_eq!(upstream_error(500, "oops").code, ErrorCode::ProviderError);
     }
 }
