@@ -253,3 +253,150 @@ async fn llama_cpp_pythons_server_over_https_as_the_upstream() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// Tools, structured output, log probabilities and `n` pass through the `openai` provider
+/// and come back in OpenAI's shape, streamed and not (the upstream: a Golek node serving the
+/// real chat model).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generation_features_pass_through_the_openai_provider() {
+    let upstream = TestNode::start_default_models(&[]).await;
+    let base = format!("models.remote.params.base_url={}/v1", upstream.base);
+    let front = TestNode::start(&[
+        "--set",
+        "models.remote.provider=openai",
+        "--set",
+        &base,
+        "--set",
+        "models.remote.params.remote_model=smollm2-135m-instruct",
+    ])
+    .await;
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"], "additionalProperties": false}}}]);
+    let body = json!({"model": "remote", "max_tokens": 48, "temperature": 0,
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": tools, "tool_choice": "required"});
+    let r: Value = front
+        .post_json("/v1/chat/completions", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let choice = &r["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{r}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(args["city"].is_string(), "{args}");
+    assert!(call["id"].as_str().unwrap().starts_with("call_"));
+    // Streamed: the call's deltas come through and are put back together.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let text = front
+        .post_json("/v1/chat/completions", &streamed)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("\"tool_calls\"") && text.contains("\"finish_reason\":\"tool_calls\""),
+        "{text}"
+    );
+
+    let body = json!({"model": "remote", "max_tokens": 48, "temperature": 0, "n": 2,
+        "logprobs": true, "top_logprobs": 2,
+        "messages": [{"role": "user", "content": "Give me a JSON object about Paris."}],
+        "response_format": {"type": "json_object"}});
+    let r: Value = front
+        .post_json("/v1/chat/completions", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let choices = r["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 2, "{r}");
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], i);
+        let content = c["message"]["content"].as_str().unwrap();
+        if c["finish_reason"] == "stop" {
+            assert!(
+                serde_json::from_str::<Value>(content).unwrap().is_object(),
+                "{content}"
+            );
+        }
+        let tokens: String = c["logprobs"]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["token"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(tokens, content);
+        assert_eq!(
+            c["logprobs"]["content"][0]["top_logprobs"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+    assert!(r["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+}
+
+/// An upstream that ends its SSE lines with CRLF and splits a multi-byte character across
+/// network writes (servers others wrote do both) still comes through whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crlf_event_streams_and_characters_split_across_writes_come_through_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                if request.starts_with("GET /v1/models") {
+                    let body = r#"{"object":"list","data":[]}"#;
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                    let _ = socket.write_all(format!("{head}{body}").as_bytes()).await;
+                    return;
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+                let _ = socket.write_all(head.as_bytes()).await;
+                let events = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Grüße\"},\"finish_reason\":null}]}\r\n\r\ndata: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\r\n\r\ndata: [DONE]\r\n\r\n";
+                let bytes = events.as_bytes();
+                // Split inside "ü" (two bytes in UTF-8).
+                let cut = events.find("ü").unwrap() + 1;
+                for part in [&bytes[..cut], &bytes[cut..]] {
+                    let chunk = format!("{:x}\r\n", part.len());
+                    let _ = socket.write_all(chunk.as_bytes()).await;
+                    let _ = socket.write_all(part).await;
+                    let _ = socket.write_all(b"\r\n").await;
+                    let _ = socket.flush().await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let _ = socket.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    let base = format!("models.remote.params.base_url=http://{addr}/v1");
+    let front = TestNode::start(&["--set", "models.remote.provider=openai", "--set", &base]).await;
+    for stream in [false, true] {
+        let r = chat(&front, "remote", stream).await;
+        assert_eq!(r.status(), 200);
+        let text = if stream {
+            streamed_text(&r.text().await.unwrap()).0
+        } else {
+            let v: Value = r.json().await.unwrap();
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(text, "Grüße", "stream: {stream}");
+    }
+}
