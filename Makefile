@@ -10,7 +10,6 @@ setup:
 	bash scripts/setup.sh
 
 run: setup
-	$(CARGO) run --release -p golek-node --bin golek -- model make-test-gguf --if-missing .golek/models/golek-tiny.gguf
 	$(CARGO) run --release -p golek-node --bin golek -- serve $(ARGS)
 
 test:

@@ -141,13 +141,24 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# The two llama.cpp copies: llama-cpp-sys-2's (Golek's) and llama-cpp-python's (llama-server's).
+ggml_version() {
+  sed -n 's/^set(GGML_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\))/\2/p' "$1/ggml/CMakeLists.txt" \
+    2>/dev/null | paste -sd. -
+}
+sys_v="$(grep -A1 '^name = "llama-cpp-sys-2"' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
+sys_src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"llama-cpp-sys-2-$sys_v" 2>/dev/null | head -n1)"
+lcp_v="$(sed -n 's/^VERSION=//p' bench/build-llama-tools.sh)"
+llama_src=".golek/cache/llama-cpp-python-$lcp_v/src/vendor/llama.cpp"
 git_rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 [ -n "$(git --no-optional-locks status --porcelain -uno 2>/dev/null || true)" ] && git_rev="$git_rev+dirty"
 "$venv/bin/python" bench/chat_report.py "$results" "$tmp/props.json" "$tmp/slots.json" \
   "threads=$THREADS" "slots=$SLOTS" "n_ctx=$n_ctx" "batch=$BATCH" "rounds=$ROUNDS" \
   "cores=$cores" "pin=$PIN" "golek_version=$("$golek" --version 2>/dev/null | head -n1)" \
   "git=$git_rev" "llama_version=$("$tools/llama-server" --version 2>&1 | grep -m1 -i version)" \
-  "llama_log=$logs/llama-server.log" "model=$(basename "$model")" \
+  "golek_llama=llama-cpp-sys-2 $sys_v, ggml $(ggml_version "$sys_src")" \
+  "llama_llama=llama-cpp-python $lcp_v, ggml $(ggml_version "$llama_src")" \
+  "model=$(basename "$model")" \
   "decode_tokens=$DECODE_TOKENS" "streams=$STREAMS" "stream_tokens=$STREAM_TOKENS" \
   "ttft_samples=$TTFT_SAMPLES" "conversations=$CONVERSATIONS" "turns=$TURNS" \
   "user_tokens=$USER_TOKENS" "gen_tokens=$GEN_TOKENS" | tee "$out/chat.md"

@@ -63,12 +63,13 @@ w(f"- Model: `{cfg.get('model')}` (SmolLM2-135M-Instruct), temperature 0, `ignor
 w(f"- Both servers: {cfg['threads']} compute thread(s) (`threads`; llama-server `-t`/`-tb`), "
   f"{n_slots} slots, n_ctx {n_ctx} = {n_ctx // n_slots} tokens per slot (split KV cache, not "
   f"unified), batch/ubatch {cfg['batch']}; {cfg['cores']} cores, {pin}.")
-w(f"- llama-server reports: total_slots {props.get('total_slots', 'n/a')}, per-slot n_ctx "
-  f"{dgs.get('n_ctx', 'n/a')} (/props), {slot_ctx or 'n/a'} (/slots); build "
-  f"`{props.get('build_info', cfg.get('llama_version', 'n/a'))}` (llama.cpp vendored in "
-  "llama-cpp-python 0.3.36); prompt cache at its defaults (cache_prompt on, --cache-ram on).")
-w(f"- Golek: `{cfg.get('golek_version', 'n/a')}` at `{cfg.get('git')}`; prompt cache on "
-  "(its default) except the \"no cache\" column (a third server, `prompt_cache=false`).")
+w(f"- llama-server: the llama.cpp of {cfg.get('llama_llama')} (`{cfg.get('llama_version')}`); "
+  f"it reports total_slots {props.get('total_slots', 'n/a')}, per-slot n_ctx "
+  f"{dgs.get('n_ctx', 'n/a')} (/props), {slot_ctx or 'n/a'} (/slots); prompt cache at its "
+  "defaults (cache_prompt on, host-memory cache --cache-ram on).")
+w(f"- Golek: `{cfg.get('golek_version', 'n/a')}` at `{cfg.get('git')}`, the llama.cpp of "
+  f"{cfg.get('golek_llama')}; prompt cache on (its default) except the \"no cache\" column (a "
+  "third server, `prompt_cache=false`).")
 w(f"- Best of {cfg['rounds']} interleaved rounds (llama-server, Golek, llama-server, Golek, ...; "
   "all servers up throughout, idle while another is measured).\n")
 

@@ -8,6 +8,7 @@
 //! This crate holds data only: no async runtime, no actors, no I/O.
 
 pub mod cluster;
+pub mod cluster_v1;
 mod error;
 pub mod generation;
 pub mod half;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use golek_protocol::cluster::{
     decode_frame, encode_frame, frame_length, ForwardReply, ForwardRequest, PEER_PROTOCOL_VERSION,
 };
+use golek_protocol::cluster_v1::{self, RequestError};
 use golek_protocol::inference::{InferenceEvent, InferenceRequest};
 use golek_protocol::{ErrorCode, ErrorInfo};
 use tokio::sync::mpsc;
@@ -248,9 +249,13 @@ enum Failure {
     Cancelled,
 }
 
-async fn reply(send: &mut quinn::SendStream, r: ForwardReply) -> Result<(), String> {
-    let bytes = encode_frame(&r)?;
-    send.write_all(&bytes).await.map_err(|e| e.to_string())
+/// Sends one reply in the version the request came in (what that version cannot say is left
+/// out).
+async fn reply(send: &mut quinn::SendStream, r: ForwardReply, version: u16) -> Result<(), String> {
+    match cluster_v1::encode_reply(&r, version)? {
+        Some(bytes) => send.write_all(&bytes).await.map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
 }
 
 /// Serves the streams peers and QUIC clients open.
@@ -293,30 +298,24 @@ async fn serve_one(
             return Err(e);
         }
     };
-    let request: ForwardRequest = match decode_frame(&body) {
+    let (request, version) = match cluster_v1::decode_request(&body) {
         Ok(r) => r,
-        Err(e) => {
+        Err(RequestError::Malformed(e)) => {
             // A malformed frame closes this stream with the reason; the connection lives on.
             let info = ErrorInfo::new(ErrorCode::InvalidRequest, e.clone());
-            reply(&mut send, ForwardReply::Error(info)).await?;
+            reply(&mut send, ForwardReply::Error(info), PEER_PROTOCOL_VERSION).await?;
             let _ = send.finish();
             return Err(e);
         }
+        Err(RequestError::Version(message)) => {
+            let info = ErrorInfo::new(ErrorCode::InvalidRequest, message);
+            reply(&mut send, ForwardReply::Error(info), PEER_PROTOCOL_VERSION).await?;
+            let _ = send.finish();
+            return Ok(());
+        }
     };
-    if request.version != PEER_PROTOCOL_VERSION {
-        let info = ErrorInfo::new(
-            ErrorCode::InvalidRequest,
-            format!(
-                "peer protocol version {} is not supported (this node speaks {PEER_PROTOCOL_VERSION})",
-                request.version
-            ),
-        );
-        reply(&mut send, ForwardReply::Error(info)).await?;
-        let _ = send.finish();
-        return Ok(());
-    }
     if let Err(info) = request.request.check() {
-        reply(&mut send, ForwardReply::Error(info)).await?;
+        reply(&mut send, ForwardReply::Error(info), version).await?;
         let _ = send.finish();
         return Ok(());
     }
@@ -331,7 +330,7 @@ async fn serve_one(
     let mut events = match submitted {
         Ok(rx) => rx,
         Err(info) => {
-            reply(&mut send, ForwardReply::Error(info)).await?;
+            reply(&mut send, ForwardReply::Error(info), version).await?;
             let _ = send.finish();
             return Ok(());
         }
@@ -355,7 +354,7 @@ async fn serve_one(
             Ok(e) => ForwardReply::Event(e),
             Err(e) => ForwardReply::Error(e),
         };
-        if reply(&mut send, frame).await.is_err() {
+        if reply(&mut send, frame, version).await.is_err() {
             return Ok(());
         }
         if last {
