@@ -15,7 +15,8 @@
 #      each; a shared ~200-token system prompt, ~USER_TOKENS of distinct user text and GEN_TOKENS
 #      generated tokens with ignore_eos a turn, the whole history every turn), mean and p99 TTFT
 #      per turn: llama-server (prompt cache on, its default), Golek with its prompt cache, and a
-#      third server, Golek without it (prompt_cache=false).
+#      third server, Golek without it (prompt_cache=false; in the first NOCACHE_ROUNDS rounds
+#      only: it prefills every whole history, ~50k tokens, minutes on one thread).
 # Targets: each Golek figure >= 95% of llama-server's; multi-turn TTFT with Golek's prompt cache
 # >= 3x better than without. The load generator is bench/chat_client.py (httpx, pinned in
 # bench/chat-requirements.txt, in .golek/chat-bench-venv); with PIN=1 the servers run on the first
@@ -27,7 +28,8 @@
 #
 # Env (default): THREADS (1) SLOTS (8) CTX_PER_SLOT (1536; n_ctx = SLOTS x CTX_PER_SLOT)
 # BATCH (512) ROUNDS (3) DECODE_TOKENS (256) STREAMS (8) STREAM_TOKENS (128) PROMPT_TOKENS (1000)
-# TTFT_SAMPLES (3) CONVERSATIONS (8) TURNS (10) USER_TOKENS (40) GEN_TOKENS (32) PIN (1)
+# TTFT_SAMPLES (3) CONVERSATIONS (8) TURNS (10) USER_TOKENS (40) GEN_TOKENS (32)
+# NOCACHE_ROUNDS (1) PIN (1)
 # PORT_BASE (18480) CARGO_TARGET_DIR (~/.cache/golek/target).
 # Writes bench/out/chat.md (the table, also on stdout), bench/out/chat.jsonl (every measurement)
 # and bench/out/chat-logs/ (the servers' logs).
@@ -39,7 +41,7 @@ BATCH="${BATCH:-512}" ROUNDS="${ROUNDS:-3}" DECODE_TOKENS="${DECODE_TOKENS:-256}
 STREAMS="${STREAMS:-8}" STREAM_TOKENS="${STREAM_TOKENS:-128}" PROMPT_TOKENS="${PROMPT_TOKENS:-1000}"
 TTFT_SAMPLES="${TTFT_SAMPLES:-3}" CONVERSATIONS="${CONVERSATIONS:-8}" TURNS="${TURNS:-10}"
 USER_TOKENS="${USER_TOKENS:-40}" GEN_TOKENS="${GEN_TOKENS:-32}" PIN="${PIN:-1}"
-PORT_BASE="${PORT_BASE:-18480}"
+NOCACHE_ROUNDS="${NOCACHE_ROUNDS:-1}" PORT_BASE="${PORT_BASE:-18480}"
 n_ctx=$((SLOTS * CTX_PER_SLOT))
 log() { printf 'chat-bench: %s\n' "$*" >&2; }
 
@@ -124,6 +126,14 @@ measure() {
 for s in "llama-server $llama_url" "golek $golek_url" "golek-nocache $nocache_url"; do
   measure $s warmup
 done
+# How much CPU the servers burn idle (each waits while another is measured).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+before=(); for pid in "${pids[@]}"; do before+=("$(cpu_ticks "$pid")"); done
+sleep 3
+idle_cpu=""
+for i in "${!pids[@]}"; do
+  idle_cpu+="$(( ($(cpu_ticks "${pids[$i]}") - before[i]) * 100 / $(getconf CLK_TCK) / 3 ))% "
+done
 for round in $(seq 1 "$ROUNDS"); do
   log "round $round of $ROUNDS"
   for s in "llama-server $llama_url" "golek $golek_url"; do
@@ -135,7 +145,9 @@ for round in $(seq 1 "$ROUNDS"); do
   for s in "llama-server $llama_url" "golek $golek_url"; do
     measure $s ttft --round "$round" --prompt-tokens "$PROMPT_TOKENS" --samples "$TTFT_SAMPLES"
   done
-  for s in "llama-server $llama_url" "golek $golek_url" "golek-nocache $nocache_url"; do
+  servers=("llama-server $llama_url" "golek $golek_url")
+  [ "$round" -le "$NOCACHE_ROUNDS" ] && servers+=("golek-nocache $nocache_url")
+  for s in "${servers[@]}"; do
     measure $s multiturn --round "$round" --conversations "$CONVERSATIONS" --turns "$TURNS" \
       --user-tokens "$USER_TOKENS" --gen "$GEN_TOKENS"
   done
@@ -153,10 +165,11 @@ llama_src=".golek/cache/llama-cpp-python-$lcp_v/src/vendor/llama.cpp"
 git_rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 [ -n "$(git --no-optional-locks status --porcelain -uno 2>/dev/null || true)" ] && git_rev="$git_rev+dirty"
 "$venv/bin/python" bench/chat_report.py "$results" "$tmp/props.json" "$tmp/slots.json" \
-  "threads=$THREADS" "slots=$SLOTS" "n_ctx=$n_ctx" "batch=$BATCH" "rounds=$ROUNDS" \
-  "cores=$cores" "pin=$PIN" "golek_version=$("$golek" --version 2>/dev/null | head -n1)" \
+  "threads=$THREADS" "slots=$SLOTS" "n_ctx=$n_ctx" "batch=$BATCH" "rounds=$ROUNDS" "nocache_rounds=$NOCACHE_ROUNDS" \
+  "cores=$cores" "pin=$PIN" "idle_cpu=$idle_cpu" \
+  "golek_version=$("$golek" --version 2>/dev/null | head -n1)" \
   "git=$git_rev" "llama_version=$("$tools/llama-server" --version 2>&1 | grep -m1 -i version)" \
-  "golek_llama=llama-cpp-sys-2 $sys_v, ggml $(ggml_version "$sys_src")" \
+  "golek_llama=llama-cpp-sys-2 $sys_v, ggml $(ggml_version "$sys_src/llama.cpp")" \
   "llama_llama=llama-cpp-python $lcp_v, ggml $(ggml_version "$llama_src")" \
   "model=$(basename "$model")" \
   "decode_tokens=$DECODE_TOKENS" "streams=$STREAMS" "stream_tokens=$STREAM_TOKENS" \

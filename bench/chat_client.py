@@ -20,6 +20,7 @@ content. Tokens: usage.completion_tokens of the final chunk (stream_options.incl
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import sys
@@ -122,7 +123,10 @@ async def chat(client, url, messages, max_tokens, ignore_eos=True):
     }
 
 
-def user(content, system=SYSTEM):
+SHORT_SYSTEM = "You are a helpful assistant."
+
+
+def user(content, system=SHORT_SYSTEM):
     return [{"role": "system", "content": system}, {"role": "user", "content": content}]
 
 
@@ -198,7 +202,7 @@ async def multiturn(client, a, rng):
 
 
 async def warmup(client, a, rng):
-    r = await chat(client, a.url, user("Say hello."), 8)
+    r = await chat(client, a.url, user("Say hello.", SYSTEM), 8)
     return {"ttft_ms": r["ttft"] * 1e3, "prompt_tokens": r["prompt_tokens"]}
 
 
@@ -222,7 +226,9 @@ async def main():
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
         result = await globals()[a.scenario](client, a, rng)
-    print(json.dumps({"scenario": a.scenario, "label": a.label, "round": a.round, **result}))
+    load = os.getloadavg()[0]  # the 1-minute load: other work on the machine shows here
+    print(json.dumps({"scenario": a.scenario, "label": a.label, "round": a.round, **result,
+                      "load1": round(load, 2)}))
     sys.stdout.flush()
 
 

@@ -69,7 +69,14 @@ w(f"- llama-server: the llama.cpp of {cfg.get('llama_llama')} (`{cfg.get('llama_
   "defaults (cache_prompt on, host-memory cache --cache-ram on).")
 w(f"- Golek: `{cfg.get('golek_version', 'n/a')}` at `{cfg.get('git')}`, the llama.cpp of "
   f"{cfg.get('golek_llama')}; prompt cache on (its default) except the \"no cache\" column (a "
-  "third server, `prompt_cache=false`).")
+  f"third server, `prompt_cache=false`, measured in the first {cfg.get('nocache_rounds')} round(s)).")
+loads = [r["load1"] for r in results if "load1" in r]
+if loads:
+    w(f"- 1-minute load average at the end of each measurement: {min(loads):.1f} to "
+      f"{max(loads):.1f} (mean {sum(loads) / len(loads):.1f}); the benchmark alone keeps it near "
+      f"{int(cfg['threads']) + 1}: above that, other work shared the cores.")
+w(f"- CPU used by the idle servers over 3 s after the warm-up (llama-server, Golek, Golek no "
+  f"cache): {cfg.get('idle_cpu', 'n/a')}.")
 w(f"- Best of {cfg['rounds']} interleaved rounds (llama-server, Golek, llama-server, Golek, ...; "
   "all servers up throughout, idle while another is measured).\n")
 
@@ -135,9 +142,12 @@ figures = [("decode", "tok_s", "decode tok/s"), ("concurrent", "tok_s", "concurr
            ("multiturn", "p99_ms", "multi-turn p99 TTFT ms")]
 w("| Figure | Server | " + " | ".join(f"round {i}" for i in range(1, int(cfg["rounds"]) + 1)) + " |")
 w("|---|---|" + "---:|" * int(cfg["rounds"]))
+figures.append(("", "load1", "1-minute load after multi-turn"))
 for scenario, key, name in figures:
     for lab, label in labels:
-        rs = runs(scenario, lab)
+        rs = runs(scenario, lab) if scenario else [r for r in runs("multiturn", lab)]
         if rs:
-            w(f"| {name} | {label} | " + " | ".join(num(r.get(key)) for r in rs) + " |")
+            cells = {r["round"]: num(r.get(key)) for r in rs}
+            w(f"| {name} | {label} | " + " | ".join(
+                cells.get(i, "-") for i in range(1, int(cfg["rounds"]) + 1)) + " |")
 print("\n".join(out))

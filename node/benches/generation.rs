@@ -88,17 +88,16 @@ fn in_process(model: &Path, threads: u32, slots: u32, streams: usize, n: u32) ->
     for i in 0..streams {
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
         let now = Instant::now();
-        let request = InferenceRequest::Generate(GenerateRequest {
-            prompt: Prompt::Text("once upon a time there was".into()),
-            max_tokens: Some(n),
-            stop: vec![],
-            sampling: SamplingParams {
+        let request = InferenceRequest::Generate(GenerateRequest::new(
+            Prompt::Text("once upon a time there was".into()),
+            Some(n),
+            SamplingParams {
                 temperature: 0.8,
                 seed: Some(i as u64),
                 ignore_eos: true,
                 ..Default::default()
             },
-        });
+        ));
         tx.try_submit(Job {
             request,
             events,
@@ -209,7 +208,7 @@ fn main() {
     // The node, serving only the benchmark model.
     let sets = [
         "models.all-minilm-l6-v2.enabled=false".to_string(),
-        "models.golek-tiny.enabled=false".to_string(),
+        "models.smollm2-135m-instruct.enabled=false".to_string(),
         "models.bench.provider=gguf".to_string(),
         format!("models.bench.params.model_path={}", model.display()),
         format!("models.bench.params.threads={threads}"),

@@ -157,7 +157,7 @@ fn main() {
 
     let node = BenchNode::start(&[
         "models.all-minilm-l6-v2.enabled=false".to_string(),
-        "models.golek-tiny.enabled=false".to_string(),
+        "models.smollm2-135m-instruct.enabled=false".to_string(),
         "models.fake.provider=openai".to_string(),
         format!("models.fake.params.base_url={upstream_url}/v1"),
         "models.fake.params.max_in_flight=64".to_string(),

@@ -112,6 +112,8 @@ impl JobSender {
 
 /// What [`JobQueue::next_within`] found.
 #[derive(Debug)]
+// A job moves by value once per pull; boxing it would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Waited {
     Job(Job),
     /// Nothing arrived in time.

@@ -19,7 +19,7 @@ use crate::{ProviderError, Result};
 pub enum ChatTemplate {
     /// Jinja source, rendered by minijinja.
     Jinja {
-        env: Environment<'static>,
+        env: Box<Environment<'static>>,
         knows_tools: bool,
         knows_tool_calls: bool,
         bos: String,
@@ -112,7 +112,7 @@ impl ChatTemplate {
         env.add_template_owned("chat", source)
             .map_err(|e| bad(format!("{e:#}")))?;
         Ok(ChatTemplate::Jinja {
-            env,
+            env: Box::new(env),
             knows_tools,
             knows_tool_calls,
             bos: token_text(model, model.vocab().bos()),
