@@ -272,7 +272,12 @@ impl<'a> Scheduler<'a> {
             };
             taken.push(pick);
         }
-        let (first, reuse) = taken[0];
+        let Some(&(first, reuse)) = taken.first() else {
+            // Not reached: a request is started only when its choices fit the free slots.
+            let err = ProviderError::Inference("no free slot for the request".into());
+            job.emit(Err(ErrorInfo::from(&err)));
+            return Err(err);
+        };
         // Drop what the chosen slots hold beyond the reused prefix.
         for &(slot, keep) in &taken {
             let keep = if slot == first { reuse } else { keep };
