@@ -23,5 +23,6 @@ lint:
 bench: setup
 	bash bench/embeddings.sh
 	bash bench/generation.sh
+	bash bench/chat.sh
 	bash bench/proxy.sh
 	bash bench/cluster.sh

@@ -12,25 +12,27 @@
 #   3. time to first token of a ~PROMPT_TOKENS-token prompt (max_tokens 1, median of TTFT_SAMPLES
 #      distinct prompts that share no prefix, so nothing is cached);
 #   4. multi-turn: CONVERSATIONS concurrent conversations of TURNS turns (one request in flight
-#      each; a shared ~200-token system prompt, ~USER_TOKENS of distinct user text and GEN_TOKENS
-#      generated tokens with ignore_eos a turn, the whole history every turn), mean and p99 TTFT
-#      per turn: llama-server (prompt cache on, its default), Golek with its prompt cache, and a
-#      third server, Golek without it (prompt_cache=false; in the first NOCACHE_ROUNDS rounds
+#      each, conversation c starting c x STAGGER_MS late; a shared ~200-token system prompt,
+#      ~USER_TOKENS of distinct user text and GEN_TOKENS generated tokens with ignore_eos a turn,
+#      the whole history every turn), mean and p99 TTFT per turn (all turns, and turns 2..N,
+#      without the cold first one): llama-server (prompt cache on, its default), Golek with its
+#      prompt cache, and a third server, Golek without it (prompt_cache=false; in the first NOCACHE_ROUNDS rounds
 #      only: it prefills every whole history, ~50k tokens, minutes on one thread).
 # Targets: each Golek figure >= 95% of llama-server's; multi-turn TTFT with Golek's prompt cache
 # >= 3x better than without. The load generator is bench/chat_client.py (httpx, pinned in
 # bench/chat-requirements.txt, in .golek/chat-bench-venv); with PIN=1 the servers run on the first
 # THREADS cores and the client on the last one (when THREADS < cores).
 #
-#   bash bench/chat.sh                        # the defaults below, ~10 minutes on 2 cores
+#   bash bench/chat.sh                        # the defaults below: ~18 min on 2 cores
+#   ROUNDS=1 bash bench/chat.sh               # ~7 min
 #   ROUNDS=5 THREADS=2 PIN=0 bash bench/chat.sh
 #   ROUNDS=1 TURNS=4 bash bench/chat.sh       # a quick look
 #
 # Env (default): THREADS (1) SLOTS (8) CTX_PER_SLOT (1536; n_ctx = SLOTS x CTX_PER_SLOT)
 # BATCH (512) ROUNDS (3) DECODE_TOKENS (256) STREAMS (8) STREAM_TOKENS (128) PROMPT_TOKENS (1000)
-# TTFT_SAMPLES (3) CONVERSATIONS (8) TURNS (10) USER_TOKENS (40) GEN_TOKENS (32)
-# NOCACHE_ROUNDS (1) PIN (1)
-# PORT_BASE (18480) CARGO_TARGET_DIR (~/.cache/golek/target).
+# TTFT_SAMPLES (2) CONVERSATIONS (8) TURNS (10) USER_TOKENS (40) GEN_TOKENS (32)
+# NOCACHE_ROUNDS (1) STAGGER_MS (500) PIN (1) PORT_BASE (18480; it uses 6 ports from there)
+# CARGO_TARGET_DIR (~/.cache/golek/target).
 # Writes bench/out/chat.md (the table, also on stdout), bench/out/chat.jsonl (every measurement)
 # and bench/out/chat-logs/ (the servers' logs).
 set -euo pipefail
@@ -39,9 +41,10 @@ cd "$root"
 THREADS="${THREADS:-1}" SLOTS="${SLOTS:-8}" CTX_PER_SLOT="${CTX_PER_SLOT:-1536}"
 BATCH="${BATCH:-512}" ROUNDS="${ROUNDS:-3}" DECODE_TOKENS="${DECODE_TOKENS:-256}"
 STREAMS="${STREAMS:-8}" STREAM_TOKENS="${STREAM_TOKENS:-128}" PROMPT_TOKENS="${PROMPT_TOKENS:-1000}"
-TTFT_SAMPLES="${TTFT_SAMPLES:-3}" CONVERSATIONS="${CONVERSATIONS:-8}" TURNS="${TURNS:-10}"
+TTFT_SAMPLES="${TTFT_SAMPLES:-2}" CONVERSATIONS="${CONVERSATIONS:-8}" TURNS="${TURNS:-10}"
 USER_TOKENS="${USER_TOKENS:-40}" GEN_TOKENS="${GEN_TOKENS:-32}" PIN="${PIN:-1}"
-NOCACHE_ROUNDS="${NOCACHE_ROUNDS:-1}" PORT_BASE="${PORT_BASE:-18480}"
+NOCACHE_ROUNDS="${NOCACHE_ROUNDS:-1}" STAGGER_MS="${STAGGER_MS:-500}"
+PORT_BASE="${PORT_BASE:-18480}"
 n_ctx=$((SLOTS * CTX_PER_SLOT))
 log() { printf 'chat-bench: %s\n' "$*" >&2; }
 
@@ -149,7 +152,7 @@ for round in $(seq 1 "$ROUNDS"); do
   [ "$round" -le "$NOCACHE_ROUNDS" ] && servers+=("golek-nocache $nocache_url")
   for s in "${servers[@]}"; do
     measure $s multiturn --round "$round" --conversations "$CONVERSATIONS" --turns "$TURNS" \
-      --user-tokens "$USER_TOKENS" --gen "$GEN_TOKENS"
+      --user-tokens "$USER_TOKENS" --gen "$GEN_TOKENS" --stagger-ms "$STAGGER_MS"
   done
 done
 
@@ -174,4 +177,4 @@ git_rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   "model=$(basename "$model")" \
   "decode_tokens=$DECODE_TOKENS" "streams=$STREAMS" "stream_tokens=$STREAM_TOKENS" \
   "ttft_samples=$TTFT_SAMPLES" "conversations=$CONVERSATIONS" "turns=$TURNS" \
-  "user_tokens=$USER_TOKENS" "gen_tokens=$GEN_TOKENS" | tee "$out/chat.md"
+  "user_tokens=$USER_TOKENS" "gen_tokens=$GEN_TOKENS" "stagger_ms=$STAGGER_MS" | tee "$out/chat.md"

@@ -330,3 +330,40 @@ fn smollm2_chats_render_through_the_ggufs_own_jinja_template() {
         .unwrap()
         .contains("<tools>"));
 }
+
+#[test]
+fn a_prefix_held_by_a_busy_slot_is_copied_instead_of_prefilled() {
+    let mut long_runner = greedy(&format!("{LONG} first"), 400);
+    let InferenceRequest::Generate(r) = &mut long_runner else {
+        unreachable!()
+    };
+    r.sampling.ignore_eos = true;
+    let (tx, mut rx) = serve_with(params(2), vec![long_runner]);
+    let mut busy = rx.remove(0);
+    // Once the first request generates, its slot holds the shared prefix.
+    loop {
+        match busy.blocking_recv() {
+            Some(Ok(InferenceEvent::Text { .. })) => break,
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+    let second = format!("{LONG} second");
+    let warm = drain(submit(&tx, greedy(&second, 8)), 1).unwrap();
+    drop(busy);
+    let shared = {
+        let (_tx, mut rx) = serve_with(params(1), vec![greedy(LONG, 1)]);
+        drain(rx.remove(0), 1).unwrap().prompt_tokens as usize
+    };
+    assert!(
+        warm.cached_tokens as usize >= shared - 1,
+        "{} of {} cached, {shared} shared",
+        warm.cached_tokens,
+        warm.prompt_tokens
+    );
+    // The same answer as a cold run of the same prompt.
+    let (_tx, mut rx) = serve_with(params(2), vec![greedy(&second, 8)]);
+    let cold = drain(rx.remove(0), 1).unwrap();
+    assert_eq!(cold.cached_tokens, 0);
+    assert_eq!(warm.text, cold.text);
+}

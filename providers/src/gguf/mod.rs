@@ -12,6 +12,7 @@ mod grammar;
 mod output;
 mod sampling;
 mod scheduler;
+mod share;
 mod template;
 pub mod testmodel;
 mod text;

@@ -7,7 +7,8 @@
 //!
 //! Prompt cache: a slot keeps the KV of its last sequence (`Slot::cached` mirrors what the KV
 //! holds, position by position); a new prompt goes to the free slot that shares the longest
-//! prefix with it (see [`super::cache`]) and only the rest is prefilled.
+//! prefix with it (see [`super::cache`]), or copies a longer prefix from another slot (see
+//! [`super::share`]), and only the rest is prefilled.
 //!
 //! `n > 1`: the request takes `n` slots; the first prefills the prompt, the others wait for
 //! it, then get a full copy of its KV stream (the only copy llama.cpp allows between the
@@ -288,6 +289,11 @@ impl<'a> Scheduler<'a> {
             );
             self.slots[slot].cached.truncate(keep);
         }
+        let reuse = if use_cache {
+            self.borrow_prefix(first, &prompt, reuse)
+        } else {
+            reuse
+        };
         let n = prompt.len() as u32;
         let name = self.provider.name.clone();
         metrics::counter!(m::GEN_PROMPT_TOKENS_TOTAL, "model" => name.clone()).increment(n as u64);
