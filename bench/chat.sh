@@ -16,8 +16,9 @@
 #      ~USER_TOKENS of distinct user text and GEN_TOKENS generated tokens with ignore_eos a turn,
 #      the whole history every turn), mean and p99 TTFT per turn (all turns, and turns 2..N,
 #      without the cold first one): llama-server (prompt cache on, its default), Golek with its
-#      prompt cache, and a third server, Golek without it (prompt_cache=false; in the first NOCACHE_ROUNDS rounds
-#      only: it prefills every whole history, ~50k tokens, minutes on one thread).
+#      prompt cache, and a third server, Golek without it (prompt_cache=false; in the first
+#      NOCACHE_ROUNDS rounds only: it prefills every whole history, ~50k tokens, minutes on one
+#      thread).
 # Targets: each Golek figure >= 95% of llama-server's; multi-turn TTFT with Golek's prompt cache
 # >= 3x better than without. The load generator is bench/chat_client.py (httpx, pinned in
 # bench/chat-requirements.txt, in .golek/chat-bench-venv); with PIN=1 the servers run on the first

@@ -187,7 +187,8 @@ async def conversation(client, a, c):
                          "content": f"Visitor {a.round}.{c}, question {t + 1}: " + text(rng, a.user_tokens)})
         r = await chat(client, a.url, messages, a.gen)
         messages.append({"role": "assistant", "content": r["text"]})
-        turns.append({k: r[k] for k in ("ttft", "prompt_tokens", "cached_tokens", "completion_tokens")})
+        turns.append({k: r[k] for k in ("ttft", "prompt_tokens", "cached_tokens", "completion_tokens",
+                                         "server_prompt_ms")})
     return turns
 
 
@@ -205,6 +206,8 @@ async def multiturn(client, a, rng):
             "warm_mean_ms": statistics.mean(warm), "warm_p99_ms": pct(warm, 99),
             "by_turn_ms": [round(x, 1) for x in by_turn],
             "last_prompt_tokens": max(conv[-1]["prompt_tokens"] or 0 for conv in convs),
+            "server_prompt_ms": statistics.mean(t["server_prompt_ms"] for t in all_turns)
+            if all(t["server_prompt_ms"] is not None for t in all_turns) else None,
             "cached_share": cached / prompt if prompt else None,
             "completion_tokens": sum(t["completion_tokens"] for t in all_turns)}
 
@@ -212,6 +215,38 @@ async def multiturn(client, a, rng):
 async def warmup(client, a, rng):
     r = await chat(client, a.url, user("Say hello.", SYSTEM), 8)
     return {"ttft_ms": r["ttft"] * 1e3, "prompt_tokens": r["prompt_tokens"]}
+
+
+COUNTERS = ("golek_gen_time_to_first_token_seconds", "golek_provider_queue_wait_seconds")
+
+
+async def counters(client, url):
+    """Golek's own TTFT (admission to first token) and queue-wait sums and counts, from
+    /metrics; None where the server has none (llama-server without --metrics)."""
+    try:
+        r = await client.get(f"{url}/metrics")
+    except httpx.HTTPError:
+        return None
+    if r.status_code != 200:
+        return None
+    out = {}
+    for line in r.text.splitlines():
+        name = line.split("{")[0].split(" ")[0]
+        if name.rsplit("_", 1)[0] in COUNTERS and 'smollm2-135m-instruct' in line:
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out or None
+
+
+def server_side(before, after):
+    """Mean server-side TTFT and queue wait (ms) of the requests between two scrapes."""
+    if not before or not after:
+        return {}
+    res = {}
+    for metric, key in zip(COUNTERS, ("golek_ttft_ms", "golek_queue_ms")):
+        n = after.get(f"{metric}_count", 0) - before.get(f"{metric}_count", 0)
+        if n > 0:
+            res[key] = (after.get(f"{metric}_sum", 0) - before.get(f"{metric}_sum", 0)) / n * 1e3
+    return res
 
 
 async def main():
@@ -234,7 +269,9 @@ async def main():
     rng = random.Random(f"{a.seed}-{a.scenario}-{a.round}")
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
+        before = await counters(client, a.url)
         result = await globals()[a.scenario](client, a, rng)
+        result.update(server_side(before, await counters(client, a.url)))
     load = os.getloadavg()[0]  # the 1-minute load: other work on the machine shows here
     print(json.dumps({"scenario": a.scenario, "label": a.label, "round": a.round, **result,
                       "load1": round(load, 2)}))

@@ -153,6 +153,31 @@ for lab, name in labels[:2]:
     if srv is not None:
         line += f", of which {num(srv)} ms prompt processing by the server's own timings"
     w(line + ".")
+def split(label, scenario, pick_key):
+    """Client TTFT against the server's own account of it, from the run that gave the figure."""
+    r = best_run(scenario, label, pick_key)
+    own = r.get("server_prompt_ms") if label == LLAMA else r.get("golek_ttft_ms")
+    if own is None:
+        return "n/a"
+    text = f"{num(own)} ms"
+    if label != LLAMA and r.get("golek_queue_ms") is not None:
+        text += f" + {num(r['golek_queue_ms'])} ms queued"
+    return text
+
+
+w("\nWhere TTFT goes: the client's mean TTFT against the server's own account of it, in the "
+  "round that gave each figure (llama-server: its `timings.prompt_ms`, prompt processing only; "
+  "Golek: its `golek_gen_time_to_first_token_seconds`, admission to first token, plus "
+  "`golek_provider_queue_wait_seconds`, from /metrics). The rest is HTTP, templating, "
+  "tokenizing, waiting for a slot's turn in the batch loop and the first SSE chunk.\n")
+w("| Scenario | llama-server: client / own | Golek: client / own |")
+w("|---|---|---|")
+for scenario, key, name in [("ttft", "ttft_ms", "long prompt"), ("multiturn", "mean_ms", "multi-turn, all turns")]:
+    cells = []
+    for lab in (LLAMA, GOLEK):
+        r = best_run(scenario, lab, key)
+        cells.append(f"{num(r.get(key))} ms / {split(lab, scenario, key)}")
+    w(f"| {name} | " + " | ".join(cells) + " |")
 w("\n## Every round\n")
 figures = [("decode", "tok_s", "decode tok/s"), ("concurrent", "tok_s", "concurrent tok/s"),
            ("ttft", "ttft_ms", "long-prompt TTFT ms"), ("multiturn", "mean_ms", "multi-turn mean TTFT ms"),
