@@ -142,6 +142,19 @@ struct CallParts {
     arguments: String,
 }
 
+impl CallParts {
+    fn into_event(self, choice: usize) -> InferenceEvent {
+        InferenceEvent::ToolCall {
+            choice: choice as u32,
+            call: ToolCall {
+                id: self.id,
+                name: self.name,
+                arguments: self.arguments,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct ChoiceState {
     calls: Vec<CallParts>,
@@ -304,16 +317,11 @@ impl StreamState {
                     "tool_calls" | "function_call" => FinishReason::ToolCalls,
                     _ => FinishReason::Stop,
                 });
-                for call in std::mem::take(&mut state.calls) {
-                    out.push(InferenceEvent::ToolCall {
-                        choice: index as u32,
-                        call: ToolCall {
-                            id: call.id,
-                            name: call.name,
-                            arguments: call.arguments,
-                        },
-                    });
-                }
+                out.extend(
+                    std::mem::take(&mut state.calls)
+                        .into_iter()
+                        .map(|c| c.into_event(index)),
+                );
             }
         }
         if let Some(usage) = v.get("usage").filter(|u| u.is_object()) {
@@ -334,16 +342,7 @@ impl StreamState {
         for (index, state) in self.choices.iter_mut().enumerate() {
             let calls = std::mem::take(&mut state.calls);
             let called = !calls.is_empty();
-            for call in calls {
-                out.push(InferenceEvent::ToolCall {
-                    choice: index as u32,
-                    call: ToolCall {
-                        id: call.id,
-                        name: call.name,
-                        arguments: call.arguments,
-                    },
-                });
-            }
+            out.extend(calls.into_iter().map(|c| c.into_event(index)));
             if called && state.finish.is_none() {
                 state.finish = Some(FinishReason::ToolCalls);
             }
