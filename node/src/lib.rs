@@ -8,7 +8,6 @@ pub mod cli;
 pub mod http;
 mod metrics;
 mod server;
-mod validate;
 
 pub use server::serve;
 

@@ -16,7 +16,7 @@ use golek_protocol::{ErrorCode, ErrorInfo};
 
 use super::{ApiError, AppState};
 use crate::metrics as m;
-use crate::validate;
+use golek_protocol::validate;
 
 /// Reads the body up to the configured limit; a larger body is a 413.
 pub async fn read_body(

@@ -22,7 +22,7 @@ use super::choices::{self, Choice, Chunks, Kind};
 use super::embeddings::read_body;
 use super::{ApiError, AppState};
 use crate::metrics as m;
-use crate::validate;
+use golek_protocol::validate;
 
 type EventRx = golek_actors::EventRx;
 

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::embeddings::read_body;
 use super::{ApiError, AppState};
-use crate::validate;
+use golek_protocol::validate;
 
 /// A KServe error answer.
 pub struct KserveError(ApiError);

@@ -1,12 +1,12 @@
 //! Client input, checked and turned into the internal `Valid*` forms. Every error names the
 //! field at fault; nothing here panics on any input.
 
-use golek_protocol::inference::{
+use crate::inference::{
     ChatMessage, EmbeddingInput, EmbeddingsRequest, GenerateRequest, InferenceRequest, Prompt,
     SamplingParams,
 };
-use golek_protocol::openai::{EmbeddingsRequestBody, EncodingFormat, GenerationRequestBody};
-use golek_protocol::ErrorInfo;
+use crate::openai::{EmbeddingsRequestBody, EncodingFormat, GenerationRequestBody};
+use crate::ErrorInfo;
 use serde::de::DeserializeOwned;
 
 mod features;

@@ -1,10 +1,8 @@
 //! Checks for the generation features beyond plain text: `n`, log probabilities,
 //! `response_format`, `tools` and `tool_choice`, and the tool parts of chat messages.
 
-use golek_protocol::generation::{
-    ResponseFormat, ToolCall, ToolChoice, ToolSpec, MAX_TOP_LOGPROBS,
-};
-use golek_protocol::ErrorInfo;
+use crate::generation::{ResponseFormat, ToolCall, ToolChoice, ToolSpec, MAX_TOP_LOGPROBS};
+use crate::ErrorInfo;
 use serde_json::Value;
 
 use super::kind;
