@@ -6,10 +6,16 @@
 //! ├── ServiceRegistry     sled: node identity and deployments, flushed before acknowledged
 //! ├── ProviderSupervisor  restarts with backoff; restart intensity exceeded => breaker open
 //! │   └── ProviderActor*  one per deployed model: bounded queue + dedicated worker thread
-//! ├── ClusterManager      gossip over QUIC with mutual TLS: members, their models and load
-//! │   └── PeerLinks       one QUIC connection per peer: forwards requests, streams results
+//! ├── ClusterManager      QUIC endpoint, chitchat, peer links and every task they start
+//! │   ├── listener        (loop) the QUIC accept loop
+//! │   ├── peer-server     (loop) serves streams from peers and QUIC clients
+//! │   ├── publisher       (loop) the gossip round: advert out, view in
+//! │   └── resources       (loop) the machine's CPUs, memory and GPUs
 //! └── Router              the routing table: model -> state, queue, capabilities
 //! ```
+//!
+//! `GET /admin/actors` shows this tree ([`ActorSnapshot`]): each actor's kind, state,
+//! restarts and last failure.
 //!
 //! Requests do not pass through an actor mailbox: [`RouterHandle`] reads the routing table the
 //! Router publishes and submits straight to the model's bounded queue.
@@ -17,15 +23,23 @@
 pub mod cluster;
 mod config_manager;
 mod error;
+mod health;
+mod loops;
 pub mod metrics;
 mod provider;
 mod registry;
 mod router;
 mod system;
+mod tasks;
+mod tree;
 
 pub use config_manager::{ConfigManager, ConfigMsg};
-pub use error::{ActorError, Result};
+pub use error::{ActorError, ClusterError, Result};
+pub use health::Health;
+pub use loops::{loop_fn, LoopActor, LoopArgs, LoopFn};
 pub use provider::restart::{Decision, RestartPolicy, RestartTracker};
 pub use registry::{DeploymentRecord, RegistryMsg, ServiceRegistry, Store, STORE_FORMAT_VERSION};
 pub use router::{EventRx, ModelEntry, ModelState, ModelView, RouterHandle, RoutingTable};
-pub use system::{start_node, NodeHandle};
+pub use system::{start_node, start_node_at, Inspector, NodeHandle};
+pub use tasks::Tasks;
+pub use tree::ActorSnapshot;

@@ -12,6 +12,8 @@ pub const MODEL_READY: &str = "golek_model_ready";
 pub const PROVIDER_RESTARTS_TOTAL: &str = "golek_provider_restarts_total";
 /// Times a model's breaker opened, by model.
 pub const PROVIDER_BREAKER_OPEN_TOTAL: &str = "golek_provider_breaker_open_total";
+/// Workers found hung (holding work, no progress past `supervision.hang_timeout_s`), by model.
+pub const PROVIDER_HUNG_TOTAL: &str = "golek_provider_hung_total";
 
 /// Cluster members by state (alive, dead).
 pub const CLUSTER_MEMBERS: &str = "golek_cluster_members";
@@ -42,6 +44,7 @@ pub fn describe() {
     metrics::describe_gauge!(MODEL_QUEUE_CAPACITY, "the model's queue capacity");
     metrics::describe_gauge!(MODEL_READY, "1 when the model is ready to serve");
     metrics::describe_counter!(PROVIDER_RESTARTS_TOTAL, "model worker restarts");
+    metrics::describe_counter!(PROVIDER_HUNG_TOTAL, "model workers found hung");
     metrics::describe_counter!(
         PROVIDER_BREAKER_OPEN_TOTAL,
         "times a model's breaker opened"

@@ -110,6 +110,15 @@ impl Store {
         Ok(id)
     }
 
+    /// Replaces the node's id (flushed before it returns).
+    pub async fn set_node_id(&self, id: &str) -> Result<()> {
+        if self.meta.get(NODE_ID_KEY)?.as_deref() != Some(id.as_bytes()) {
+            self.meta.insert(NODE_ID_KEY, id.as_bytes())?;
+            self.db.flush_async().await?;
+        }
+        Ok(())
+    }
+
     /// Records a deployment (keeping the creation time of an existing one) and flushes.
     pub async fn put_deployment(&self, mut record: DeploymentRecord) -> Result<DeploymentRecord> {
         if let Some(existing) = self.deployment(&record.name)? {
@@ -161,14 +170,13 @@ pub struct ServiceRegistry;
 
 pub enum RegistryMsg {
     NodeId(RpcReplyPort<String>),
-    PutDeployment(
-        DeploymentRecord,
-        RpcReplyPort<Result<DeploymentRecord, String>>,
-    ),
+    /// In a cluster the node is known by the id its certificate names: store that one (flushed).
+    AdoptNodeId(String, RpcReplyPort<Result<()>>),
+    PutDeployment(DeploymentRecord, RpcReplyPort<Result<DeploymentRecord>>),
     /// Removes deployments not in the list (the config no longer has them).
-    Retain(Vec<String>, RpcReplyPort<Result<(), String>>),
-    ListDeployments(RpcReplyPort<Result<Vec<DeploymentRecord>, String>>),
-    Flush(RpcReplyPort<Result<(), String>>),
+    Retain(Vec<String>, RpcReplyPort<Result<()>>),
+    ListDeployments(RpcReplyPort<Result<Vec<DeploymentRecord>>>),
+    Flush(RpcReplyPort<Result<()>>),
 }
 
 pub struct RegistryState {
@@ -203,8 +211,16 @@ impl Actor for ServiceRegistry {
             RegistryMsg::NodeId(reply) => {
                 let _ = reply.send(state.node_id.clone());
             }
+            RegistryMsg::AdoptNodeId(id, reply) => {
+                let stored = s.set_node_id(&id).await;
+                if stored.is_ok() && state.node_id != id {
+                    tracing::info!(old = %state.node_id, new = %id, "registry: the node takes the id its certificate names");
+                    state.node_id = id;
+                }
+                let _ = reply.send(stored);
+            }
             RegistryMsg::PutDeployment(record, reply) => {
-                let _ = reply.send(s.put_deployment(record).await.map_err(|e| e.to_string()));
+                let _ = reply.send(s.put_deployment(record).await);
             }
             RegistryMsg::Retain(names, reply) => {
                 let outcome = async {
@@ -216,13 +232,13 @@ impl Actor for ServiceRegistry {
                     Ok::<_, ActorError>(())
                 }
                 .await;
-                let _ = reply.send(outcome.map_err(|e| e.to_string()));
+                let _ = reply.send(outcome);
             }
             RegistryMsg::ListDeployments(reply) => {
-                let _ = reply.send(s.deployments().map_err(|e| e.to_string()));
+                let _ = reply.send(s.deployments());
             }
             RegistryMsg::Flush(reply) => {
-                let _ = reply.send(s.flush().await.map_err(|e| e.to_string()));
+                let _ = reply.send(s.flush().await);
             }
         }
         Ok(())

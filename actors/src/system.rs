@@ -2,6 +2,7 @@
 //! manager failure by stopping the node (the process supervisor restarts it whole): managers
 //! hold the node's invariants, and a half-restarted node is worse than a restarted one.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,10 +10,13 @@ use golek_config::NodeConfig;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 
+use crate::cluster::{ClusterArgs, ClusterManager, ClusterMsg, SelfInfo};
 use crate::config_manager::{ConfigManager, ConfigMsg};
+use crate::health::Health;
 use crate::provider::{ProviderSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::registry::{DeploymentRecord, RegistryMsg, ServiceRegistry};
 use crate::router::{Router, RouterHandle, RoutingTable};
+use crate::tree::ActorSnapshot;
 use crate::{ActorError, Result};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,6 +26,9 @@ pub struct SystemModule;
 pub struct SystemArgs {
     config: Arc<NodeConfig>,
     table: watch::Sender<Arc<RoutingTable>>,
+    router: RouterHandle,
+    /// Where the HTTP API listens (what the node advertises to peers).
+    http_addr: SocketAddr,
 }
 
 #[derive(Clone)]
@@ -29,11 +36,14 @@ pub struct Managers {
     pub config: ActorRef<ConfigMsg>,
     pub registry: ActorRef<RegistryMsg>,
     pub providers: ActorRef<SupervisorMsg>,
+    pub cluster: Option<ActorRef<ClusterMsg>>,
+    pub router: ActorRef<crate::router::RouterMsg>,
     pub node_id: String,
 }
 
 pub enum SystemMsg {
     Managers(RpcReplyPort<Managers>),
+    Snapshot(RpcReplyPort<ActorSnapshot>),
 }
 
 pub struct SystemState {
@@ -90,7 +100,40 @@ impl Actor for SystemModule {
         )
         .await
         .map_err(|e| spawn_err("ServiceRegistry", e))?;
-        let node_id = call(&registry, "ServiceRegistry", RegistryMsg::NodeId).await?;
+        let mut node_id = call(&registry, "ServiceRegistry", RegistryMsg::NodeId).await?;
+        // In a cluster the node is known by the id its certificate names: the ClusterManager
+        // checks it and the registry stores it, so every report agrees.
+        let cluster = if config.cluster.enabled() {
+            let me = SelfInfo {
+                node_id: config.cluster.node_id.clone().unwrap_or(node_id.clone()),
+                data_dir: config.node.data_dir.clone(),
+                http_addr: args.http_addr,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            let (cluster, _) = Actor::spawn_linked(
+                None,
+                ClusterManager,
+                ClusterArgs {
+                    config: config.cluster.clone(),
+                    me,
+                    router: args.router.clone(),
+                    policy: (&config.supervision).into(),
+                },
+                cell.clone(),
+            )
+            .await
+            .map_err(|e| spawn_err("ClusterManager", e))?;
+            let handle = call(&cluster, "ClusterManager", ClusterMsg::Handle).await?;
+            call(&registry, "ServiceRegistry", |r| {
+                RegistryMsg::AdoptNodeId(handle.node_id.clone(), r)
+            })
+            .await??;
+            node_id = handle.node_id.clone();
+            args.router.set_cluster(handle);
+            Some(cluster)
+        } else {
+            None
+        };
 
         // Record the deployments (flushed) before serving them.
         let mut models = Vec::new();
@@ -106,16 +149,14 @@ impl Actor for SystemModule {
             let stored = call(&registry, "ServiceRegistry", |r| {
                 RegistryMsg::PutDeployment(record, r)
             })
-            .await?
-            .map_err(ActorError::Corrupt)?;
+            .await??;
             models.push((model.clone(), stored.created_unix_s));
         }
         let names = config.models.keys().cloned().collect();
         call(&registry, "ServiceRegistry", |r| {
             RegistryMsg::Retain(names, r)
         })
-        .await?
-        .map_err(ActorError::Corrupt)?;
+        .await??;
 
         let (router, _) = Actor::spawn_linked(None, Router, args.table, cell.clone())
             .await
@@ -127,7 +168,9 @@ impl Actor for SystemModule {
                 models,
                 runtime: config.runtime.clone(),
                 policy: (&config.supervision).into(),
+                hang_timeout: config.supervision.hang_timeout,
                 router: router.clone(),
+                health: args.router.health().clone(),
             },
             cell,
         )
@@ -139,6 +182,8 @@ impl Actor for SystemModule {
                 config: config_ref,
                 registry,
                 providers,
+                cluster,
+                router,
                 node_id,
             },
         })
@@ -153,6 +198,10 @@ impl Actor for SystemModule {
         match message {
             SystemMsg::Managers(reply) => {
                 let _ = reply.send(state.managers.clone());
+            }
+            SystemMsg::Snapshot(reply) => {
+                let snapshot = snapshot(&state.managers).await;
+                let _ = reply.send(snapshot);
             }
         }
         Ok(())
@@ -178,6 +227,74 @@ impl Actor for SystemModule {
     }
 }
 
+/// Asks each manager for its part of the tree; one that does not answer shows as such.
+async fn snapshot(managers: &Managers) -> ActorSnapshot {
+    let answered = |mut s: ActorSnapshot, ok: bool| {
+        if !ok {
+            s.state = "not_answering".into();
+        }
+        s
+    };
+    let mut root = ActorSnapshot::running("SystemModule", "system")
+        .with_detail("node_id", managers.node_id.clone().into());
+    let alive = |cell: &ractor::ActorCell| {
+        matches!(
+            cell.get_status(),
+            ractor::ActorStatus::Running | ractor::ActorStatus::Upgrading
+        )
+    };
+    root.children.push(answered(
+        ActorSnapshot::running("ConfigManager", "config_manager"),
+        alive(&managers.config.get_cell()),
+    ));
+    root.children.push(answered(
+        ActorSnapshot::running("ServiceRegistry", "registry")
+            .with_detail("node_id", managers.node_id.clone().into()),
+        alive(&managers.registry.get_cell()),
+    ));
+    let providers = call(
+        &managers.providers,
+        "ProviderSupervisor",
+        SupervisorMsg::Snapshot,
+    )
+    .await
+    .unwrap_or_else(|_| {
+        answered(
+            ActorSnapshot::running("ProviderSupervisor", "provider_supervisor"),
+            false,
+        )
+    });
+    root.children.push(providers);
+    if let Some(cluster) = &managers.cluster {
+        let snapshot = call(cluster, "ClusterManager", ClusterMsg::Snapshot)
+            .await
+            .unwrap_or_else(|_| {
+                answered(
+                    ActorSnapshot::running("ClusterManager", "cluster_manager"),
+                    false,
+                )
+            });
+        root.children.push(snapshot);
+    }
+    root.children.push(answered(
+        ActorSnapshot::running("Router", "router"),
+        alive(&managers.router.get_cell()),
+    ));
+    root
+}
+
+/// Reads the supervision tree of a running node.
+#[derive(Clone)]
+pub struct Inspector {
+    system: ActorRef<SystemMsg>,
+}
+
+impl Inspector {
+    pub async fn actors(&self) -> Result<ActorSnapshot> {
+        call(&self.system, "SystemModule", SystemMsg::Snapshot).await
+    }
+}
+
 /// A running node's actor system.
 pub struct NodeHandle {
     pub node_id: String,
@@ -192,15 +309,30 @@ pub struct NodeHandle {
 /// Starts the supervision tree for `config`. Models load in the background: watch
 /// `router.table()` (or `/readyz`) for readiness.
 pub async fn start_node(config: Arc<NodeConfig>) -> Result<NodeHandle> {
+    let http_addr = config.http.addr;
+    start_node_at(config, http_addr).await
+}
+
+/// [`start_node`] for a node whose HTTP API listens on `http_addr` (a port the listener was
+/// given, for example): that is the address the cluster learns.
+pub async fn start_node_at(config: Arc<NodeConfig>, http_addr: SocketAddr) -> Result<NodeHandle> {
     crate::metrics::describe();
     golek_providers::describe_metrics();
     let (table_tx, table_rx) = watch::channel(Arc::new(RoutingTable::default()));
+    let router = RouterHandle::new(
+        table_rx,
+        config.http.retry_after_s,
+        config.http.request_timeout,
+        Arc::new(Health::new(config.supervision.max_hung_workers)),
+    );
     let (system, join) = Actor::spawn(
         None,
         SystemModule,
         SystemArgs {
             config: config.clone(),
             table: table_tx,
+            router: router.clone(),
+            http_addr,
         },
     )
     .await
@@ -214,7 +346,6 @@ pub async fn start_node(config: Arc<NodeConfig>) -> Result<NodeHandle> {
         let _ = stopped_tx.send(true);
     });
     let managers = call(&system, "SystemModule", SystemMsg::Managers).await?;
-    let router = RouterHandle::new(table_rx, config.http.retry_after_s);
     // Every configured model is in the table (loading) before the node is handed out, so
     // readiness never sees an empty table as "all ready".
     let expected: Vec<String> = config.models.keys().cloned().collect();
@@ -247,7 +378,18 @@ impl NodeHandle {
             RegistryMsg::ListDeployments,
         )
         .await?
-        .map_err(ActorError::Corrupt)
+    }
+
+    /// The supervision tree as it is now.
+    pub async fn actors(&self) -> Result<ActorSnapshot> {
+        self.inspector().actors().await
+    }
+
+    /// A cheap handle that reads the supervision tree (for the admin API).
+    pub fn inspector(&self) -> Inspector {
+        Inspector {
+            system: self.system.clone(),
+        }
     }
 
     /// A receiver that sees the configuration and every later change to it.
@@ -264,6 +406,19 @@ impl NodeHandle {
     /// Stops the models' workers, flushes the registry, stops the tree. Call after the request
     /// handlers have drained.
     pub async fn shutdown(self) -> Result<()> {
+        // The cluster first: no more peer streams, gossip says goodbye, its tasks end.
+        if let Some(cluster) = &self.managers.cluster {
+            let grace = self.config.http.shutdown_grace.max(Duration::from_secs(1));
+            let ended = cluster
+                .call(
+                    |r| ClusterMsg::Shutdown(grace, r),
+                    Some(grace + CALL_TIMEOUT),
+                )
+                .await;
+            if !matches!(ended, Ok(ractor::rpc::CallResult::Success(true))) {
+                tracing::warn!("some cluster tasks did not end within the grace period");
+            }
+        }
         let _ = call(
             &self.managers.providers,
             "ProviderSupervisor",
@@ -284,6 +439,6 @@ impl NodeHandle {
         self.system.stop(Some("node shutdown".into()));
         let mut stopped = self.stopped;
         let _ = tokio::time::timeout(CALL_TIMEOUT, stopped.wait_for(|s| *s)).await;
-        flushed?.map_err(ActorError::Corrupt)
+        flushed?
     }
 }

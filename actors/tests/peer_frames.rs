@@ -1,13 +1,14 @@
 //! The peer protocol over real QUIC connections with mutual TLS: malformed frames are answered
 //! or reset on their own stream, and the connection keeps serving.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
-use golek_actors::cluster::peer::{read_frame, serve};
+use golek_actors::cluster::frames::read_frame;
+use golek_actors::cluster::peer::{server_loop, PeerLinks};
 use golek_actors::cluster::tls::{self, NodeIdentity};
-use golek_actors::cluster::transport::QuicNode;
-use golek_actors::{RouterHandle, RoutingTable};
+use golek_actors::cluster::transport::{accept_loop, QuicNode};
+use golek_actors::{Health, RouterHandle, RoutingTable, Tasks};
 use golek_protocol::cluster::{
     decode_frame, encode_frame, ForwardReply, ForwardRequest, PEER_PROTOCOL_VERSION,
 };
@@ -15,26 +16,40 @@ use golek_protocol::inference::{EmbeddingInput, EmbeddingsRequest, InferenceRequ
 use golek_protocol::ErrorCode;
 use tokio::sync::{mpsc, watch};
 
-fn node(dir: &std::path::Path, id: &str) -> Arc<QuicNode> {
+/// A node's QUIC side with no models: its accept loop and peer server on tracked tasks.
+fn node(dir: &std::path::Path, id: &str) -> (Arc<QuicNode>, Tasks) {
     tls::issue(&dir.join("ca"), id, &dir.join(id)).unwrap();
     let (streams_tx, streams_rx) = mpsc::channel(16);
     let identity = NodeIdentity::load(&dir.join(id)).unwrap();
-    let quic = QuicNode::bind("127.0.0.1:0".parse().unwrap(), identity, streams_tx, None).unwrap();
-    let (_tx, table) = watch::channel(Arc::new(RoutingTable::default()));
-    let router = RouterHandle::new(table, 1);
-    let id = id.to_string();
-    tokio::spawn(async move {
-        let _table_stays_open = _tx;
-        serve(streams_rx, router, id, Arc::new(AtomicU64::new(0))).await
+    let tasks = Tasks::new();
+    let quic = QuicNode::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        identity,
+        None,
+        tasks.clone(),
+    )
+    .unwrap();
+    let (tx, table) = watch::channel(Arc::new(RoutingTable::default()));
+    let router = RouterHandle::new(table, 1, Duration::from_secs(30), Arc::new(Health::new(1)));
+    let links = Arc::new(PeerLinks::new(quic.clone(), id.to_string(), tasks.child()));
+    let streams = Arc::new(tokio::sync::Mutex::new(streams_rx));
+    let accept = accept_loop(quic.clone(), streams_tx);
+    let serve = server_loop(streams, router, id.to_string(), links);
+    tasks.spawn(accept(tasks.token().clone()));
+    tasks.spawn(serve(tasks.token().clone()));
+    tasks.spawn_owned(async move {
+        // The table stays open while the node runs.
+        let _tx = tx;
+        std::future::pending::<()>().await
     });
-    quic
+    (quic, tasks)
 }
 
 async fn ask(connection: &quinn::Connection, bytes: &[u8]) -> Result<Option<ForwardReply>, String> {
     let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
     send.write_all(bytes).await.map_err(|e| e.to_string())?;
     let _ = send.finish();
-    match read_frame(&mut recv).await? {
+    match read_frame(&mut recv).await.map_err(|e| e.to_string())? {
         Some(body) => decode_frame(&body).map(Some),
         None => Ok(None),
     }
@@ -44,8 +59,8 @@ async fn ask(connection: &quinn::Connection, bytes: &[u8]) -> Result<Option<Forw
 async fn malformed_frames_fail_their_stream_and_the_connection_serves_on() {
     let dir = tempfile::tempdir().unwrap();
     tls::init_ca(&dir.path().join("ca")).unwrap();
-    let a = node(dir.path(), "a");
-    let b = node(dir.path(), "b");
+    let (a, _a_tasks) = node(dir.path(), "a");
+    let (b, _b_tasks) = node(dir.path(), "b");
     let (connection, id) = b.connect(a.local_addr(), &b.peer_client).await.unwrap();
     assert_eq!(id, "a");
 
@@ -101,4 +116,52 @@ async fn malformed_frames_fail_their_stream_and_the_connection_serves_on() {
         Some(ForwardReply::Error(e)) => assert_eq!(e.param.as_deref(), Some("input")),
         other => panic!("expected a validation error, got {other:?}"),
     }
+}
+
+/// This process's resident memory, from /proc.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_announce_64_mib_and_send_ten_bytes_cost_ten_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    tls::init_ca(&dir.path().join("ca")).unwrap();
+    let (a, _a_tasks) = node(dir.path(), "a");
+    let (b, _b_tasks) = node(dir.path(), "b");
+    let (connection, _) = b.connect(a.local_addr(), &b.peer_client).await.unwrap();
+    // Warm up (first connection, first stream) before measuring.
+    let _ = ask(&connection, &[0, 0, 0, 1, 0]).await;
+    let before = rss_bytes();
+    let mut open = Vec::new();
+    let announced = (golek_protocol::cluster::MAX_FRAME_BYTES as u32).to_be_bytes();
+    for _ in 0..64 {
+        let (mut send, recv) = connection.open_bi().await.unwrap();
+        send.write_all(&announced).await.unwrap();
+        send.write_all(&[7u8; 10]).await.unwrap();
+        open.push((send, recv));
+    }
+    // Let the server read what arrived on every stream.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_bytes();
+    // 64 streams x 64 MiB would be 4 GiB if allocated (and touched) up front; allow 64 MiB of
+    // noise for everything else in the process.
+    assert!(
+        after < before + (64 << 20),
+        "RSS grew from {before} to {after} bytes"
+    );
+    // The node still answers on the same connection.
+    let junk = [0u8, 0, 0, 1, 0xff];
+    assert!(matches!(
+        ask(&connection, &junk).await,
+        Ok(Some(ForwardReply::Error(_)))
+    ));
+    drop(open);
 }

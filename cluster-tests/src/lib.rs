@@ -223,11 +223,46 @@ impl Node {
         self.child = Some(child);
     }
 
-    /// Starts a node and waits until it answers `/readyz`.
+    /// Starts a node and waits until it answers `/readyz`. Free ports are found by binding
+    /// and releasing them, which races with other processes: a start that fails to bind is
+    /// retried on new ports, so tests and benchmarks never flake on it.
     pub async fn start(spec: NodeSpec) -> Node {
-        let node = Node::spawn(spec);
+        let mut node = Node::spawn(spec);
+        for _ in 0..5 {
+            let seen = node.log().len();
+            let settled = wait_until(Duration::from_secs(60), || async {
+                node.is_ready().await || node.exited()
+            })
+            .await;
+            let lost_port = node.exited() && node.log()[seen..].contains("already in use");
+            if !(settled && lost_port) {
+                break;
+            }
+            node.child = None;
+            node.spec.quic = free_quic_addr();
+            node.spec.http_port = free_tcp_port();
+            node.base = format!("http://127.0.0.1:{}", node.spec.http_port);
+            node.start_process();
+        }
         node.wait_ready().await;
         node
+    }
+
+    async fn is_ready(&self) -> bool {
+        matches!(self.client.get(self.url("/readyz")).send().await, Ok(r) if r.status() == 200)
+    }
+
+    /// Whether the process has ended.
+    fn exited(&self) -> bool {
+        // `try_wait` needs `&mut`; `/proc` tells without reaping.
+        match &self.child {
+            Some(child) => {
+                !std::path::Path::new(&format!("/proc/{}", child.id())).exists()
+                    || std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+                        .is_ok_and(|stat| stat.contains(") Z "))
+            }
+            None => true,
+        }
     }
 
     pub async fn wait_ready(&self) {
@@ -262,6 +297,15 @@ impl Node {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
+    }
+
+    /// SIGTERM: a graceful stop.
+    pub fn sigterm(&self) {
+        if let Some(child) = &self.child {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+        }
     }
 
     /// `kill -9`: no goodbye to the cluster.

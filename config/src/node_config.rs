@@ -90,11 +90,17 @@ pub struct SupervisionConfig {
     pub restart_window: Duration,
     /// How long an open breaker waits before one more restart is tried.
     pub breaker_cooldown: Duration,
+    /// A worker that holds work and shows no progress for this long is hung.
+    pub hang_timeout: Duration,
+    /// Hung workers abandoned (their threads cannot be killed) before the node reports itself
+    /// unhealthy, so that its process supervisor restarts it.
+    pub max_hung_workers: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DebugConfig {
-    /// Enables `POST /admin/debug/crash/{model}`, which makes a worker panic (for tests).
+    /// Enables `POST /admin/debug/crash/{model}` (a worker panics), `.../hang/{model}` (a
+    /// worker blocks) and `.../panic/publisher` (the cluster's gossip round panics), for tests.
     pub fault_injection: bool,
 }
 

@@ -34,6 +34,15 @@ pub enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Show a running node's supervision tree: every actor's state, restarts, last failure.
+    Status {
+        /// The node's HTTP address.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        http: String,
+        /// Print the JSON of /admin/actors instead of a tree.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +243,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Cluster { command } => cluster_command(command),
+        Command::Status { http, json } => crate::status::actors_command(&http, json),
         Command::Infer(args) => infer_command(args),
         Command::Model {
             command:
@@ -293,21 +303,7 @@ fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ClusterCommand::Status { http, json } => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let url = format!("http://{http}/admin/cluster");
-            let body: serde_json::Value = runtime.block_on(async {
-                let response = reqwest::get(&url)
-                    .await
-                    .with_context(|| format!("cannot reach {url}"))?;
-                anyhow::ensure!(
-                    response.status().is_success(),
-                    "{url} answered HTTP {}",
-                    response.status()
-                );
-                Ok::<_, anyhow::Error>(response.json().await?)
-            })?;
+            let body = crate::status::fetch_json(&format!("http://{http}/admin/cluster"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&body)?);
             } else {

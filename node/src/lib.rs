@@ -8,6 +8,7 @@ pub mod cli;
 pub mod http;
 mod metrics;
 mod server;
+mod status;
 
 pub use server::serve;
 

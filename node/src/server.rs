@@ -43,42 +43,19 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
         .with_context(|| format!("cannot listen on {} (http.addr)", config.http.addr))?;
-    let node = golek_actors::start_node(config.clone())
+    let addr = listener.local_addr()?;
+    // The whole node starts under its supervision tree, the cluster side included.
+    let node = golek_actors::start_node_at(config.clone(), addr)
         .await
         .context("cannot start the node")?;
-    let addr = listener.local_addr()?;
-    // In a cluster the node is known by the id its certificate names.
-    let node_id = config
-        .cluster
-        .node_id
-        .clone()
-        .unwrap_or_else(|| node.node_id.clone());
-    let cluster = if config.cluster.enabled() {
-        let me = golek_actors::cluster::SelfInfo {
-            node_id: node_id.clone(),
-            data_dir: config.node.data_dir.clone(),
-            http_addr: addr,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        };
-        let started = golek_actors::cluster::start(&config.cluster, me, node.router.clone()).await;
-        let cluster = match started {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = node.shutdown().await;
-                anyhow::bail!("cannot join the cluster: {e}");
-            }
-        };
-        node.router.set_cluster(cluster.handle.clone());
-        Some(cluster)
-    } else {
-        None
-    };
+    let node_id = node.node_id.clone();
     tracing::info!(%addr, %node_id, models = config.models.len(), "golek listening");
 
     let app = http::app(AppState {
         node_id: node_id.clone(),
         config: config.clone(),
         router: node.router.clone(),
+        inspector: node.inspector(),
         prometheus,
     });
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
@@ -110,9 +87,6 @@ pub async fn serve(
         } => {
             tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace period over; dropping the requests still running");
         }
-    }
-    if let Some(cluster) = cluster {
-        cluster.shutdown().await;
     }
     node.shutdown()
         .await

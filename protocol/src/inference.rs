@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::generation::{
     ResponseFormat, TokenLogprobs, ToolCall, ToolChoice, ToolSpec, MAX_TOP_LOGPROBS,
 };
+use crate::limits;
 use crate::ErrorInfo;
 
 /// What a provider can do; the router checks it before dispatching.
@@ -272,11 +273,46 @@ impl GenerateRequest {
                 }
             }
         }
+        if let Prompt::Chat(messages) = &r.prompt {
+            if messages.len() > limits::MAX_MESSAGES {
+                return bad(
+                    "messages",
+                    format!(
+                        "messages: at most {} per request, got {}",
+                        limits::MAX_MESSAGES,
+                        messages.len()
+                    ),
+                );
+            }
+        }
         if r.max_tokens == Some(0) {
             return bad("max_tokens", "max_tokens: must be at least 1".into());
         }
-        if r.n == 0 {
-            return bad("n", "n: must be at least 1".into());
+        if r.n == 0 || i64::from(r.n) > limits::MAX_CHOICES {
+            return bad(
+                "n",
+                format!("n: must be 1 to {}, got {}", limits::MAX_CHOICES, r.n),
+            );
+        }
+        if r.stop.len() > limits::MAX_STOP_STRINGS {
+            return bad(
+                "stop",
+                format!(
+                    "stop: at most {} strings, got {}",
+                    limits::MAX_STOP_STRINGS,
+                    r.stop.len()
+                ),
+            );
+        }
+        if r.tools.len() > limits::MAX_TOOLS {
+            return bad(
+                "tools",
+                format!(
+                    "tools: at most {} tools, got {}",
+                    limits::MAX_TOOLS,
+                    r.tools.len()
+                ),
+            );
         }
         if let Some(k) = r.logprobs {
             if k > MAX_TOP_LOGPROBS {
@@ -353,6 +389,16 @@ impl InferenceRequest {
                 if r.inputs.is_empty() {
                     return bad("input", "input: at least one input is required".into());
                 }
+                if r.inputs.len() > limits::MAX_EMBEDDING_INPUTS {
+                    return bad(
+                        "input",
+                        format!(
+                            "input: at most {} inputs per request, got {}",
+                            limits::MAX_EMBEDDING_INPUTS,
+                            r.inputs.len()
+                        ),
+                    );
+                }
                 for (i, input) in r.inputs.iter().enumerate() {
                     let empty = match input {
                         EmbeddingInput::Text(t) => t.is_empty(),
@@ -366,6 +412,29 @@ impl InferenceRequest {
             InferenceRequest::Tensors(r) => {
                 if r.inputs.is_empty() {
                     return bad("inputs", "inputs: at least one tensor is required".into());
+                }
+                if r.inputs.len() > limits::MAX_TENSOR_INPUTS {
+                    return bad(
+                        "inputs",
+                        format!(
+                            "inputs: at most {} tensors per request, got {}",
+                            limits::MAX_TENSOR_INPUTS,
+                            r.inputs.len()
+                        ),
+                    );
+                }
+                let total = r
+                    .inputs
+                    .iter()
+                    .try_fold(0usize, |sum, t| sum.checked_add(t.data.len()));
+                if total.is_none_or(|n| n > limits::MAX_TENSOR_ELEMENTS) {
+                    return bad(
+                        "inputs",
+                        format!(
+                            "inputs: at most {} elements across the tensors of a request",
+                            limits::MAX_TENSOR_ELEMENTS
+                        ),
+                    );
                 }
                 for t in &r.inputs {
                     let elements = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));

@@ -15,6 +15,7 @@ pub mod generation;
 pub mod half;
 pub mod inference;
 pub mod kserve;
+pub mod limits;
 pub mod openai;
 pub mod validate;
 

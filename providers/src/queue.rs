@@ -8,7 +8,7 @@
 //! nothing else is queued, a lone request runs at once instead of paying the window.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,21 +45,74 @@ impl Job {
 
 /// Switches that make a worker fail for real, used by tests through the admin API when
 /// `debug.fault_injection` is on.
+/// The same type arms the cluster's loops (`trip`).
 #[derive(Debug, Default)]
 pub struct Faults {
     crash_next_batch: AtomicBool,
+    hang_next_batch_ms: AtomicU64,
 }
 
 impl Faults {
-    /// The worker will panic when it next takes work from its queue.
+    /// The worker will panic when it next takes work from its queue (a loop, at its next
+    /// [`Faults::trip`]).
     pub fn crash_next_batch(&self) {
         self.crash_next_batch.store(true, Ordering::SeqCst);
     }
 
-    fn check(&self) {
+    /// The worker will block for `ms` milliseconds, holding work, when it next takes a job:
+    /// a worker that stops making progress.
+    pub fn hang_next_batch(&self, ms: u64) {
+        self.hang_next_batch_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Panics if a crash is armed (once).
+    pub fn trip(&self, what: &str) {
         if self.crash_next_batch.swap(false, Ordering::SeqCst) {
-            panic!("fault injection: worker crash requested");
+            panic!("fault injection: {what} crash requested");
         }
+    }
+
+    /// The hang armed for the next job, if any (once).
+    fn take_hang(&self) -> Option<Duration> {
+        match self.hang_next_batch_ms.swap(0, Ordering::SeqCst) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+}
+
+/// The worker's sign of life: when it last touched its queue and whether it holds work. A
+/// worker that holds work and has not come back to its queue for long is hung.
+#[derive(Debug)]
+struct Heartbeat {
+    epoch: Instant,
+    beat_ms: AtomicU64,
+    busy: AtomicBool,
+}
+
+impl Heartbeat {
+    fn new() -> Self {
+        Heartbeat {
+            epoch: Instant::now(),
+            beat_ms: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+        }
+    }
+
+    fn beat(&self, busy: bool) {
+        let ms = self.epoch.elapsed().as_millis().min(u64::MAX as u128) as u64;
+        self.beat_ms.store(ms, Ordering::SeqCst);
+        self.busy.store(busy, Ordering::SeqCst);
+    }
+
+    /// How long the worker has held work without coming back to its queue (`None` when idle).
+    fn stalled_for(&self) -> Option<Duration> {
+        if !self.busy.load(Ordering::SeqCst) {
+            return None;
+        }
+        let now = self.epoch.elapsed();
+        let beat = Duration::from_millis(self.beat_ms.load(Ordering::SeqCst));
+        Some(now.saturating_sub(beat))
     }
 }
 
@@ -75,6 +128,7 @@ struct Shared {
     model: String,
     depth: AtomicUsize,
     capacity: usize,
+    heartbeat: Heartbeat,
 }
 
 /// The submitting side; cheap to clone.
@@ -107,6 +161,12 @@ impl JobSender {
 
     pub fn capacity(&self) -> usize {
         self.shared.capacity
+    }
+
+    /// How long the worker has held work without coming back to its queue; `None` while it
+    /// waits for work.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        self.shared.heartbeat.stalled_for()
     }
 }
 
@@ -148,6 +208,7 @@ pub fn job_queue(
         model: model.to_string(),
         depth: AtomicUsize::new(0),
         capacity,
+        heartbeat: Heartbeat::new(),
     });
     (
         JobSender {
@@ -177,24 +238,48 @@ impl JobQueue {
 
     fn taken(&self, job: Job) -> Job {
         self.shared.depth.fetch_sub(1, Ordering::SeqCst);
+        self.took(job)
+    }
+
+    /// A job goes to the worker: it now holds work; an armed hang blocks it here.
+    fn took(&self, job: Job) -> Job {
+        self.shared.heartbeat.beat(true);
+        if let Some(hang) = self.faults.take_hang() {
+            tracing::warn!(model = %self.shared.model, hang_ms = hang.as_millis() as u64, "fault injection: worker hangs");
+            std::thread::sleep(hang);
+        }
         job
+    }
+
+    /// The worker is between jobs (or looking for more while it works): a heartbeat. Called
+    /// by every pull, and by providers that loop without pulling (each decode step).
+    pub fn beat(&self) {
+        let busy = self.shared.heartbeat.busy.load(Ordering::SeqCst);
+        self.shared.heartbeat.beat(busy);
+    }
+
+    /// The worker holds no work any more (it finished what it had).
+    pub fn idle(&self) {
+        self.shared.heartbeat.beat(false);
     }
 
     /// Blocks for the next job; `None` once every sender is gone.
     pub fn next(&self) -> Option<Job> {
-        self.faults.check();
+        self.faults.trip("worker");
         if let Some(job) = self.held.borrow_mut().take() {
-            return Some(job);
+            return Some(self.took(job));
         }
+        self.idle();
         self.rx.recv().ok().map(|j| self.taken(j))
     }
 
     /// Waits up to `wait` for a job.
     pub fn next_within(&self, wait: Duration) -> Waited {
-        self.faults.check();
+        self.faults.trip("worker");
         if let Some(job) = self.held.borrow_mut().take() {
-            return Waited::Job(job);
+            return Waited::Job(self.took(job));
         }
+        self.idle();
         match self.rx.recv_timeout(wait) {
             Ok(job) => Waited::Job(self.taken(job)),
             Err(RecvTimeoutError::Timeout) => Waited::Idle,
@@ -204,8 +289,9 @@ impl JobQueue {
 
     /// The next job if one is waiting, without blocking.
     pub fn try_next(&self) -> Option<Job> {
+        self.beat();
         if let Some(job) = self.held.borrow_mut().take() {
-            return Some(job);
+            return Some(self.took(job));
         }
         self.rx.try_recv().ok().map(|j| self.taken(j))
     }

@@ -64,6 +64,16 @@ pub struct ProviderInfo {
     pub outputs: Vec<TensorSpec>,
 }
 
+impl ProviderInfo {
+    /// What the front door checks against this model (the protocol's one authority).
+    pub fn limits(&self) -> golek_protocol::limits::ModelLimits {
+        golek_protocol::limits::ModelLimits {
+            context_tokens: self.context_tokens,
+            vocab_size: self.vocab_size,
+        }
+    }
+}
+
 /// A model backend, owned by its worker thread.
 pub trait Provider: Send {
     fn info(&self) -> ProviderInfo;

@@ -14,7 +14,8 @@ use golek_protocol::cluster::{
 use golek_protocol::inference::{InferenceEvent, InferenceRequest};
 use golek_protocol::ErrorInfo;
 
-use super::peer::read_frame;
+use super::close::CloseCode;
+use super::frames::read_frame;
 use super::tls::{self, NodeIdentity};
 
 /// A connection to one node.
@@ -125,7 +126,7 @@ impl QuicClient {
     }
 
     pub async fn close(self) {
-        self.connection.close(0u32.into(), b"done");
+        self.connection.close(CloseCode::Done.into(), b"done");
         self.endpoint.wait_idle().await;
     }
 }

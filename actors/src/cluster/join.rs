@@ -20,7 +20,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use super::peer::read_frame;
+use super::close::CloseCode;
+use super::frames::read_frame;
 use super::tls::{self, TlsError, CA_CERT, CA_KEY};
 
 fn now_s() -> u64 {
@@ -162,7 +163,7 @@ pub async fn serve(authority: &JoinAuthority, connection: quinn::Connection) {
             Err(e) => JoinReply::Refused(e),
         },
         Ok(None) => return,
-        Err(e) => JoinReply::Refused(e),
+        Err(e) => JoinReply::Refused(e.to_string()),
     };
     if let Ok(bytes) = encode_frame(&answer) {
         let _ = send.write_all(&bytes).await;
@@ -243,6 +244,22 @@ impl ServerCertVerifier for PinnedCa {
     }
 }
 
+/// Why a join did not give this node a certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("{0}")]
+    Token(String),
+    /// The seed could not be reached or the exchange broke off: another seed may answer.
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{seed} refused the join: {why}")]
+    Refused { seed: SocketAddr, why: String },
+    #[error("{0}")]
+    Malformed(String),
+    #[error("cannot write the certificate: {0}")]
+    Write(String),
+}
+
 /// The joining node's side: asks `seed` for a certificate for `node_id` and writes it to
 /// `out_dir`.
 pub async fn join(
@@ -250,8 +267,32 @@ pub async fn join(
     token: &str,
     node_id: &str,
     out_dir: &Path,
-) -> Result<(), String> {
-    let token = parse(token)?;
+) -> Result<(), JoinError> {
+    let token = parse(token).map_err(JoinError::Token)?;
+    let reply = exchange(seed, &token, node_id)
+        .await
+        .map_err(JoinError::Unreachable)?;
+    let reply: JoinReply = decode_frame(&reply).map_err(JoinError::Malformed)?;
+    match reply {
+        JoinReply::Issued {
+            cert_pem,
+            key_pem,
+            ca_pem,
+        } => tls::write_identity(
+            out_dir,
+            &tls::IssuedPems {
+                cert_pem,
+                key_pem,
+                ca_pem,
+            },
+        )
+        .map_err(|e| JoinError::Write(e.to_string())),
+        JoinReply::Refused(why) => Err(JoinError::Refused { seed, why }),
+    }
+}
+
+/// Sends the join request to `seed` and reads the answer's frame.
+async fn exchange(seed: SocketAddr, token: &Token, node_id: &str) -> Result<Vec<u8>, String> {
     let provider = tls::ring();
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -292,24 +333,9 @@ pub async fn join(
         .map_err(|e| e.to_string())?;
     let _ = send.finish();
     let body = read_frame(&mut recv)
-        .await?
+        .await
+        .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{seed} closed the join without answering"))?;
-    let reply: JoinReply = decode_frame(&body)?;
-    connection.close(0u32.into(), b"joined");
-    match reply {
-        JoinReply::Issued {
-            cert_pem,
-            key_pem,
-            ca_pem,
-        } => tls::write_identity(
-            out_dir,
-            &tls::IssuedPems {
-                cert_pem,
-                key_pem,
-                ca_pem,
-            },
-        )
-        .map_err(|e| e.to_string()),
-        JoinReply::Refused(why) => Err(format!("{seed} refused the join: {why}")),
-    }
+    connection.close(CloseCode::Done.into(), b"joined");
+    Ok(body)
 }

@@ -13,33 +13,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use golek_protocol::cluster::{
-    decode_frame, encode_frame, frame_length, ForwardReply, ForwardRequest, PEER_PROTOCOL_VERSION,
+    decode_frame, encode_frame, ForwardReply, ForwardRequest, PEER_PROTOCOL_VERSION,
 };
 use golek_protocol::cluster_v1::{self, RequestError};
 use golek_protocol::inference::{InferenceEvent, InferenceRequest};
 use golek_protocol::{ErrorCode, ErrorInfo};
 use tokio::sync::mpsc;
 
+use super::close::CloseCode;
+use super::frames::read_frame;
 use super::tls;
 use super::transport::{IncomingStream, QuicNode};
+use crate::error::ClusterError;
+use crate::loops::{loop_fn, LoopFn};
 use crate::metrics as m;
 use crate::router::{EventRx, RouterHandle};
-
-/// Reads one frame; `Ok(None)` at a clean end of stream.
-pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, String> {
-    let mut header = [0u8; 4];
-    match recv.read_exact(&mut header).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(format!("reading a frame: {e}")),
-    }
-    let n = frame_length(header)?;
-    let mut body = vec![0u8; n];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| format!("reading a frame of {n} bytes: {e}"))?;
-    Ok(Some(body))
-}
+use crate::tasks::Tasks;
+use crate::tree::ActorSnapshot;
 
 /// Where to reach a peer: the id its certificate must name and its QUIC address.
 #[derive(Debug, Clone)]
@@ -55,16 +45,51 @@ pub struct PeerLinks {
     connections: Mutex<HashMap<String, quinn::Connection>>,
     /// Requests peers forwarded here that are still running.
     pub(crate) serving: Arc<AtomicU64>,
+    /// Where forwards and served streams run (cancelled with the ClusterManager).
+    tasks: Tasks,
 }
 
 impl PeerLinks {
-    pub fn new(quic: Arc<QuicNode>, self_id: String) -> Self {
+    pub fn new(quic: Arc<QuicNode>, self_id: String, tasks: Tasks) -> Self {
         Self {
             quic,
             self_id,
             connections: Mutex::new(HashMap::new()),
             serving: Arc::new(AtomicU64::new(0)),
+            tasks,
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, quinn::Connection>> {
+        self.connections.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes every connection (shutdown).
+    pub fn close_all(&self) {
+        for (_, c) in self.lock().drain() {
+            c.close(CloseCode::Shutdown.into(), b"node shutting down");
+        }
+    }
+
+    /// The links as one entry of the supervision tree, a child per connected peer.
+    pub fn snapshot(&self) -> ActorSnapshot {
+        let mut me = ActorSnapshot::running("peers", "peer_links")
+            .with_detail("serving", self.serving().into())
+            .with_detail("tasks", self.tasks.len().into());
+        let mut peers: Vec<(String, bool)> = self
+            .lock()
+            .iter()
+            .map(|(id, c)| (id.clone(), c.close_reason().is_none()))
+            .collect();
+        peers.sort();
+        for (id, open) in peers {
+            let mut peer = ActorSnapshot::running(id, "peer");
+            peer.state = if open { "connected" } else { "closed" }.into();
+            // Outcome breakers per peer come with the reliability layer; none yet.
+            peer.breaker = Some("none".into());
+            me.children.push(peer);
+        }
+        me
     }
 
     pub fn serving(&self) -> u64 {
@@ -74,13 +99,13 @@ impl PeerLinks {
     /// Closes and drops the connection to a node the failure detector marked dead: requests
     /// waiting on it fail now (and move to another node) instead of at the idle timeout.
     pub fn forget(&self, node_id: &str) {
-        if let Some(c) = self.connections.lock().expect("links").remove(node_id) {
-            c.close(2u32.into(), b"peer marked dead");
+        if let Some(c) = self.lock().remove(node_id) {
+            c.close(CloseCode::PeerDead.into(), b"peer marked dead");
         }
     }
 
     fn drop_if_closed(&self, node_id: &str) {
-        let mut connections = self.connections.lock().expect("links");
+        let mut connections = self.lock();
         if connections
             .get(node_id)
             .is_some_and(|c| c.close_reason().is_some())
@@ -89,8 +114,8 @@ impl PeerLinks {
         }
     }
 
-    async fn connection(&self, member: &PeerAddr) -> Result<quinn::Connection, String> {
-        if let Some(c) = self.connections.lock().expect("links").get(&member.node_id) {
+    async fn connection(&self, member: &PeerAddr) -> Result<quinn::Connection, ClusterError> {
+        if let Some(c) = self.lock().get(&member.node_id) {
             if c.close_reason().is_none() {
                 return Ok(c.clone());
             }
@@ -98,18 +123,17 @@ impl PeerLinks {
         let addr: SocketAddr = member
             .quic_addr
             .parse()
-            .map_err(|_| format!("node {} advertises no usable QUIC address", member.node_id))?;
+            .map_err(|_| ClusterError::NoAddress(member.node_id.clone()))?;
         let (connection, id) = self.quic.connect(addr, &self.quic.peer_client).await?;
         if id != member.node_id {
-            connection.close(1u32.into(), b"node id mismatch");
-            return Err(format!(
-                "the node at {addr} presented a certificate for {id:?}, not {:?}",
-                member.node_id
-            ));
+            connection.close(CloseCode::Refused.into(), b"node id mismatch");
+            return Err(ClusterError::WrongPeer {
+                addr,
+                found: id,
+                expected: member.node_id.clone(),
+            });
         }
-        self.connections
-            .lock()
-            .expect("links")
+        self.lock()
             .insert(member.node_id.clone(), connection.clone());
         Ok(connection)
     }
@@ -127,7 +151,7 @@ impl PeerLinks {
         let (tx, rx) = mpsc::unbounded_channel();
         let links = self.clone();
         let model = model.to_string();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let deadline = Instant::now() + timeout;
             let mut last_error = None;
             // Two tries: the next candidate, or the only one again on a fresh connection (its
@@ -189,7 +213,10 @@ impl PeerLinks {
         frame: &ForwardRequest,
         tx: &mpsc::UnboundedSender<Result<InferenceEvent, ErrorInfo>>,
     ) -> Result<(), Failure> {
-        let connection = self.connection(member).await.map_err(Failure::NotStarted)?;
+        let connection = self
+            .connection(member)
+            .await
+            .map_err(|e| Failure::NotStarted(e.to_string()))?;
         let (mut send, mut recv) = connection
             .open_bi()
             .await
@@ -205,8 +232,8 @@ impl PeerLinks {
                 next = read_frame(&mut recv) => next,
                 () = tx.closed() => {
                     // The caller went away: reset the stream so the peer drops the work.
-                    let _ = recv.stop(0u32.into());
-                    let _ = send.reset(0u32.into());
+                    let _ = recv.stop(CloseCode::Cancelled.into());
+                    let _ = send.reset(CloseCode::Cancelled.into());
                     return Err(Failure::Cancelled);
                 }
             };
@@ -217,7 +244,7 @@ impl PeerLinks {
                     Failure::NotStarted(e)
                 }
             };
-            let Some(body) = next.map_err(fail)? else {
+            let Some(body) = next.map_err(|e| fail(e.to_string()))? else {
                 return if delivered {
                     Ok(())
                 } else {
@@ -233,7 +260,7 @@ impl PeerLinks {
                 ForwardReply::Error(e) => Err(e),
             };
             if tx.send(item).is_err() {
-                let _ = recv.stop(0u32.into());
+                let _ = recv.stop(CloseCode::Cancelled.into());
                 return Err(Failure::Cancelled);
             }
         }
@@ -258,26 +285,36 @@ async fn reply(send: &mut quinn::SendStream, r: ForwardReply, version: u16) -> R
     }
 }
 
-/// Serves the streams peers and QUIC clients open.
-pub async fn serve(
-    mut streams: mpsc::Receiver<IncomingStream>,
+/// The peer server as a supervised loop: serves the streams peers and QUIC clients open,
+/// each on a tracked task. The receiver outlives a restart (the next run takes it over).
+pub fn server_loop(
+    streams: Arc<tokio::sync::Mutex<mpsc::Receiver<IncomingStream>>>,
     router: RouterHandle,
     self_id: String,
-    serving: Arc<AtomicU64>,
-) {
-    while let Some(stream) = streams.recv().await {
+    links: Arc<PeerLinks>,
+) -> LoopFn {
+    loop_fn(move |_token| {
+        let streams = streams.clone();
         let router = router.clone();
         let self_id = self_id.clone();
-        let serving = serving.clone();
-        tokio::spawn(async move {
-            let peer = stream.peer_id.clone();
-            serving.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = serve_one(stream, &router, &self_id).await {
-                tracing::warn!(%peer, "peer stream: {e}");
+        let links = links.clone();
+        async move {
+            let mut streams = streams.lock().await;
+            while let Some(stream) = streams.recv().await {
+                let router = router.clone();
+                let self_id = self_id.clone();
+                let serving = links.serving.clone();
+                links.tasks.spawn(async move {
+                    let peer = stream.peer_id.clone();
+                    serving.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = serve_one(stream, &router, &self_id).await {
+                        tracing::warn!(%peer, "peer stream: {e}");
+                    }
+                    serving.fetch_sub(1, Ordering::Relaxed);
+                });
             }
-            serving.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
+        }
+    })
 }
 
 async fn serve_one(
@@ -294,8 +331,8 @@ async fn serve_one(
         Ok(Some(b)) => b,
         Ok(None) => return Ok(()),
         Err(e) => {
-            let _ = send.reset(1u32.into());
-            return Err(e);
+            let _ = send.reset(CloseCode::Refused.into());
+            return Err(e.to_string());
         }
     };
     let (request, version) = match cluster_v1::decode_request(&body) {
@@ -314,12 +351,9 @@ async fn serve_one(
             return Ok(());
         }
     };
-    if let Err(info) = request.request.check() {
-        reply(&mut send, ForwardReply::Error(info), version).await?;
-        let _ = send.finish();
-        return Ok(());
-    }
-    let timeout = Duration::from_millis(request.timeout_ms.max(1));
+    // The deadline a peer or client sends is clamped to this node's maximum; the request's
+    // checks are the router's (the same for every door).
+    let timeout = router.clamp_timeout(request.timeout_ms);
     // A peer's request runs here (never forwarded again); a QUIC client's is routed like HTTP.
     let submitted = if alpn == tls::ALPN_PEER {
         router.submit_local(&request.model, request.request, timeout)

@@ -14,8 +14,12 @@ use chitchat::transport::{Socket, Transport};
 use chitchat::{ChitchatMessage, Deserializable, Serializable};
 use tokio::sync::mpsc;
 
+use super::close::CloseCode;
 use super::tls::{self, NodeIdentity};
+use crate::error::ClusterError;
+use crate::loops::{loop_fn, LoopFn};
 use crate::metrics as m;
+use crate::tasks::Tasks;
 
 /// The largest gossip message read from a stream.
 const MAX_GOSSIP_BYTES: usize = 4 << 20;
@@ -34,6 +38,8 @@ pub struct QuicNode {
     pub verified: Mutex<HashMap<SocketAddr, String>>,
     /// Set on nodes that hold the CA key and admit joining nodes with tokens.
     join: Option<super::join::JoinAuthority>,
+    /// Where its connection and gossip tasks run (the ClusterManager's set).
+    tasks: Tasks,
 }
 
 /// Streams the accept loop hands over for the peer and client protocols.
@@ -45,22 +51,22 @@ pub struct IncomingStream {
 }
 
 impl QuicNode {
-    /// Binds the endpoint. Streams of the peer and client protocols go to `streams`.
+    /// Binds the endpoint; [`accept_loop`] serves it.
     pub fn bind(
         addr: SocketAddr,
         identity: NodeIdentity,
-        streams: mpsc::Sender<IncomingStream>,
         join: Option<super::join::JoinAuthority>,
-    ) -> Result<Arc<Self>, String> {
-        let server = identity.server_config().map_err(|e| e.to_string())?;
+        tasks: Tasks,
+    ) -> Result<Arc<Self>, ClusterError> {
+        let server = identity.server_config().map_err(ClusterError::Tls)?;
         let gossip_client = identity
             .client_config(tls::ALPN_GOSSIP)
-            .map_err(|e| e.to_string())?;
+            .map_err(ClusterError::Tls)?;
         let peer_client = identity
             .client_config(tls::ALPN_PEER)
-            .map_err(|e| e.to_string())?;
+            .map_err(ClusterError::Tls)?;
         let endpoint = quinn::Endpoint::server(server, addr)
-            .map_err(|e| format!("cannot bind QUIC on {addr}: {e}"))?;
+            .map_err(|source| ClusterError::Bind { addr, source })?;
         let (gossip_tx, gossip_rx) = mpsc::channel(1024);
         let node = Arc::new(QuicNode {
             endpoint,
@@ -71,8 +77,8 @@ impl QuicNode {
             gossip_tx,
             verified: Mutex::new(HashMap::new()),
             join,
+            tasks,
         });
-        tokio::spawn(accept_loop(node.clone(), streams));
         Ok(node)
     }
 
@@ -85,7 +91,7 @@ impl QuicNode {
     fn record(&self, addr: SocketAddr, id: &str) {
         self.verified
             .lock()
-            .expect("verified map")
+            .unwrap_or_else(|p| p.into_inner())
             .insert(addr, id.to_string());
     }
 
@@ -94,26 +100,32 @@ impl QuicNode {
         &self,
         addr: SocketAddr,
         config: &quinn::ClientConfig,
-    ) -> Result<(quinn::Connection, String), String> {
+    ) -> Result<(quinn::Connection, String), ClusterError> {
         let connecting = self
             .endpoint
             .connect_with(config.clone(), addr, tls::SERVER_NAME)
-            .map_err(|e| format!("cannot dial {addr}: {e}"))?;
+            .map_err(|source| ClusterError::Dial { addr, source })?;
         let connection = connecting
             .await
-            .map_err(|e| format!("QUIC handshake with {addr} failed: {e}"))?;
-        let id = tls::peer_node_id(&connection)
-            .ok_or_else(|| format!("{addr} presented a certificate without a node id"))?;
+            .map_err(|source| ClusterError::Handshake { addr, source })?;
+        let id = tls::peer_node_id(&connection).ok_or(ClusterError::NoNodeId { addr })?;
         self.record(addr, &id);
         Ok((connection, id))
     }
 }
 
-async fn accept_loop(node: Arc<QuicNode>, streams: mpsc::Sender<IncomingStream>) {
+/// The accept loop as a supervised loop: streams of the peer and client protocols go to
+/// `streams`; each connection is served by a tracked task.
+pub fn accept_loop(node: Arc<QuicNode>, streams: mpsc::Sender<IncomingStream>) -> LoopFn {
+    loop_fn(move |_token| accept(node.clone(), streams.clone()))
+}
+
+async fn accept(node: Arc<QuicNode>, streams: mpsc::Sender<IncomingStream>) {
     while let Some(incoming) = node.endpoint.accept().await {
         let node = node.clone();
         let streams = streams.clone();
-        tokio::spawn(async move {
+        let tasks = node.tasks.clone();
+        tasks.spawn(async move {
             let remote = incoming.remote_address();
             let connection = match incoming.await {
                 Ok(c) => c,
@@ -127,7 +139,7 @@ async fn accept_loop(node: Arc<QuicNode>, streams: mpsc::Sender<IncomingStream>)
             if alpn.as_deref() == Some(tls::ALPN_JOIN) {
                 match &node.join {
                     Some(authority) => super::join::serve(authority, connection).await,
-                    None => connection.close(1u32.into(), b"this node does not admit joins"),
+                    None => connection.close(CloseCode::Refused.into(), b"this node does not admit joins"),
                 }
                 return;
             }
@@ -136,7 +148,7 @@ async fn accept_loop(node: Arc<QuicNode>, streams: mpsc::Sender<IncomingStream>)
                 metrics::counter!(m::CLUSTER_REFUSED_TOTAL, "reason" => "no_certificate")
                     .increment(1);
                 connection.close(
-                    1u32.into(),
+                    CloseCode::Refused.into(),
                     b"a certificate from the cluster CA is required",
                 );
                 return;
@@ -152,7 +164,7 @@ async fn accept_loop(node: Arc<QuicNode>, streams: mpsc::Sender<IncomingStream>)
                 Some(tls::ALPN_CLIENT) => {
                     serve_streams(connection, peer_id, tls::ALPN_CLIENT, streams).await
                 }
-                _ => connection.close(1u32.into(), b"unknown protocol"),
+                _ => connection.close(CloseCode::Refused.into(), b"unknown protocol"),
             }
         });
     }
@@ -211,7 +223,7 @@ impl Transport for GossipTransport {
             .0
             .gossip_rx
             .lock()
-            .expect("gossip receiver")
+            .unwrap_or_else(|p| p.into_inner())
             .take()
             .ok_or_else(|| anyhow::anyhow!("the gossip socket is already open"))?;
         Ok(Box::new(GossipSocket {
@@ -234,7 +246,7 @@ impl Socket for GossipSocket {
         let bytes = msg.serialize_to_vec();
         let queue = self.peers.entry(to).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            tokio::spawn(drain_peer(self.node.clone(), to, rx));
+            self.node.tasks.spawn(drain_peer(self.node.clone(), to, rx));
             tx
         });
         if queue.try_send(bytes).is_err() {
@@ -270,6 +282,7 @@ async fn drain_peer(node: Arc<QuicNode>, to: SocketAddr, mut rx: mpsc::Receiver<
                     connection = Some(c)
                 }
                 Err(e) => {
+                    let e = e.to_string();
                     if e != last_error {
                         tracing::warn!(peer = %to, "gossip: {e}");
                         last_error = e;
@@ -280,7 +293,9 @@ async fn drain_peer(node: Arc<QuicNode>, to: SocketAddr, mut rx: mpsc::Receiver<
                 }
             }
         }
-        let c = connection.as_ref().expect("connected above");
+        let Some(c) = connection.as_ref() else {
+            continue;
+        };
         let sent = async {
             let mut stream = c.open_uni().await.map_err(|e| e.to_string())?;
             stream.write_all(&bytes).await.map_err(|e| e.to_string())?;

@@ -13,6 +13,7 @@ use golek_providers::{build_provider, job_queue, Faults, JobSender, ProviderInfo
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::SupervisorMsg;
+use crate::loops::panic_text;
 use crate::router::{ModelEntry, ModelState, RouterMsg};
 
 pub struct ProviderActor;
@@ -25,6 +26,7 @@ pub struct ProviderArgs {
     pub created_unix_s: u64,
     pub router: ActorRef<RouterMsg>,
     pub supervisor: ActorRef<SupervisorMsg>,
+    pub hang_timeout: std::time::Duration,
 }
 
 /// How a worker thread ended.
@@ -40,6 +42,8 @@ pub enum WorkerExit {
 pub enum ProviderMsg {
     Loaded(ProviderInfo),
     Exited(WorkerExit),
+    /// Look at the worker's heartbeat (sent on a timer).
+    CheckProgress,
 }
 
 pub struct ProviderState {
@@ -47,18 +51,11 @@ pub struct ProviderState {
     generation: u64,
     router: ActorRef<RouterMsg>,
     supervisor: ActorRef<SupervisorMsg>,
+    hang_timeout: std::time::Duration,
+    /// Reported hung once; the supervisor takes it from there.
+    hung: bool,
     /// Kept so the queue stays open while the actor lives; dropped with the state.
-    _sender: JobSender,
-}
-
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".to_string()
-    }
+    sender: JobSender,
 }
 
 impl Actor for ProviderActor {
@@ -110,16 +107,24 @@ impl Actor for ProviderActor {
                         Err(e) => WorkerExit::Failed(e.to_string()),
                     }
                 }));
-                let exit = outcome.unwrap_or_else(|p| WorkerExit::Panicked(panic_message(p)));
+                let exit = outcome.unwrap_or_else(|p| WorkerExit::Panicked(panic_text(&*p)));
                 let _ = worker_ref.cast(ProviderMsg::Exited(exit));
             })?;
 
+        // Checked a few times per timeout, so a hang is seen within a quarter of it.
+        let every = (args.hang_timeout / 4).clamp(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(5),
+        );
+        myself.send_interval(every, || ProviderMsg::CheckProgress);
         Ok(ProviderState {
             name: model.name,
             generation: args.generation,
             router: args.router,
             supervisor: args.supervisor,
-            _sender: sender,
+            hang_timeout: args.hang_timeout,
+            hung: false,
+            sender,
         })
     }
 
@@ -141,6 +146,19 @@ impl Actor for ProviderActor {
                     name: state.name.clone(),
                     generation: state.generation,
                 });
+                Ok(())
+            }
+            ProviderMsg::CheckProgress => {
+                if let Some(stalled) = state.sender.stalled_for() {
+                    if stalled > state.hang_timeout && !state.hung {
+                        state.hung = true;
+                        let _ = state.supervisor.cast(SupervisorMsg::Hung {
+                            name: state.name.clone(),
+                            generation: state.generation,
+                            stalled,
+                        });
+                    }
+                }
                 Ok(())
             }
             ProviderMsg::Exited(exit) => {

@@ -1,6 +1,7 @@
 //! Provider actors and their supervisor.
 
 mod actor;
+mod hang;
 pub mod restart;
 mod supervisor;
 

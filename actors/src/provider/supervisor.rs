@@ -3,15 +3,20 @@
 //! the cooldown ends and one more restart is tried.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use golek_config::{ModelConfig, RuntimeConfig};
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use super::hang;
 use super::restart::{Decision, RestartPolicy, RestartTracker};
 use super::{ProviderActor, ProviderArgs};
+use crate::health::Health;
 use crate::metrics as m;
 use crate::router::{ModelState, RouterMsg};
+use crate::tasks::Tasks;
+use crate::tree::ActorSnapshot;
 
 pub struct ProviderSupervisor;
 
@@ -20,16 +25,32 @@ pub struct SupervisorArgs {
     pub models: Vec<(ModelConfig, u64)>,
     pub runtime: RuntimeConfig,
     pub policy: RestartPolicy,
+    /// A worker holding work with no progress for this long is hung.
+    pub hang_timeout: Duration,
     pub router: ActorRef<RouterMsg>,
+    pub health: Arc<Health>,
 }
 
 pub enum SupervisorMsg {
     /// Start the next incarnation of `name`, unless it was already restarted.
-    Restart { name: String, after_generation: u64 },
+    Restart {
+        name: String,
+        after_generation: u64,
+    },
     /// The worker of `generation` loaded its model.
-    WorkerReady { name: String, generation: u64 },
+    WorkerReady {
+        name: String,
+        generation: u64,
+    },
+    /// The worker of `generation` holds work and made no progress for `stalled`.
+    Hung {
+        name: String,
+        generation: u64,
+        stalled: Duration,
+    },
     /// Stop every child (shutdown); failures after this are not restarted.
-    StopAll(ractor::RpcReplyPort<()>),
+    StopAll(RpcReplyPort<()>),
+    Snapshot(RpcReplyPort<ActorSnapshot>),
 }
 
 struct Child {
@@ -38,15 +59,23 @@ struct Child {
     tracker: RestartTracker,
     generation: u64,
     restarts: u64,
+    /// Workers of this model given up on while hung (their threads still run).
+    hung: u64,
+    state: ModelState,
+    last_failure: Option<String>,
     actor: Option<ActorRef<super::ProviderMsg>>,
 }
 
 pub struct SupervisorState {
     runtime: RuntimeConfig,
     router: ActorRef<RouterMsg>,
+    hang_timeout: Duration,
+    health: Arc<Health>,
     children: HashMap<String, Child>,
     by_actor: HashMap<ActorId, String>,
     stopping: bool,
+    /// Pending restarts (cancelled on shutdown rather than left sleeping).
+    timers: Tasks,
 }
 
 impl ProviderSupervisor {
@@ -67,11 +96,13 @@ impl ProviderSupervisor {
             created_unix_s: child.created_unix_s,
             router: state.router.clone(),
             supervisor: myself.clone(),
+            hang_timeout: state.hang_timeout,
         };
         match Actor::spawn_linked(None, ProviderActor, args, myself.get_cell()).await {
             Ok((actor, _join)) => {
                 state.by_actor.insert(actor.get_id(), name.to_string());
                 child.actor = Some(actor);
+                child.state = ModelState::Loading;
             }
             Err(err) => {
                 let reason = format!("cannot start provider actor: {err}");
@@ -91,8 +122,10 @@ impl ProviderSupervisor {
         };
         child.actor = None;
         if state.stopping {
+            child.state = ModelState::Stopped;
             return;
         }
+        child.last_failure = Some(reason.clone());
         let decision = child.tracker.on_failure(Instant::now());
         let generation = child.generation;
         let (model_state, delay) = match decision {
@@ -107,16 +140,117 @@ impl ProviderSupervisor {
                 (ModelState::BreakerOpen, retry_after)
             }
         };
+        child.state = model_state.clone();
         let _ = state.router.cast(RouterMsg::SetState {
             name: name.clone(),
             generation,
             state: model_state,
             error: Some(reason),
         });
-        myself.send_after(delay, move || SupervisorMsg::Restart {
-            name,
-            after_generation: generation,
+        Self::restart_after(myself, state, name, generation, delay);
+    }
+
+    fn restart_after(
+        myself: &ActorRef<SupervisorMsg>,
+        state: &SupervisorState,
+        name: String,
+        generation: u64,
+        delay: Duration,
+    ) {
+        let me = myself.clone();
+        state.timers.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = me.cast(SupervisorMsg::Restart {
+                name,
+                after_generation: generation,
+            });
         });
+    }
+
+    /// A hung worker: its model answers 503 now, the event counts toward its breaker, the
+    /// worker is abandoned (its thread cannot be killed), and a replacement starts if the node
+    /// has the memory for a second copy.
+    fn on_hung(
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        name: String,
+        generation: u64,
+        stalled: Duration,
+    ) {
+        let Some(child) = state.children.get_mut(&name) else {
+            return;
+        };
+        if child.generation != generation || child.actor.is_none() || state.stopping {
+            return;
+        }
+        if let Some(actor) = child.actor.take() {
+            // Its termination is not a second failure.
+            state.by_actor.remove(&actor.get_id());
+            actor.stop(Some("worker hung".into()));
+        }
+        child.hung += 1;
+        let abandoned = state.health.abandon_worker();
+        metrics::counter!(m::PROVIDER_HUNG_TOTAL, "model" => name.clone()).increment(1);
+        let reason = format!(
+            "worker hung: no progress for {} ms while holding work (abandoned; {abandoned} on this node)",
+            stalled.as_millis()
+        );
+        tracing::error!(model = %name, stalled_ms = stalled.as_millis() as u64, abandoned, "model worker hung");
+        child.last_failure = Some(reason.clone());
+        let decision = child.tracker.on_failure(Instant::now());
+        let room = hang::room_for_another(&child.config);
+        child.state = ModelState::Hung;
+        let _ = state.router.cast(RouterMsg::SetState {
+            name: name.clone(),
+            generation,
+            state: ModelState::Hung,
+            error: Some(reason),
+        });
+        match (room, decision) {
+            (Err(why), _) => {
+                tracing::error!(model = %name, "no replacement for the hung worker: {why}");
+            }
+            (Ok(()), Decision::Restart { after }) => {
+                Self::restart_after(myself, state, name, generation, after)
+            }
+            (Ok(()), Decision::OpenBreaker { retry_after }) => {
+                metrics::counter!(m::PROVIDER_BREAKER_OPEN_TOTAL, "model" => name.clone())
+                    .increment(1);
+                Self::restart_after(myself, state, name, generation, retry_after)
+            }
+        }
+    }
+
+    fn snapshot(state: &SupervisorState) -> ActorSnapshot {
+        let mut me = ActorSnapshot::running("ProviderSupervisor", "provider_supervisor")
+            .with_detail("abandoned_workers", state.health.abandoned_workers().into());
+        if state.stopping {
+            me.state = "stopping".into();
+        }
+        let mut names: Vec<&String> = state.children.keys().collect();
+        names.sort();
+        for name in names {
+            let child = &state.children[name];
+            let mut s = ActorSnapshot::running(name.clone(), "provider");
+            s.state = child.state.as_str().into();
+            s.restarts = child.restarts;
+            s.last_failure = child.last_failure.clone();
+            s.breaker = Some(
+                if child.state == ModelState::BreakerOpen {
+                    "open"
+                } else {
+                    "closed"
+                }
+                .into(),
+            );
+            s.details
+                .insert("provider".into(), child.config.kind().as_str().into());
+            s.details
+                .insert("generation".into(), child.generation.into());
+            s.details.insert("hung_workers".into(), child.hung.into());
+            me.children.push(s);
+        }
+        me
     }
 }
 
@@ -133,9 +267,12 @@ impl Actor for ProviderSupervisor {
         let mut state = SupervisorState {
             runtime: args.runtime,
             router: args.router,
+            hang_timeout: args.hang_timeout,
+            health: args.health,
             children: HashMap::new(),
             by_actor: HashMap::new(),
             stopping: false,
+            timers: Tasks::new(),
         };
         let names: Vec<String> = args.models.iter().map(|(m, _)| m.name.clone()).collect();
         for (config, created_unix_s) in args.models {
@@ -147,6 +284,9 @@ impl Actor for ProviderSupervisor {
                     tracker: RestartTracker::new(args.policy.clone()),
                     generation: 0,
                     restarts: 0,
+                    hung: 0,
+                    state: ModelState::Loading,
+                    last_failure: None,
                     actor: None,
                 },
             );
@@ -185,11 +325,21 @@ impl Actor for ProviderSupervisor {
                 if let Some(child) = state.children.get_mut(&name) {
                     if child.generation == generation {
                         child.tracker.on_ready();
+                        child.state = ModelState::Ready;
                     }
                 }
             }
+            SupervisorMsg::Hung {
+                name,
+                generation,
+                stalled,
+            } => Self::on_hung(&myself, state, name, generation, stalled),
+            SupervisorMsg::Snapshot(reply) => {
+                let _ = reply.send(Self::snapshot(state));
+            }
             SupervisorMsg::StopAll(reply) => {
                 state.stopping = true;
+                state.timers.shutdown(Duration::from_secs(1)).await;
                 for (name, child) in &state.children {
                     let _ = state.router.cast(RouterMsg::SetState {
                         name: name.clone(),
@@ -201,7 +351,7 @@ impl Actor for ProviderSupervisor {
                 myself
                     .stop_children_and_wait(
                         Some("node stopping".into()),
-                        Some(std::time::Duration::from_secs(10)),
+                        Some(Duration::from_secs(10)),
                     )
                     .await;
                 let _ = reply.send(());

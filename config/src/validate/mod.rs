@@ -107,6 +107,8 @@ struct RawSupervision {
     max_restarts: i64,
     restart_window_s: i64,
     breaker_cooldown_s: i64,
+    hang_timeout_s: i64,
+    max_hung_workers: i64,
 }
 
 #[derive(Deserialize)]
@@ -370,6 +372,11 @@ pub(crate) fn build_and_validate(
         )
         .map(|v| Duration::from_secs(v as u64));
 
+    let hang_timeout = c
+        .range("supervision.hang_timeout_s", s.hang_timeout_s, 1, 86_400)
+        .map(|v| Duration::from_secs(v as u64));
+    let max_hung_workers = c.range("supervision.max_hung_workers", s.max_hung_workers, 0, 1000);
+
     let cluster = cluster_section(raw.cluster, &assets_dir, &mut c);
 
     let mut models = BTreeMap::new();
@@ -415,6 +422,8 @@ pub(crate) fn build_and_validate(
                 max_restarts: max_restarts? as u32,
                 restart_window: restart_window?,
                 breaker_cooldown: breaker_cooldown?,
+                hang_timeout: hang_timeout?,
+                max_hung_workers: max_hung_workers? as u32,
             },
             debug: DebugConfig {
                 fault_injection: raw.debug.fault_injection,

@@ -31,6 +31,8 @@ pub struct AppState {
     pub node_id: String,
     pub config: Arc<NodeConfig>,
     pub router: RouterHandle,
+    /// Reads the supervision tree (`/admin/actors`).
+    pub inspector: golek_actors::Inspector,
     pub prometheus: PrometheusHandle,
 }
 
@@ -54,7 +56,17 @@ pub async fn dispatch(
         .router
         .submit(model, request, timeout)
         .map_err(|e| ApiError::from(e).retry_after(retry_after))?;
-    match tokio::time::timeout(timeout, events.recv()).await {
+    let first = tokio::select! {
+        first = tokio::time::timeout(timeout, events.recv()) => first,
+        () = state.router.worker_lost(model) => {
+            return Err(ApiError::from(ErrorInfo::new(
+                ErrorCode::Unavailable,
+                format!("model {model:?} stopped before answering (its worker hung and is being replaced)"),
+            ))
+            .retry_after(retry_after));
+        }
+    };
+    match first {
         Err(_) => Err(timeout_error(timeout).into()),
         Ok(None) => Err(ApiError::from(ErrorInfo::new(
             ErrorCode::Unavailable,
@@ -116,7 +128,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/admin/models", get(ops::admin_models))
         .route("/admin/cluster", get(ops::admin_cluster))
+        .route("/admin/actors", get(ops::admin_actors))
         .route("/admin/debug/crash/{model}", post(ops::crash))
+        .route("/admin/debug/hang/{model}", post(ops::hang))
+        .route("/admin/debug/panic/publisher", post(ops::panic_publisher))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record))

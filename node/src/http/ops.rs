@@ -11,9 +11,25 @@ use serde_json::json;
 
 use super::{ApiError, AppState};
 
-/// Alive: the process answers.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// Alive: the process answers and has not given up on too many hung workers (then 503, so
+/// that its process supervisor restarts it).
+pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let health = state.router.health();
+    if health.healthy() {
+        (StatusCode::OK, Json(json!({"status": "ok"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unhealthy",
+                "reason": format!(
+                    "{} hung workers were abandoned (supervision.max_hung_workers = {}); restart the node",
+                    health.abandoned_workers(),
+                    state.config.supervision.max_hung_workers
+                ),
+            })),
+        )
+    }
 }
 
 /// Ready once every configured model is loaded; 503 with each model's state otherwise.
@@ -24,7 +40,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .values()
         .map(|e| (e.name.as_str(), e.state.as_str()))
         .collect();
-    let ready = table.all_ready();
+    let ready = table.all_ready() && state.router.health().healthy();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -70,18 +86,71 @@ pub async fn admin_cluster(
     Ok(Json(serde_json::to_value(&*view).unwrap_or_default()))
 }
 
+/// The supervision tree: every actor with its kind, state, restarts and last failure.
+pub async fn admin_actors(
+    State(state): State<AppState>,
+) -> Result<Json<golek_actors::ActorSnapshot>, ApiError> {
+    let tree = state
+        .inspector
+        .actors()
+        .await
+        .map_err(|e| ErrorInfo::from(&e))?;
+    Ok(Json(tree))
+}
+
+fn faults_enabled(state: &AppState) -> Result<(), ApiError> {
+    if state.config.debug.fault_injection {
+        Ok(())
+    } else {
+        Err(ErrorInfo::new(
+            ErrorCode::NotFound,
+            "fault injection is disabled (set debug.fault_injection = true to enable it)",
+        )
+        .into())
+    }
+}
+
+/// How long `POST /admin/debug/hang/{model}` blocks the worker.
+#[derive(Debug, serde::Deserialize)]
+pub struct HangQuery {
+    pub ms: Option<u64>,
+}
+
+/// Makes a model's worker block, holding work, when it next takes a job (`?ms=`, default 60 s).
+/// Only with `debug.fault_injection`.
+pub async fn hang(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<HangQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    faults_enabled(&state)?;
+    let ms = q.ms.unwrap_or(60_000).clamp(1, 3_600_000);
+    state.router.inject_hang(&model, ms)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"model": model, "hang_ms": ms})),
+    ))
+}
+
+/// Makes the cluster's gossip round panic once. Only with `debug.fault_injection`.
+pub async fn panic_publisher(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    faults_enabled(&state)?;
+    let Some(cluster) = state.router.cluster() else {
+        return Err(ErrorInfo::new(ErrorCode::NotFound, "this node is not in a cluster").into());
+    };
+    cluster.faults.crash_next_batch();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"actor": "publisher", "panic": "armed"})),
+    ))
+}
+
 /// Makes a model's worker panic when it next takes work. Only with `debug.fault_injection`.
 pub async fn crash(
     State(state): State<AppState>,
     Path(model): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !state.config.debug.fault_injection {
-        return Err(ErrorInfo::new(
-            ErrorCode::NotFound,
-            "fault injection is disabled (set debug.fault_injection = true to enable it)",
-        )
-        .into());
-    }
+    faults_enabled(&state)?;
     state.router.inject_crash(&model)?;
     Ok((
         StatusCode::ACCEPTED,

@@ -9,7 +9,7 @@ use crate::openai::{EmbeddingsRequestBody, EncodingFormat, GenerationRequestBody
 use crate::ErrorInfo;
 use serde::de::DeserializeOwned;
 
-mod features;
+pub(crate) mod features;
 
 /// Most inputs one embeddings request may carry (OpenAI's limit).
 pub const MAX_EMBEDDING_INPUTS: usize = 2048;

@@ -1,236 +1,18 @@
-//! The Router: owns the routing table (model -> state, queue, capabilities) and publishes it.
-//!
-//! Provider actors and their supervisor send [`RouterMsg::Update`]s; the table is published
-//! through a watch channel that request handlers read through [`RouterHandle`], so a request
-//! never waits on an actor mailbox. Each update carries the model's incarnation (`generation`):
-//! a late message from a worker that was already replaced is ignored.
+//! What request handlers use: reads the published table, checks a request (the one authority
+//! every door goes through), submits to a model's queue or forwards to a peer.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use golek_protocol::inference::{InferenceEvent, InferenceRequest};
 use golek_protocol::{ErrorCode, ErrorInfo};
-use golek_providers::{Faults, Job, JobSender, ProviderInfo, SubmitError};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::Serialize;
+use golek_providers::{Job, SubmitError};
 use tokio::sync::{mpsc, watch};
 
+use super::{ModelEntry, ModelState, RoutingTable};
 use crate::cluster::ClusterHandle;
+use crate::health::Health;
 use crate::metrics as m;
-
-/// Where a model is in its life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelState {
-    /// The worker is loading the model.
-    Loading,
-    Ready,
-    /// The worker failed; a restart is scheduled.
-    Restarting,
-    /// Too many restarts in the window: refused until the cooldown ends.
-    BreakerOpen,
-    /// The node is shutting down.
-    Stopped,
-}
-
-impl ModelState {
-    /// The state a peer gossiped (unknown words read as stopped).
-    pub fn from_gossip(s: &str) -> Self {
-        match s {
-            "loading" => ModelState::Loading,
-            "ready" => ModelState::Ready,
-            "restarting" => ModelState::Restarting,
-            "breaker_open" => ModelState::BreakerOpen,
-            _ => ModelState::Stopped,
-        }
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ModelState::Loading => "loading",
-            ModelState::Ready => "ready",
-            ModelState::Restarting => "restarting",
-            ModelState::BreakerOpen => "breaker_open",
-            ModelState::Stopped => "stopped",
-        }
-    }
-}
-
-/// One model in the routing table.
-#[derive(Clone)]
-pub struct ModelEntry {
-    pub name: String,
-    pub provider: String,
-    pub state: ModelState,
-    pub generation: u64,
-    pub restarts: u64,
-    pub last_error: Option<String>,
-    /// Present once the worker has loaded the model.
-    pub info: Option<ProviderInfo>,
-    pub sender: Option<JobSender>,
-    pub faults: Option<Arc<Faults>>,
-    /// Unix seconds when the deployment was first recorded.
-    pub created_unix_s: u64,
-}
-
-/// A serializable view of a model, for the admin API and tests.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelView {
-    pub name: String,
-    pub provider: String,
-    pub state: ModelState,
-    pub generation: u64,
-    pub restarts: u64,
-    pub last_error: Option<String>,
-    pub queue_depth: usize,
-    pub queue_capacity: usize,
-    pub info: Option<ProviderInfo>,
-}
-
-impl ModelEntry {
-    pub fn view(&self) -> ModelView {
-        ModelView {
-            name: self.name.clone(),
-            provider: self.provider.clone(),
-            state: self.state.clone(),
-            generation: self.generation,
-            restarts: self.restarts,
-            last_error: self.last_error.clone(),
-            queue_depth: self.sender.as_ref().map_or(0, |s| s.depth()),
-            queue_capacity: self.sender.as_ref().map_or(0, |s| s.capacity()),
-            info: self.info.clone(),
-        }
-    }
-}
-
-/// The published table.
-#[derive(Clone, Default)]
-pub struct RoutingTable {
-    pub models: BTreeMap<String, ModelEntry>,
-}
-
-impl RoutingTable {
-    /// Ready once every configured model is ready.
-    pub fn all_ready(&self) -> bool {
-        self.models.values().all(|e| e.state == ModelState::Ready)
-    }
-}
-
-/// A change to one model's entry.
-pub enum RouterMsg {
-    /// Registers a model (before its worker starts) or replaces its entry.
-    Update(Box<ModelEntry>),
-    /// Changes the state of the given incarnation; stale generations are ignored.
-    SetState {
-        name: String,
-        generation: u64,
-        state: ModelState,
-        error: Option<String>,
-    },
-    /// The worker of `generation` loaded its model.
-    Ready {
-        name: String,
-        generation: u64,
-        info: ProviderInfo,
-    },
-}
-
-pub struct Router;
-
-pub struct RouterState {
-    tx: watch::Sender<Arc<RoutingTable>>,
-}
-
-impl Actor for Router {
-    type Msg = RouterMsg;
-    type State = RouterState;
-    /// The table's sender, made by the system module so that a restarted Router keeps the table.
-    type Arguments = watch::Sender<Arc<RoutingTable>>;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        tx: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(RouterState { tx })
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.tx.send_modify(|table| {
-            let table = Arc::make_mut(table);
-            apply(table, message);
-        });
-        Ok(())
-    }
-}
-
-fn apply(table: &mut RoutingTable, message: RouterMsg) {
-    match message {
-        RouterMsg::Update(mut entry) => {
-            if let Some(old) = table.models.get(&entry.name) {
-                // A new incarnation keeps the reason its predecessor died.
-                if entry.last_error.is_none() {
-                    entry.last_error = old.last_error.clone();
-                }
-            }
-            set_gauges(&entry);
-            table.models.insert(entry.name.clone(), *entry);
-        }
-        RouterMsg::SetState {
-            name,
-            generation,
-            state,
-            error,
-        } => {
-            if let Some(entry) = table.models.get_mut(&name) {
-                if entry.generation != generation {
-                    return;
-                }
-                if state != ModelState::Ready && state != ModelState::Loading {
-                    // The worker is gone: nothing may be queued to it any more.
-                    entry.sender = None;
-                }
-                entry.state = state;
-                if error.is_some() {
-                    entry.last_error = error;
-                }
-                set_gauges(entry);
-            }
-        }
-        RouterMsg::Ready {
-            name,
-            generation,
-            info,
-        } => {
-            if let Some(entry) = table.models.get_mut(&name) {
-                if entry.generation == generation {
-                    entry.state = ModelState::Ready;
-                    entry.info = Some(info);
-                    set_gauges(entry);
-                }
-            }
-        }
-    }
-}
-
-fn set_gauges(entry: &ModelEntry) {
-    let ready = if entry.state == ModelState::Ready {
-        1.0
-    } else {
-        0.0
-    };
-    metrics::gauge!(m::MODEL_READY, "model" => entry.name.clone()).set(ready);
-    if let Some(sender) = &entry.sender {
-        metrics::gauge!(m::MODEL_QUEUE_CAPACITY, "model" => entry.name.clone())
-            .set(sender.capacity() as f64);
-    }
-}
 
 /// The receiving end of one request: its events, ending when the worker is done with it.
 pub type EventRx = mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>;
@@ -238,19 +20,46 @@ pub type EventRx = mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>;
 /// What request handlers use: reads the published table, submits to a model's queue.
 #[derive(Clone)]
 pub struct RouterHandle {
-    table: watch::Receiver<Arc<RoutingTable>>,
+    pub(super) table: watch::Receiver<Arc<RoutingTable>>,
     retry_after_s: u32,
+    /// The node's longest deadline (`http.request_timeout_ms`): client and peer deadlines are
+    /// clamped to it.
+    max_timeout: Duration,
+    health: Arc<Health>,
     /// Set once when the node joins a cluster; shared by every clone.
     cluster: Arc<OnceLock<ClusterHandle>>,
 }
 
 impl RouterHandle {
-    pub fn new(table: watch::Receiver<Arc<RoutingTable>>, retry_after_s: u32) -> Self {
+    pub fn new(
+        table: watch::Receiver<Arc<RoutingTable>>,
+        retry_after_s: u32,
+        max_timeout: Duration,
+        health: Arc<Health>,
+    ) -> Self {
         Self {
             table,
             retry_after_s,
+            max_timeout,
+            health,
             cluster: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// A deadline a client or peer asked for, in milliseconds, clamped to the node's maximum
+    /// (and to at least one millisecond).
+    pub fn clamp_timeout(&self, timeout_ms: u64) -> Duration {
+        Duration::from_millis(timeout_ms.max(1)).min(self.max_timeout)
+    }
+
+    /// The node's own health (hung workers abandoned).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// The node's longest deadline.
+    pub fn max_timeout(&self) -> Duration {
+        self.max_timeout
     }
 
     /// Lets requests reach the cluster's other nodes.
@@ -290,6 +99,30 @@ impl RouterHandle {
         })
         .await
         .is_ok()
+    }
+
+    /// Resolves once the worker now serving `model` here is found hung or replaced: what was
+    /// queued to it will not be answered. Never resolves for a model not served here.
+    pub async fn worker_lost(&self, model: &str) {
+        let mut rx = self.table.clone();
+        let generation = rx
+            .borrow_and_update()
+            .models
+            .get(model)
+            .map(|e| e.generation);
+        let Some(generation) = generation else {
+            return std::future::pending().await;
+        };
+        loop {
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let table = rx.borrow_and_update();
+            match table.models.get(model) {
+                Some(e) if e.generation == generation && e.state != ModelState::Hung => {}
+                _ => return,
+            }
+        }
     }
 
     /// Whether `model` is served here or by a peer (cheap: for metric labels).
@@ -344,6 +177,8 @@ impl RouterHandle {
         request: InferenceRequest,
         timeout: Duration,
     ) -> Result<EventRx, ErrorInfo> {
+        request.check()?;
+        let timeout = timeout.min(self.max_timeout);
         let Some(cluster) = self.cluster.get() else {
             return self.submit_local(model, request, timeout);
         };
@@ -389,6 +224,8 @@ impl RouterHandle {
         request: InferenceRequest,
         timeout: Duration,
     ) -> Result<EventRx, ErrorInfo> {
+        request.check()?;
+        let timeout = timeout.min(self.max_timeout);
         let local = self.table.borrow().models.get(model).cloned();
         let Some(entry) = local else {
             // Unknown everywhere is 404; known only from peers that cannot take it now, 503.
@@ -426,6 +263,7 @@ impl RouterHandle {
                 )
                 .with_param("model"));
             }
+            info.limits().check(&request)?;
         }
         let (events, rx) = mpsc::unbounded_channel();
         let now = Instant::now();
@@ -451,21 +289,6 @@ impl RouterHandle {
             Err(SubmitError::Closed) => Err(ErrorInfo::new(
                 ErrorCode::Unavailable,
                 format!("model {model:?} is restarting"),
-            )),
-        }
-    }
-
-    /// Makes the model's worker panic when it next takes work (fault injection for tests).
-    pub fn inject_crash(&self, model: &str) -> Result<(), ErrorInfo> {
-        let entry = self.entry(model)?;
-        match entry.faults {
-            Some(faults) if entry.state == ModelState::Ready => {
-                faults.crash_next_batch();
-                Ok(())
-            }
-            _ => Err(ErrorInfo::new(
-                ErrorCode::Unavailable,
-                format!("model {model:?} has no running worker"),
             )),
         }
     }

@@ -1,0 +1,169 @@
+//! The publisher: one gossip round every `gossip_interval`. It sets this node's advert on its
+//! own gossip state, reads every member's (decoded once, typed; a bad value is logged with the
+//! member and ignored), refuses members whose certificate names another id, and publishes the
+//! [`ClusterView`]. It runs as a supervised loop: a panic in a round restarts it.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chitchat::ChitchatId;
+use golek_protocol::cluster::{decode_member, encode_member, LoadAdvert, NodeAdvert};
+use golek_providers::Faults;
+use tokio::sync::watch;
+
+use super::advert::{advert, SharedResources};
+use super::peer::PeerLinks;
+use super::transport::QuicNode;
+use super::{ClusterView, Member};
+use crate::loops::{loop_fn, LoopFn};
+use crate::metrics as m;
+use crate::router::RouterHandle;
+
+/// What every run of the publisher loop works with.
+pub struct Publisher {
+    pub chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+    pub router: RouterHandle,
+    pub quic: Arc<QuicNode>,
+    pub links: Arc<PeerLinks>,
+    pub machine: SharedResources,
+    pub node: NodeAdvert,
+    pub cluster_id: String,
+    pub view_tx: Arc<watch::Sender<Arc<ClusterView>>>,
+    pub interval: Duration,
+    pub faults: Arc<Faults>,
+    /// Refusals already logged (kept across restarts: a restart does not log them again).
+    pub refused_logged: Mutex<HashSet<String>>,
+}
+
+/// The publisher as a supervised loop.
+pub fn publish_loop(publisher: Arc<Publisher>) -> LoopFn {
+    loop_fn(move |_token| {
+        let p = publisher.clone();
+        async move {
+            let mut ticker = tokio::time::interval(p.interval);
+            let mut was_alive: BTreeSet<String> = BTreeSet::new();
+            loop {
+                ticker.tick().await;
+                // Test switch (`debug.fault_injection`): a round that panics.
+                p.faults.trip("cluster publisher");
+                let view = p.round().await;
+                let alive: BTreeSet<String> = view
+                    .members
+                    .iter()
+                    .filter(|m| m.alive)
+                    .map(|m| m.node_id.clone())
+                    .collect();
+                for gone in was_alive.difference(&alive) {
+                    tracing::warn!(node = %gone, "cluster: member is dead");
+                    p.links.forget(gone);
+                }
+                for new in alive.difference(&was_alive) {
+                    tracing::info!(node = %new, "cluster: member is alive");
+                }
+                was_alive = alive;
+                let live = view.members.iter().filter(|m| m.alive).count();
+                metrics::gauge!(m::CLUSTER_MEMBERS, "state" => "alive").set(live as f64);
+                metrics::gauge!(m::CLUSTER_MEMBERS, "state" => "dead")
+                    .set(view.members.len().saturating_sub(live) as f64);
+                p.view_tx.send_replace(Arc::new(view));
+            }
+        }
+    })
+}
+
+impl Publisher {
+    /// Sets this node's advert and reads the view.
+    async fn round(&self) -> ClusterView {
+        let me = advert(&self.node, &self.router, &self.links, &self.machine);
+        let verified = self
+            .quic
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let refused_logged = &self.refused_logged;
+        let cluster_id = &self.cluster_id;
+        let chitchat = &self.chitchat;
+        let view = {
+            let mut c = chitchat.lock().await;
+            for (k, v) in encode_member(&me) {
+                c.self_node_state().set(k, v);
+            }
+            let self_id = c.self_chitchat_id().clone();
+            let live: HashSet<ChitchatId> = c.live_nodes().cloned().collect();
+            let mut members = Vec::new();
+            let mut refused = Vec::new();
+            for (id, state) in c.node_states() {
+                let is_self = *id == self_id;
+                // A member whose gossip address presented a certificate for another id is an
+                // impostor: refused, never routed to.
+                if let Some(cert_id) = verified.get(&id.gossip_advertise_addr) {
+                    if !is_self && **cert_id != *id.node_id {
+                        let line = format!(
+                            "{} at {} (its certificate is for {:?})",
+                            id.node_id, id.gossip_advertise_addr, cert_id
+                        );
+                        if refused_logged
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(line.clone())
+                        {
+                            tracing::warn!("cluster: refused member {line}");
+                            metrics::counter!(m::CLUSTER_REFUSED_TOTAL, "reason" => "id_mismatch")
+                                .increment(1);
+                        }
+                        refused.push(line);
+                        continue;
+                    }
+                }
+                let advert = match decode_member(|k| state.get(k)) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(node = %id.node_id, "cluster: ignoring a bad gossip value: {e}");
+                        None
+                    }
+                };
+                // An older incarnation of a restarted node stays in the state until it is
+                // garbage-collected: keep only the newest generation per id.
+                if let Some(prev) = members
+                    .iter()
+                    .position(|m: &(u64, Member)| m.1.node_id == *id.node_id)
+                {
+                    if members[prev].0 > id.generation_id {
+                        continue;
+                    }
+                    members.remove(prev);
+                }
+                let (node, models, load, resources) = match advert {
+                    Some(a) => (Some(a.node), a.models, a.load, a.resources),
+                    None => (None, Vec::new(), LoadAdvert::default(), Default::default()),
+                };
+                members.push((
+                    id.generation_id,
+                    Member {
+                        node_id: id.node_id.to_string(),
+                        alive: is_self || live.contains(id),
+                        is_self,
+                        gossip_addr: id.gossip_advertise_addr.to_string(),
+                        http_addr: node.as_ref().map(|n| n.http_addr.clone()),
+                        quic_addr: node.as_ref().map(|n| n.quic_addr.clone()),
+                        version: node.as_ref().map(|n| n.version.clone()),
+                        models,
+                        load,
+                        resources,
+                    },
+                ));
+            }
+            let mut members: Vec<Member> = members.into_iter().map(|(_, m)| m).collect();
+            members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+            ClusterView {
+                node_id: self_id.node_id.to_string(),
+                cluster_id: cluster_id.clone(),
+                members,
+                refused,
+            }
+        };
+        view
+    }
+}

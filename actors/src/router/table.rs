@@ -1,0 +1,110 @@
+//! The routing table: each model's state, queue, capabilities and incarnation.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use golek_providers::{Faults, JobSender, ProviderInfo};
+use serde::Serialize;
+
+/// Where a model is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelState {
+    /// The worker is loading the model.
+    Loading,
+    Ready,
+    /// The worker failed; a restart is scheduled.
+    Restarting,
+    /// Too many restarts in the window: refused until the cooldown ends.
+    BreakerOpen,
+    /// The worker holds work and stopped making progress; a replacement starts when memory
+    /// allows.
+    Hung,
+    /// The node is shutting down.
+    Stopped,
+}
+
+impl ModelState {
+    /// The state a peer gossiped (unknown words read as stopped).
+    pub fn from_gossip(s: &str) -> Self {
+        match s {
+            "loading" => ModelState::Loading,
+            "ready" => ModelState::Ready,
+            "restarting" => ModelState::Restarting,
+            "breaker_open" => ModelState::BreakerOpen,
+            "hung" => ModelState::Hung,
+            _ => ModelState::Stopped,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ModelState::Loading => "loading",
+            ModelState::Ready => "ready",
+            ModelState::Restarting => "restarting",
+            ModelState::BreakerOpen => "breaker_open",
+            ModelState::Hung => "hung",
+            ModelState::Stopped => "stopped",
+        }
+    }
+}
+
+/// One model in the routing table.
+#[derive(Clone)]
+pub struct ModelEntry {
+    pub name: String,
+    pub provider: String,
+    pub state: ModelState,
+    pub generation: u64,
+    pub restarts: u64,
+    pub last_error: Option<String>,
+    /// Present once the worker has loaded the model.
+    pub info: Option<ProviderInfo>,
+    pub sender: Option<JobSender>,
+    pub faults: Option<Arc<Faults>>,
+    /// Unix seconds when the deployment was first recorded.
+    pub created_unix_s: u64,
+}
+
+/// A serializable view of a model, for the admin API and tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelView {
+    pub name: String,
+    pub provider: String,
+    pub state: ModelState,
+    pub generation: u64,
+    pub restarts: u64,
+    pub last_error: Option<String>,
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    pub info: Option<ProviderInfo>,
+}
+
+impl ModelEntry {
+    pub fn view(&self) -> ModelView {
+        ModelView {
+            name: self.name.clone(),
+            provider: self.provider.clone(),
+            state: self.state.clone(),
+            generation: self.generation,
+            restarts: self.restarts,
+            last_error: self.last_error.clone(),
+            queue_depth: self.sender.as_ref().map_or(0, |s| s.depth()),
+            queue_capacity: self.sender.as_ref().map_or(0, |s| s.capacity()),
+            info: self.info.clone(),
+        }
+    }
+}
+
+/// The published table.
+#[derive(Clone, Default)]
+pub struct RoutingTable {
+    pub models: BTreeMap<String, ModelEntry>,
+}
+
+impl RoutingTable {
+    /// Ready once every configured model is ready.
+    pub fn all_ready(&self) -> bool {
+        self.models.values().all(|e| e.state == ModelState::Ready)
+    }
+}

@@ -1,0 +1,107 @@
+//! Owned tasks: every task a manager starts is spawned through a [`Tasks`], which tracks it and
+//! cancels it with its owner. Shutdown is one call ([`Tasks::shutdown`]): cancel, then wait
+//! for every tracked task to end, so nothing outlives the node.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A set of tracked tasks under one cancellation token. Clones share the set.
+#[derive(Clone, Default)]
+pub struct Tasks {
+    tracker: TaskTracker,
+    token: CancellationToken,
+}
+
+impl Tasks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A child set: cancelled with this one (and on its own), tracked on its own.
+    pub fn child(&self) -> Tasks {
+        Tasks {
+            tracker: TaskTracker::new(),
+            token: self.token.child_token(),
+        }
+    }
+
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Runs `future` until it ends or the set is cancelled.
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let token = self.token.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                () = token.cancelled() => {}
+                () = future => {}
+            }
+        })
+    }
+
+    /// Runs `future` to its end even when the set is cancelled (it must watch
+    /// [`Tasks::token`] itself), still tracked.
+    pub fn spawn_owned<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tracker.spawn(future)
+    }
+
+    /// Tasks still running.
+    pub fn len(&self) -> usize {
+        self.tracker.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tracker.is_empty()
+    }
+
+    /// Cancels every task and waits (up to `grace`) for all of them to end. Returns whether
+    /// they all did.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.token.cancel();
+        self.tracker.close();
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_ends_every_task_including_children() {
+        let tasks = Tasks::new();
+        let child = tasks.child();
+        for _ in 0..3 {
+            tasks.spawn(std::future::pending());
+            child.spawn(std::future::pending());
+        }
+        let inner = child.clone();
+        tasks.spawn_owned(async move {
+            inner.token().cancelled().await;
+        });
+        assert_eq!(tasks.len(), 4);
+        assert!(tasks.shutdown(Duration::from_secs(5)).await);
+        assert!(tasks.is_empty());
+        assert!(child.is_cancelled());
+        assert!(child.shutdown(Duration::from_secs(5)).await);
+        assert!(child.is_empty());
+    }
+}
