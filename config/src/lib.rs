@@ -119,6 +119,34 @@ pub fn default_assets_dir() -> PathBuf {
 
 /// Builds the configuration from its layers and validates it.
 pub fn load(inputs: &ConfigInputs) -> Result<LoadedConfig, ConfigError> {
+    let file = match &inputs.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Some((path.as_path(), text))
+        }
+        None => None,
+    };
+    build(
+        inputs,
+        file.as_ref().map(|(path, text)| (*path, text.as_str())),
+    )
+}
+
+/// [`load`] with the file layer given as text instead of read: `path` names it in errors and
+/// provenance and is not opened. The environment and flags come from `inputs` (its `file` is
+/// not used). Pure: no file or process environment is read.
+pub fn load_str(
+    text: &str,
+    path: &Path,
+    inputs: &ConfigInputs,
+) -> Result<LoadedConfig, ConfigError> {
+    build(inputs, Some((path, text)))
+}
+
+fn build(inputs: &ConfigInputs, file: Option<(&Path, &str)>) -> Result<LoadedConfig, ConfigError> {
     let mut defaults: toml::Table =
         toml::from_str(DEFAULTS).expect("built-in defaults.toml is valid TOML");
     if let Some(node) = defaults.get_mut("node").and_then(|v| v.as_table_mut()) {
@@ -129,16 +157,12 @@ pub fn load(inputs: &ConfigInputs) -> Result<LoadedConfig, ConfigError> {
     }
     let mut layers = vec![Layer::uniform(defaults, Source::Default)];
 
-    if let Some(path) = &inputs.file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
-            path: path.clone(),
+    if let Some((path, text)) = file {
+        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         layers.push(Layer::uniform(table, Source::File(abs)));
     }
 

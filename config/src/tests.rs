@@ -60,6 +60,18 @@ fn the_documented_example_is_valid() {
 }
 
 #[test]
+fn a_file_given_as_text_loads_as_the_file_does() {
+    let path = examples().join("node.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let inputs = with_file("node.toml");
+    let from_file = load(&inputs).unwrap();
+    let from_text = load_str(&text, &path, &inputs).unwrap();
+    assert_eq!(from_text.show(), from_file.show());
+    let err = load_str("[http", Path::new("x.toml"), &ConfigInputs::default()).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+}
+
+#[test]
 fn layers_apply_in_order_defaults_file_env_cli() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("node.toml");

@@ -11,7 +11,7 @@ pub mod gguf;
 mod metrics;
 #[cfg(feature = "onnx")]
 pub mod onnx;
-#[cfg(feature = "openai")]
+#[cfg(any(feature = "openai", feature = "sse"))]
 pub mod openai;
 mod queue;
 #[cfg(any(feature = "triton", feature = "openai"))]

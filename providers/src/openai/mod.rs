@@ -3,25 +3,36 @@
 //! chunk by chunk whether or not the client streams; upstream usage is passed back when the
 //! upstream reports it. Tools, `response_format`, log probabilities and `n` are forwarded, and
 //! tool calls and log probabilities come back (see [`wire`]). The API key is read once at load and never logged.
+//!
+//! Without feature `openai`, feature `sse` builds only the stream reader ([`sse`], [`wire`]).
 
+#[cfg(feature = "openai")]
 use std::time::Instant;
 
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
+#[cfg(feature = "openai")]
 use golek_config::OpenaiParams;
+#[cfg(feature = "openai")]
 use golek_protocol::inference::{Capabilities, GenerateRequest, InferenceEvent, InferenceRequest};
+#[cfg(feature = "openai")]
 use golek_protocol::{ErrorCode, ErrorInfo};
 
+pub mod sse;
 mod wire;
 
+#[cfg(feature = "openai")]
 use wire::upstream_error;
 pub use wire::{upstream_body, StreamState};
 
+#[cfg(feature = "openai")]
 use crate::metrics as m;
+#[cfg(feature = "openai")]
 use crate::queue::{Job, JobQueue};
+#[cfg(feature = "openai")]
 use crate::remote;
+#[cfg(feature = "openai")]
 use crate::{Provider, ProviderError, ProviderInfo, Result};
 
+#[cfg(feature = "openai")]
 pub struct OpenaiProvider {
     name: String,
     runtime: tokio::runtime::Runtime,
@@ -33,6 +44,7 @@ pub struct OpenaiProvider {
     info: ProviderInfo,
 }
 
+#[cfg(feature = "openai")]
 fn read_key(params: &OpenaiParams) -> Result<Option<String>> {
     if let Some(var) = &params.api_key_env {
         let key = std::env::var(var)
@@ -51,6 +63,7 @@ fn read_key(params: &OpenaiParams) -> Result<Option<String>> {
     Ok(None)
 }
 
+#[cfg(feature = "openai")]
 impl OpenaiProvider {
     pub fn load(name: &str, params: &OpenaiParams) -> Result<Self> {
         let runtime = remote::runtime(name)?;
@@ -104,6 +117,7 @@ impl OpenaiProvider {
     }
 }
 
+#[cfg(feature = "openai")]
 fn transport_error(e: &reqwest::Error) -> ErrorInfo {
     let code = if e.is_timeout() {
         ErrorCode::Timeout
@@ -113,6 +127,7 @@ fn transport_error(e: &reqwest::Error) -> ErrorInfo {
     ErrorInfo::new(code, format!("upstream request failed: {}", remote::why(e)))
 }
 
+#[cfg(feature = "openai")]
 async fn generate(
     client: &reqwest::Client,
     base_url: &str,
@@ -137,35 +152,19 @@ async fn generate(
         prompt_tokens: 0,
         cached_tokens: 0,
     }));
-    let mut state = StreamState::new(request.n);
-    // An SSE parser reads the body: CRLF or LF line ends, and UTF-8 characters split across
-    // network chunks, come through whole.
-    let mut events = response.bytes_stream().eventsource();
-    while !state.done {
-        if job.events.is_closed() {
-            // The client left: dropping the response closes the upstream request.
-            return Ok(());
-        }
-        let Some(event) = events.next().await else {
-            break;
-        };
-        let event = event.map_err(|e| match e {
-            eventsource_stream::EventStreamError::Transport(e) => transport_error(&e),
-            other => ErrorInfo::new(
-                ErrorCode::ProviderError,
-                format!("upstream sent a malformed event stream: {other}"),
-            ),
-        })?;
-        for out in state.read(event.data.trim())? {
-            job.emit(Ok(out));
-        }
-    }
-    for out in state.finish() {
-        job.emit(Ok(out));
-    }
-    Ok(())
+    // An SSE parser reads the body (see `sse`); dropping the response when the client left
+    // closes the upstream request.
+    sse::read_events(
+        response.bytes_stream(),
+        request.n,
+        || job.events.is_closed(),
+        |out| job.emit(Ok(out)),
+        |e: reqwest::Error| transport_error(&e),
+    )
+    .await
 }
 
+#[cfg(feature = "openai")]
 impl Provider for OpenaiProvider {
     fn info(&self) -> ProviderInfo {
         self.info.clone()
