@@ -166,8 +166,9 @@ impl ClusterManager {
                 cert_id: identity.node_id,
             });
         }
-        // From here on the node is known by the id its certificate names.
-        let node_id = identity.node_id.clone();
+        // The id checked against the certificate above (the same one, unless the test-only
+        // UNSAFE_GOLEK_SKIP_ID_CHECK lets a node claim another id to test the peers' checks).
+        let node_id = me.node_id.clone();
         let authority = match &config.ca_dir {
             Some(dir) => Some(
                 join::JoinAuthority::new(dir.clone(), me.data_dir.join("join-tokens-used"))
