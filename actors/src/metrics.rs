@@ -15,6 +15,9 @@ pub const PROVIDER_BREAKER_OPEN_TOTAL: &str = "golek_provider_breaker_open_total
 /// Workers found hung (holding work, no progress past `supervision.hang_timeout_s`), by model.
 pub const PROVIDER_HUNG_TOTAL: &str = "golek_provider_hung_total";
 
+/// 1, labelled with the node's id (the one its certificate names, in a cluster) and version.
+pub const NODE_INFO: &str = "golek_node_info";
+
 /// Cluster members by state (alive, dead).
 pub const CLUSTER_MEMBERS: &str = "golek_cluster_members";
 /// Gossip bytes and messages, by direction (sent, received); messages dropped on full queues.
@@ -29,6 +32,7 @@ pub const CLUSTER_FORWARD_SECONDS: &str = "golek_cluster_forward_seconds";
 pub const CLUSTER_REFUSED_TOTAL: &str = "golek_cluster_refused_total";
 
 pub fn describe() {
+    metrics::describe_gauge!(NODE_INFO, "the node's id and version (always 1)");
     metrics::describe_gauge!(CLUSTER_MEMBERS, "cluster members by state");
     metrics::describe_counter!(GOSSIP_BYTES_TOTAL, "gossip bytes by direction");
     metrics::describe_counter!(GOSSIP_MESSAGES_TOTAL, "gossip messages by direction");

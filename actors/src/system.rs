@@ -158,6 +158,12 @@ impl Actor for SystemModule {
         })
         .await??;
 
+        metrics::gauge!(
+            crate::metrics::NODE_INFO,
+            "node_id" => node_id.clone(),
+            "version" => env!("CARGO_PKG_VERSION")
+        )
+        .set(1.0);
         let (router, _) = Actor::spawn_linked(None, Router, args.table, cell.clone())
             .await
             .map_err(|e| spawn_err("Router", e))?;

@@ -21,10 +21,11 @@ impl Tasks {
         Self::default()
     }
 
-    /// A child set: cancelled with this one (and on its own), tracked on its own.
+    /// A child set: cancelled with this one (or on its own), and tracked with this one, so
+    /// the owner's [`Tasks::shutdown`] waits for the child's tasks too.
     pub fn child(&self) -> Tasks {
         Tasks {
-            tracker: TaskTracker::new(),
+            tracker: self.tracker.clone(),
             token: self.token.child_token(),
         }
     }
@@ -61,7 +62,7 @@ impl Tasks {
         self.tracker.spawn(future)
     }
 
-    /// Tasks still running.
+    /// Tasks still running (a child's included).
     pub fn len(&self) -> usize {
         self.tracker.len()
     }
@@ -97,11 +98,14 @@ mod tests {
         tasks.spawn_owned(async move {
             inner.token().cancelled().await;
         });
-        assert_eq!(tasks.len(), 4);
+        assert_eq!(tasks.len(), 7);
+        // A child cancelled on its own ends its tasks only.
+        let only = tasks.child();
+        only.spawn(std::future::pending());
+        only.token().cancel();
+        assert!(!tasks.is_cancelled());
         assert!(tasks.shutdown(Duration::from_secs(5)).await);
         assert!(tasks.is_empty());
         assert!(child.is_cancelled());
-        assert!(child.shutdown(Duration::from_secs(5)).await);
-        assert!(child.is_empty());
     }
 }

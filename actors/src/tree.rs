@@ -57,9 +57,50 @@ impl ActorSnapshot {
         }
     }
 
-    /// Whether this actor and every one below it is in a serving state.
-    pub fn healthy(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "ready")
-            && self.children.iter().all(ActorSnapshot::healthy)
+    /// The paths (`ClusterManager/publisher`) of actors that failed and are not back yet:
+    /// restarting, breaker open, hung, or not answering. Peers are left out (a peer's link is
+    /// not this node's readiness).
+    pub fn failing(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect_failing("", &mut out);
+        out
+    }
+
+    fn collect_failing(&self, prefix: &str, out: &mut Vec<String>) {
+        let path = if prefix.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{prefix}/{}", self.name)
+        };
+        let failing = matches!(
+            self.state.as_str(),
+            "restarting" | "breaker_open" | "hung" | "not_answering"
+        );
+        if failing && self.kind != "peer" {
+            out.push(path.clone());
+        }
+        for child in &self.children {
+            child.collect_failing(&path, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_actors_are_named_by_path_and_peers_do_not_count() {
+        let mut root = ActorSnapshot::running("SystemModule", "system");
+        let mut cluster = ActorSnapshot::running("ClusterManager", "cluster_manager");
+        let mut publisher = ActorSnapshot::running("publisher", "loop");
+        publisher.state = "restarting".into();
+        let mut peer = ActorSnapshot::running("b", "peer");
+        peer.state = "not_answering".into();
+        cluster.children = vec![publisher, peer];
+        root.children.push(cluster);
+        assert_eq!(root.failing(), ["SystemModule/ClusterManager/publisher"]);
+        assert!(root.find(&["ClusterManager", "b"]).is_some());
+        assert!(root.find(&["nope"]).is_none());
     }
 }

@@ -18,6 +18,11 @@ use tokio::sync::{mpsc, watch};
 
 /// A node's QUIC side with no models: its accept loop and peer server on tracked tasks.
 fn node(dir: &std::path::Path, id: &str) -> (Arc<QuicNode>, Tasks) {
+    let (quic, tasks, _) = node_with_links(dir, id);
+    (quic, tasks)
+}
+
+fn node_with_links(dir: &std::path::Path, id: &str) -> (Arc<QuicNode>, Tasks, Arc<PeerLinks>) {
     tls::issue(&dir.join("ca"), id, &dir.join(id)).unwrap();
     let (streams_tx, streams_rx) = mpsc::channel(16);
     let identity = NodeIdentity::load(&dir.join(id)).unwrap();
@@ -34,7 +39,7 @@ fn node(dir: &std::path::Path, id: &str) -> (Arc<QuicNode>, Tasks) {
     let links = Arc::new(PeerLinks::new(quic.clone(), id.to_string(), tasks.child()));
     let streams = Arc::new(tokio::sync::Mutex::new(streams_rx));
     let accept = accept_loop(quic.clone(), streams_tx);
-    let serve = server_loop(streams, router, id.to_string(), links);
+    let serve = server_loop(streams, router, id.to_string(), links.clone());
     tasks.spawn(accept(tasks.token().clone()));
     tasks.spawn(serve(tasks.token().clone()));
     tasks.spawn_owned(async move {
@@ -42,7 +47,7 @@ fn node(dir: &std::path::Path, id: &str) -> (Arc<QuicNode>, Tasks) {
         let _tx = tx;
         std::future::pending::<()>().await
     });
-    (quic, tasks)
+    (quic, tasks, links)
 }
 
 async fn ask(connection: &quinn::Connection, bytes: &[u8]) -> Result<Option<ForwardReply>, String> {
@@ -134,7 +139,7 @@ fn rss_bytes() -> u64 {
 async fn streams_that_announce_64_mib_and_send_ten_bytes_cost_ten_bytes() {
     let dir = tempfile::tempdir().unwrap();
     tls::init_ca(&dir.path().join("ca")).unwrap();
-    let (a, _a_tasks) = node(dir.path(), "a");
+    let (a, _a_tasks, a_links) = node_with_links(dir.path(), "a");
     let (b, _b_tasks) = node(dir.path(), "b");
     let (connection, _) = b.connect(a.local_addr(), &b.peer_client).await.unwrap();
     // Warm up (first connection, first stream) before measuring.
@@ -148,8 +153,12 @@ async fn streams_that_announce_64_mib_and_send_ten_bytes_cost_ten_bytes() {
         send.write_all(&[7u8; 10]).await.unwrap();
         open.push((send, recv));
     }
-    // Let the server read what arrived on every stream.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every stream is being served (its frame is being read) before measuring.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while a_links.serving() < 64 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a_links.serving(), 64, "the node serves every stream");
     let after = rss_bytes();
     // 64 streams x 64 MiB would be 4 GiB if allocated (and touched) up front; allow 64 MiB of
     // noise for everything else in the process.

@@ -91,20 +91,35 @@ impl Default for Ca {
     }
 }
 
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Ports for test nodes come from below the kernel's ephemeral range (32768 and up on Linux),
+/// which the kernel never hands out on its own, and from one counter per process, so two nodes
+/// of a test never get the same port (binding port 0 and releasing it can give the same port
+/// twice, or one another socket takes next). Each process starts at its own offset.
+fn next_free_port(free: impl Fn(u16) -> bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (offset + n) % SPAN) as u16;
+        if free(port) {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN);
+}
+
+/// A free TCP port on loopback for a node's HTTP API.
+pub fn free_tcp_port() -> u16 {
+    next_free_port(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
 }
 
 /// A free UDP address on loopback for a node's QUIC endpoint.
 pub fn free_quic_addr() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    let port = next_free_port(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok());
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Which default models a node serves.
@@ -223,9 +238,9 @@ impl Node {
         self.child = Some(child);
     }
 
-    /// Starts a node and waits until it answers `/readyz`. Free ports are found by binding
-    /// and releasing them, which races with other processes: a start that fails to bind is
-    /// retried on new ports, so tests and benchmarks never flake on it.
+    /// Starts a node and waits until it answers `/readyz`. Its ports were free when chosen;
+    /// should another process take one before the node binds it, the start is retried on new
+    /// ports, so tests and benchmarks never flake on it.
     pub async fn start(spec: NodeSpec) -> Node {
         let mut node = Node::spawn(spec);
         for _ in 0..5 {

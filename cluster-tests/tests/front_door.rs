@@ -14,6 +14,7 @@ use golek_cluster_tests::{Ca, Models, Node, NodeSpec};
 use golek_protocol::cluster::{
     decode_frame, encode_frame, ForwardReply, ForwardRequest, PEER_PROTOCOL_VERSION,
 };
+use golek_protocol::cluster_v1;
 use golek_protocol::inference::{
     EmbeddingInput, EmbeddingsRequest, GenerateRequest, InferenceEvent, InferenceRequest, Prompt,
     SamplingParams,
@@ -166,6 +167,55 @@ async fn quic_clients_and_peers_meet_the_same_checks_and_leave_other_streams_alo
             "peer, timeout {timeout_ms}: {replies:?}"
         );
     }
+
+    // A peer of the previous protocol version is answered in its version.
+    let old = cluster_v1::ForwardRequestV1 {
+        version: 1,
+        model: "golek-tiny".into(),
+        request: cluster_v1::InferenceRequest::Generate(cluster_v1::GenerateRequest {
+            prompt: cluster_v1::Prompt::Text("an older peer".into()),
+            max_tokens: Some(3),
+            stop: vec![],
+            sampling: SamplingParams {
+                temperature: 0.0,
+                ignore_eos: true,
+                ..Default::default()
+            },
+        }),
+        timeout_ms: 30_000,
+        traceparent: None,
+        from_node: "tester".into(),
+    };
+    let (mut send, mut recv) = peer.open_bi().await.unwrap();
+    send.write_all(&encode_frame(&old).unwrap()).await.unwrap();
+    let _ = send.finish();
+    let mut old_replies = Vec::new();
+    while let Some(body) = read_frame(&mut recv).await.unwrap() {
+        old_replies.push(decode_frame::<cluster_v1::ForwardReplyV1>(&body).unwrap());
+    }
+    let texts = old_replies
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                cluster_v1::ForwardReplyV1::Event(cluster_v1::InferenceEvent::Text { .. })
+            )
+        })
+        .count();
+    assert!(texts >= 1, "{old_replies:?}");
+    assert!(
+        matches!(
+            old_replies.last(),
+            Some(cluster_v1::ForwardReplyV1::Event(
+                cluster_v1::InferenceEvent::Finished {
+                    reason: cluster_v1::FinishReason::Length,
+                    completion_tokens: 3,
+                    ..
+                }
+            ))
+        ),
+        "{old_replies:?}"
+    );
 
     let body = long.await.unwrap();
     assert!(

@@ -4,16 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use golek_cluster_tests::{ensure_test_model, free_quic_addr, wait_until, Ca};
+use golek_cluster_tests::{ensure_test_model, free_quic_addr, free_tcp_port, wait_until, Ca};
 use golek_config::{CliOverride, ConfigInputs};
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()

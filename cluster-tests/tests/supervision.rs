@@ -87,6 +87,16 @@ async fn a_panic_in_the_publish_loop_is_restarted_and_the_node_keeps_gossiping_a
     // The ids agree everywhere: the registry's, the cluster's and the admin views'.
     assert_eq!(b.get("/admin/models").await["node_id"], "b");
     assert_eq!(b.cluster().await["node_id"], "b");
+    let metrics = reqwest::get(b.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("golek_node_info{node_id=\"b\""),
+        "{metrics}"
+    );
     drop(c);
 }
 

@@ -8,6 +8,9 @@ use golek_protocol::cluster::{
     encode_frame, encode_member, ForwardReply, ForwardRequest, GpuAdvert, LoadAdvert, MemberAdvert,
     ModelAdvert, NodeAdvert, ResourcesAdvert, PEER_PROTOCOL_VERSION,
 };
+use golek_protocol::inference::Capabilities;
+use golek_protocol::model::{ModelState, ProviderInfo
+};
 use golek_protocol::cluster_v1;
 use golek_protocol::inference::{
     FinishReason, InferenceEvent, InferenceRequest, NamedTensor, SamplingParams, TensorData,
@@ -261,8 +264,19 @@ fn main() {
         models: vec![ModelAdvert {
             name: "m".into(),
             provider: "onnx".into(),
-            state: "ready".into(),
-            info: Some(json!({"embedding_dims": 384, "capabilities": {"embeddings": true}})),
+            state: ModelState::Ready,
+            info: Some(ProviderInfo {
+                capabilities: Capabilities {
+                    embeddings: true,
+                    ..Default::default()
+                },
+                embedding_dims: Some(384),
+                max_input_tokens: Some(256),
+                vocab_size: Some(30522),
+                context_tokens: None,
+                inputs: vec![],
+                outputs: vec![],
+            }),
         }],
         load: LoadAdvert {
             queued: 1,

@@ -1,6 +1,6 @@
 //! The gossip value decoders (`cluster::decode_member`): values are whatever another member
 //! published under its keys. The input is read as `key=value` records separated by NUL (a key
-//! `0`..`3` stands for a known key), and also as the value of each known key in turn.
+//! `0`..`4` stands for a known key), and also as the value of each known key in turn.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use golek_protocol::cluster::{decode_member, encode_member, MemberAdvert};
 use libfuzzer_sys::fuzz_target;
 
-const KEYS: [&str; 4] = [
+const KEYS: [&str; 5] = [
     "golek.node",
     "golek.models",
     "golek.load",
     "golek.resources",
+    "golek.gossip_version",
 ];
 const NODE: &str =
     r#"{"http_addr":"127.0.0.1:8080","quic_addr":"127.0.0.1:7946","version":"0.1.0"}"#;
@@ -50,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     for record in text.split('\0') {
         let (key, value) = record.split_once('=').unwrap_or((record, ""));
         let key = match key {
-            "0" | "1" | "2" | "3" => KEYS[key.parse::<usize>().unwrap()],
+            "0" | "1" | "2" | "3" | "4" => KEYS[key.parse::<usize>().unwrap()],
             other => other,
         };
         kv.insert(key, value);

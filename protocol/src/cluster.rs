@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::inference::{InferenceEvent, InferenceRequest};
+use crate::model::{ModelState, ProviderInfo};
 use crate::ErrorInfo;
 
 /// A node id: what `--node-id` and the node's certificate say. Lowercase letters, digits and
@@ -43,15 +44,15 @@ pub struct NodeAdvert {
     pub labels: BTreeMap<String, String>,
 }
 
-/// One model a node serves. `info` is the provider's description (capabilities, dimensions,
-/// tensor specs) as JSON, so that other nodes can validate and describe the model.
+/// One model a node serves, with its provider's description (capabilities, dimensions, tensor
+/// specs) so that other nodes can check requests for it and describe it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelAdvert {
     pub name: String,
     pub provider: String,
-    pub state: String,
+    pub state: ModelState,
     #[serde(default)]
-    pub info: Option<serde_json::Value>,
+    pub info: Option<ProviderInfo>,
 }
 
 /// How busy a node is.
@@ -92,6 +93,12 @@ pub struct MemberAdvert {
     pub resources: ResourcesAdvert,
 }
 
+/// The version of the gossip values this build publishes.
+/// 2: model states and provider descriptions are typed (same JSON as version 1 wrote, now
+/// decoded strictly), and this key is published.
+pub const GOSSIP_VERSION: u16 = 2;
+
+const KEY_VERSION: &str = "golek.gossip_version";
 const KEY_NODE: &str = "golek.node";
 const KEY_MODELS: &str = "golek.models";
 const KEY_LOAD: &str = "golek.load";
@@ -104,6 +111,7 @@ fn json<T: Serialize>(value: &T) -> String {
 /// The key-value pairs a node sets on its own gossip state.
 pub fn encode_member(member: &MemberAdvert) -> Vec<(String, String)> {
     vec![
+        (KEY_VERSION.into(), GOSSIP_VERSION.to_string()),
         (KEY_NODE.into(), json(&member.node)),
         (KEY_MODELS.into(), json(&member.models)),
         (KEY_LOAD.into(), json(&member.load)),
@@ -111,8 +119,10 @@ pub fn encode_member(member: &MemberAdvert) -> Vec<(String, String)> {
     ]
 }
 
-/// Reads a member's advert from its gossip key-values (`get(key)`). A node that has not yet
-/// published its `node` key is `Ok(None)`; a malformed value is an error naming the key.
+/// Reads a member's advert from its gossip key-values (`get(key)`), decoded once into typed
+/// values. A node that has not yet published its `node` key is `Ok(None)`; a malformed value
+/// is an error naming the key. Values of this version and the one before (which published no
+/// version key) are read; others are refused by version.
 pub fn decode_member<'a, F: Fn(&str) -> Option<&'a str>>(
     get: F,
 ) -> Result<Option<MemberAdvert>, String> {
@@ -125,6 +135,17 @@ pub fn decode_member<'a, F: Fn(&str) -> Option<&'a str>>(
             .transpose()
     }
     let get = &get;
+    if let Some(raw) = get(KEY_VERSION) {
+        let version: u16 = raw
+            .parse()
+            .map_err(|_| format!("gossip key {KEY_VERSION}: {raw:?} is not a version number"))?;
+        if version != GOSSIP_VERSION && version.checked_add(1) != Some(GOSSIP_VERSION) {
+            return Err(format!(
+                "gossip version {version} is not supported (this node reads versions {} and {GOSSIP_VERSION})",
+                GOSSIP_VERSION - 1
+            ));
+        }
+    }
     let Some(node) = field::<NodeAdvert, F>(get, KEY_NODE)? else {
         return Ok(None);
     };
@@ -255,8 +276,8 @@ mod tests {
             models: vec![ModelAdvert {
                 name: "m".into(),
                 provider: "onnx".into(),
-                state: "ready".into(),
-                info: Some(serde_json::json!({"embedding_dims": 384})),
+                state: ModelState::Ready,
+                info: None,
             }],
             load: LoadAdvert {
                 queued: 1,
@@ -273,6 +294,38 @@ mod tests {
         broken.insert(KEY_LOAD.into(), "{".into());
         let err = decode_member(|k| broken.get(k).map(String::as_str)).unwrap_err();
         assert!(err.contains("golek.load"), "{err}");
+        // A previous-version member (no version key, states as words) is read; an unknown
+        // state reads as stopped; a wrongly typed description is an error naming its key.
+        let mut v1 = kv.clone();
+        v1.remove(KEY_VERSION);
+        v1.insert(
+            KEY_MODELS.into(),
+            r#"[{"name":"m","provider":"onnx","state":"ready","info":null},
+                {"name":"n","provider":"gguf","state":"dreaming"}]"#
+                .into(),
+        );
+        let back = decode_member(|k| v1.get(k).map(String::as_str))
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.models[0].state, ModelState::Ready);
+        assert_eq!(back.models[1].state, ModelState::Stopped);
+        v1.insert(
+            KEY_MODELS.into(),
+            r#"[{"name":"m","provider":"onnx","state":"ready","info":{"embedding_dims":"many"}}]"#
+                .into(),
+        );
+        let err = decode_member(|k| v1.get(k).map(String::as_str)).unwrap_err();
+        assert!(err.contains("golek.models"), "{err}");
+        // Versions other than this one and the previous are refused by number.
+        for bad in ["3", "0", "65535", "x"] {
+            let mut other = kv.clone();
+            other.insert(KEY_VERSION.into(), bad.into());
+            let err = decode_member(|k| other.get(k).map(String::as_str)).unwrap_err();
+            assert!(
+                err.contains(KEY_VERSION) || err.contains("version"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!
 //! This crate holds data only: no async runtime, no actors, no I/O.
 
+mod checks;
 pub mod cluster;
 pub mod cluster_v1;
 mod error;
@@ -16,6 +17,7 @@ pub mod half;
 pub mod inference;
 pub mod kserve;
 pub mod limits;
+pub mod model;
 pub mod openai;
 pub mod validate;
 

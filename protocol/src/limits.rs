@@ -63,3 +63,41 @@ impl ModelLimits {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::{EmbeddingsRequest, GenerateRequest, Prompt, SamplingParams};
+
+    #[test]
+    fn what_only_the_model_knows_is_checked_against_its_limits() {
+        let limits = ModelLimits {
+            context_tokens: Some(1024),
+            vocab_size: Some(100),
+        };
+        let generate = |max_tokens| {
+            InferenceRequest::Generate(GenerateRequest::new(
+                Prompt::Text("hi".into()),
+                Some(max_tokens),
+                SamplingParams::default(),
+            ))
+        };
+        assert!(limits.check(&generate(1023)).is_ok());
+        for k in [1024, u32::MAX] {
+            let err = limits.check(&generate(k)).unwrap_err();
+            assert_eq!(err.param.as_deref(), Some("max_tokens"), "{err:?}");
+        }
+        let tokens = |ids: Vec<u32>| {
+            InferenceRequest::Embeddings(EmbeddingsRequest {
+                inputs: vec![
+                    EmbeddingInput::Text("ok".into()),
+                    EmbeddingInput::Tokens(ids),
+                ],
+            })
+        };
+        assert!(limits.check(&tokens(vec![0, 99])).is_ok());
+        let err = limits.check(&tokens(vec![5, 100])).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("input[1]"));
+        assert!(ModelLimits::default().check(&generate(u32::MAX)).is_ok());
+    }
+}

@@ -1,8 +1,7 @@
 //! The provider SPI.
 
-use golek_protocol::inference::Capabilities;
+pub use golek_protocol::model::{ProviderInfo, TensorSpec};
 use golek_protocol::{ErrorCode, ErrorInfo};
-use serde::{Deserialize, Serialize};
 
 use crate::queue::JobQueue;
 
@@ -35,41 +34,6 @@ impl From<&ProviderError> for ErrorInfo {
             ProviderError::Inference(_) => {
                 ErrorInfo::new(ErrorCode::ProviderError, err.to_string())
             }
-        }
-    }
-}
-
-/// A model input or output as the model declares it; `-1` marks a dynamic dimension.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TensorSpec {
-    pub name: String,
-    /// KServe v2 datatype name (`FP32`, `INT64`, ...).
-    pub datatype: String,
-    pub shape: Vec<i64>,
-}
-
-/// What a loaded provider tells the node about its model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProviderInfo {
-    pub capabilities: Capabilities,
-    /// Length of the embedding vectors, for embedding models.
-    pub embedding_dims: Option<usize>,
-    /// Inputs longer than this are truncated.
-    pub max_input_tokens: Option<usize>,
-    /// Token ids must be below this.
-    pub vocab_size: Option<usize>,
-    /// Tokens one sequence may hold (prompt plus generated), for generation models.
-    pub context_tokens: Option<usize>,
-    pub inputs: Vec<TensorSpec>,
-    pub outputs: Vec<TensorSpec>,
-}
-
-impl ProviderInfo {
-    /// What the front door checks against this model (the protocol's one authority).
-    pub fn limits(&self) -> golek_protocol::limits::ModelLimits {
-        golek_protocol::limits::ModelLimits {
-            context_tokens: self.context_tokens,
-            vocab_size: self.vocab_size,
         }
     }
 }

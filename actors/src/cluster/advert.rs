@@ -34,8 +34,8 @@ pub fn advert(
             ModelAdvert {
                 name: e.name.clone(),
                 provider: e.provider.clone(),
-                state: e.state.as_str().to_string(),
-                info: e.info.as_ref().and_then(|i| serde_json::to_value(i).ok()),
+                state: e.state.clone(),
+                info: e.info.clone(),
             }
         })
         .collect();

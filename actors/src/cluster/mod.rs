@@ -72,7 +72,7 @@ impl ClusterView {
             .filter(move |m| {
                 m.models
                     .iter()
-                    .any(|a| a.name == model && a.state == ModelState::Ready.as_str())
+                    .any(|a| a.name == model && a.state == ModelState::Ready)
             })
     }
 
@@ -91,7 +91,7 @@ impl ClusterView {
         let mut found = None;
         for member in self.members.iter().filter(|m| !m.is_self) {
             if let Some(ad) = member.models.iter().find(|a| a.name == model) {
-                let better = member.alive && ad.state == ModelState::Ready.as_str();
+                let better = member.alive && ad.state == ModelState::Ready;
                 if found.is_none() || better {
                     found = Some((member, ad));
                 }

@@ -85,8 +85,7 @@ impl PeerLinks {
         for (id, open) in peers {
             let mut peer = ActorSnapshot::running(id, "peer");
             peer.state = if open { "connected" } else { "closed" }.into();
-            // Outcome breakers per peer come with the reliability layer; none yet.
-            peer.breaker = Some("none".into());
+            // A peer gets its outcome breaker (and `breaker` here) with the reliability layer.
             me.children.push(peer);
         }
         me
@@ -369,12 +368,19 @@ async fn serve_one(
             return Ok(());
         }
     };
+    // Until the first event, a worker found hung will not answer what was queued to it.
+    let mut answered = false;
     loop {
         let next = tokio::select! {
             next = tokio::time::timeout(timeout, events.recv()) => next,
             // The caller reset its side: drop the events, which cancels the work.
             _ = send.stopped() => return Ok(()),
+            () = router.worker_lost(&request.model), if !answered => Ok(Some(Err(ErrorInfo::new(
+                ErrorCode::Unavailable,
+                format!("model {:?} stopped before answering (its worker hung and is being replaced)", request.model),
+            )))),
         };
+        answered = true;
         let item = match next {
             Err(_) => Err(ErrorInfo::new(
                 ErrorCode::Timeout,

@@ -147,14 +147,14 @@ impl RouterHandle {
                     name: ad.name.clone(),
                     provider: ad.provider.clone(),
                     state: if member.alive {
-                        ModelState::from_gossip(&ad.state)
+                        ad.state.clone()
                     } else {
                         ModelState::Stopped
                     },
                     generation: 0,
                     restarts: 0,
                     last_error: None,
-                    info: ad.info.clone().and_then(|v| serde_json::from_value(v).ok()),
+                    info: ad.info.clone(),
                     sender: None,
                     faults: None,
                     created_unix_s: 0,

@@ -3,51 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use golek_protocol::model::ModelState;
 use golek_providers::{Faults, JobSender, ProviderInfo};
 use serde::Serialize;
-
-/// Where a model is in its life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelState {
-    /// The worker is loading the model.
-    Loading,
-    Ready,
-    /// The worker failed; a restart is scheduled.
-    Restarting,
-    /// Too many restarts in the window: refused until the cooldown ends.
-    BreakerOpen,
-    /// The worker holds work and stopped making progress; a replacement starts when memory
-    /// allows.
-    Hung,
-    /// The node is shutting down.
-    Stopped,
-}
-
-impl ModelState {
-    /// The state a peer gossiped (unknown words read as stopped).
-    pub fn from_gossip(s: &str) -> Self {
-        match s {
-            "loading" => ModelState::Loading,
-            "ready" => ModelState::Ready,
-            "restarting" => ModelState::Restarting,
-            "breaker_open" => ModelState::BreakerOpen,
-            "hung" => ModelState::Hung,
-            _ => ModelState::Stopped,
-        }
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ModelState::Loading => "loading",
-            ModelState::Ready => "ready",
-            ModelState::Restarting => "restarting",
-            ModelState::BreakerOpen => "breaker_open",
-            ModelState::Hung => "hung",
-            ModelState::Stopped => "stopped",
-        }
-    }
-}
 
 /// One model in the routing table.
 #[derive(Clone)]

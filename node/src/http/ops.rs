@@ -32,7 +32,8 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Ready once every configured model is loaded; 503 with each model's state otherwise.
+/// Ready once every configured model is loaded, the node is healthy and no actor of its
+/// supervision tree is failing (restarting, breaker open, hung); 503 with what is not otherwise.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let table = state.router.table();
     let models: BTreeMap<&str, &str> = table
@@ -40,7 +41,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .values()
         .map(|e| (e.name.as_str(), e.state.as_str()))
         .collect();
-    let ready = table.all_ready() && state.router.health().healthy();
+    let failing = match state.inspector.actors().await {
+        Ok(tree) => tree.failing(),
+        Err(e) => vec![e.to_string()],
+    };
+    let ready = table.all_ready() && state.router.health().healthy() && failing.is_empty();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -48,7 +53,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     (
         status,
-        Json(json!({"status": if ready { "ready" } else { "not_ready" }, "models": models})),
+        Json(json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "models": models,
+            "failing_actors": failing,
+        })),
     )
 }
 
