@@ -62,6 +62,21 @@ impl Tasks {
         self.tracker.spawn(future)
     }
 
+    /// Sends `message` to `actor` after `delay`, on a tracked task (ractor's own `send_after`
+    /// would leave an untracked task sleeping past shutdown).
+    pub fn send_after<M: ractor::Message>(
+        &self,
+        actor: &ractor::ActorRef<M>,
+        delay: Duration,
+        message: M,
+    ) {
+        let actor = actor.clone();
+        self.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = actor.cast(message);
+        });
+    }
+
     /// Tasks still running (a child's included).
     pub fn len(&self) -> usize {
         self.tracker.len()

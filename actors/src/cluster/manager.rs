@@ -323,14 +323,11 @@ impl ClusterManager {
             }
         };
         child.last_failure = Some(reason);
-        let generation = child.generation;
-        let name = name.to_string();
-        let me = myself.clone();
-        // Tracked: shutdown cancels a pending restart instead of leaving a sleeping task.
-        state.tasks.spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = me.cast(ClusterMsg::Restart { name, generation });
-        });
+        let restart = ClusterMsg::Restart {
+            name: name.to_string(),
+            generation: child.generation,
+        };
+        state.tasks.send_after(myself, delay, restart);
     }
 
     fn snapshot(state: &ClusterState) -> ActorSnapshot {

@@ -157,14 +157,11 @@ impl ProviderSupervisor {
         generation: u64,
         delay: Duration,
     ) {
-        let me = myself.clone();
-        state.timers.spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = me.cast(SupervisorMsg::Restart {
-                name,
-                after_generation: generation,
-            });
-        });
+        let restart = SupervisorMsg::Restart {
+            name,
+            after_generation: generation,
+        };
+        state.timers.send_after(myself, delay, restart);
     }
 
     /// A hung worker: its model answers 503 now, the event counts toward its breaker, the
