@@ -58,7 +58,7 @@ for target in "${TARGETS[@]}"; do
 done
 
 if [[ ${#failed[@]} -gt 0 ]]; then
-    echo "fuzz.sh: crashes in: ${failed[*]} (inputs under fuzz/artifacts/)" >&2
+    echo "fuzz.sh: failed (crash or build error): ${failed[*]}; crash inputs under fuzz/artifacts/" >&2
     exit 1
 fi
 echo "fuzz.sh: ${#TARGETS[@]} target(s), ${seconds}s each, no crash"
