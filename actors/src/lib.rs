@@ -28,6 +28,7 @@ mod loops;
 pub mod metrics;
 mod provider;
 mod registry;
+pub mod reliability;
 mod router;
 mod system;
 mod tasks;

@@ -28,6 +28,10 @@ pub const GOSSIP_DROPPED_TOTAL: &str = "golek_gossip_dropped_total";
 pub const CLUSTER_FORWARDED_TOTAL: &str = "golek_cluster_forwarded_total";
 /// Time from forwarding to the end of the peer's answer, by peer.
 pub const CLUSTER_FORWARD_SECONDS: &str = "golek_cluster_forward_seconds";
+/// Forwards retried on another peer before the first byte.
+pub const CLUSTER_RETRIES_TOTAL: &str = "golek_cluster_retries_total";
+/// Times a peer's outcome breaker opened, by peer.
+pub const CLUSTER_PEER_BREAKER_OPEN_TOTAL: &str = "golek_cluster_peer_breaker_open_total";
 /// Connections or members refused, by reason (tls, no_id, id_mismatch).
 pub const CLUSTER_REFUSED_TOTAL: &str = "golek_cluster_refused_total";
 
@@ -40,6 +44,11 @@ pub fn describe() {
     metrics::describe_counter!(CLUSTER_FORWARDED_TOTAL, "requests forwarded to peers");
     metrics::describe_histogram!(CLUSTER_FORWARD_SECONDS, "duration of forwarded requests");
     metrics::describe_counter!(CLUSTER_REFUSED_TOTAL, "peers refused, by reason");
+    metrics::describe_counter!(CLUSTER_RETRIES_TOTAL, "forwards retried on another peer");
+    metrics::describe_counter!(
+        CLUSTER_PEER_BREAKER_OPEN_TOTAL,
+        "times a peer's outcome breaker opened"
+    );
     metrics::describe_counter!(
         ROUTER_REJECTED_TOTAL,
         "requests refused before reaching a worker"

@@ -50,6 +50,9 @@ impl Job {
 pub struct Faults {
     crash_next_batch: AtomicBool,
     hang_next_batch_ms: AtomicU64,
+    /// The next requests submitted are refused with this code (a target that answers errors
+    /// while its worker lives).
+    refuse_next: std::sync::Mutex<Option<(u32, golek_protocol::ErrorCode)>>,
 }
 
 impl Faults {
@@ -63,6 +66,19 @@ impl Faults {
     /// a worker that stops making progress.
     pub fn hang_next_batch(&self, ms: u64) {
         self.hang_next_batch_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// The next `n` requests submitted to the model are refused with `code`.
+    pub fn refuse_next(&self, n: u32, code: golek_protocol::ErrorCode) {
+        *self.refuse_next.lock().unwrap_or_else(|p| p.into_inner()) = (n > 0).then_some((n, code));
+    }
+
+    /// The code to refuse this request with, if refusals are armed (counts one down).
+    pub fn take_refusal(&self) -> Option<golek_protocol::ErrorCode> {
+        let mut armed = self.refuse_next.lock().unwrap_or_else(|p| p.into_inner());
+        let (left, code) = (*armed)?;
+        *armed = (left > 1).then_some((left - 1, code));
+        Some(code)
     }
 
     /// Panics if a crash is armed (once).
@@ -467,6 +483,22 @@ mod tests {
         let batch = q.next_batch().unwrap();
         assert_eq!(batch.len(), 1);
         assert!(!batch[0].is_abandoned());
+    }
+
+    #[test]
+    fn armed_refusals_count_down() {
+        let faults = Faults::default();
+        assert_eq!(faults.take_refusal(), None);
+        faults.refuse_next(2, golek_protocol::ErrorCode::Overloaded);
+        assert_eq!(
+            faults.take_refusal(),
+            Some(golek_protocol::ErrorCode::Overloaded)
+        );
+        assert_eq!(
+            faults.take_refusal(),
+            Some(golek_protocol::ErrorCode::Overloaded)
+        );
+        assert_eq!(faults.take_refusal(), None);
     }
 
     #[test]

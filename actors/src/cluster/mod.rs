@@ -14,6 +14,7 @@
 mod advert;
 pub mod client;
 pub mod close;
+mod forward;
 pub mod frames;
 pub mod join;
 mod manager;
@@ -84,6 +85,16 @@ impl ClusterView {
     /// Live peers (not this node) whose `model` is ready, least loaded first.
     pub fn candidates(&self, model: &str) -> Vec<peer::PeerAddr> {
         selection::order(self.ready_peers(model))
+    }
+
+    /// [`ClusterView::candidates`] with the peers whose breaker is open moved last (tried
+    /// only when nothing else is left, and their breakers still decide).
+    pub fn candidates_for(&self, model: &str, links: &peer::PeerLinks) -> Vec<peer::PeerAddr> {
+        let (closed, open): (Vec<_>, Vec<_>) = self
+            .candidates(model)
+            .into_iter()
+            .partition(|p| !links.is_open(&p.node_id));
+        closed.into_iter().chain(open).collect()
     }
 
     /// Some peer's advert of `model`, whatever its state (for descriptions and errors).

@@ -1,7 +1,8 @@
-//! Forwarding requests between nodes over `golek-peer/1`, and the QUIC client API
-//! (`golek-client/1`) that speaks the same frames.
+//! The peer links (connections checked against node ids, each peer's outcome breaker, the
+//! retry budget) and the server for `golek-peer/1` and the QUIC client API (`golek-client/1`),
+//! which speak the same frames; the forwarding side is in `forward.rs`.
 //!
-//! One bidi stream per request: the caller writes one [`ForwardRequest`] frame and finishes its
+//! One bidi stream per request: the caller writes one `ForwardRequest` frame and finishes its
 //! side; the server answers with [`ForwardReply`] frames, one per event, and finishes. A caller
 //! that goes away resets the stream, which drops the request's event channel on the serving
 //! node and so cancels the work there.
@@ -10,13 +11,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use golek_protocol::cluster::{
-    decode_frame, encode_frame, ForwardReply, ForwardRequest, PEER_PROTOCOL_VERSION,
-};
+use golek_protocol::cluster::{ForwardReply, PEER_PROTOCOL_VERSION};
 use golek_protocol::cluster_v1::{self, RequestError};
-use golek_protocol::inference::{InferenceEvent, InferenceRequest};
 use golek_protocol::{ErrorCode, ErrorInfo};
 use tokio::sync::mpsc;
 
@@ -27,9 +25,14 @@ use super::transport::{IncomingStream, QuicNode};
 use crate::error::ClusterError;
 use crate::loops::{loop_fn, LoopFn};
 use crate::metrics as m;
-use crate::router::{EventRx, RouterHandle};
+use crate::reliability::{Breaker, BreakerConfig, BreakerState, Outcome, RetryBudget};
+use crate::router::RouterHandle;
 use crate::tasks::Tasks;
 use crate::tree::ActorSnapshot;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Where to reach a peer: the id its certificate must name and its QUIC address.
 #[derive(Debug, Clone)]
@@ -41,12 +44,17 @@ pub struct PeerAddr {
 /// The connections to peers, one per node id, made on first use and checked against the id.
 pub struct PeerLinks {
     quic: Arc<QuicNode>,
-    self_id: String,
+    pub(super) self_id: String,
     connections: Mutex<HashMap<String, quinn::Connection>>,
     /// Requests peers forwarded here that are still running.
     pub(crate) serving: Arc<AtomicU64>,
     /// Where forwards and served streams run (cancelled with the ClusterManager).
-    tasks: Tasks,
+    pub(super) tasks: Tasks,
+    /// Each peer's outcome breaker (made on its first request).
+    breakers: Mutex<HashMap<String, Breaker>>,
+    breaker_config: BreakerConfig,
+    /// Retries of forwards, as a share of forwarded requests.
+    budget: Mutex<RetryBudget>,
 }
 
 impl PeerLinks {
@@ -57,11 +65,60 @@ impl PeerLinks {
             connections: Mutex::new(HashMap::new()),
             serving: Arc::new(AtomicU64::new(0)),
             tasks,
+            breakers: Mutex::new(HashMap::new()),
+            breaker_config: BreakerConfig::default(),
+            // Retries up to a fifth of recent forwards, and at least ten a second.
+            budget: Mutex::new(RetryBudget::new(0.2, 10, Instant::now())),
+        }
+    }
+
+    /// A forward starts (its retries draw on the budget it adds to).
+    pub(super) fn on_request(&self) {
+        lock(&self.budget).on_request(Instant::now());
+    }
+
+    pub(super) fn try_retry(&self) -> bool {
+        lock(&self.budget).try_retry(Instant::now())
+    }
+
+    /// Whether `peer`'s breaker lets a request through now.
+    pub(super) fn allow(&self, peer: &str) -> bool {
+        let mut breakers = lock(&self.breakers);
+        breakers
+            .entry(peer.to_string())
+            .or_insert_with(|| Breaker::new(self.breaker_config.clone()))
+            .allow(Instant::now())
+    }
+
+    /// Whether `peer`'s breaker is open now (for ordering candidates).
+    pub fn is_open(&self, peer: &str) -> bool {
+        lock(&self.breakers)
+            .get(peer)
+            .is_some_and(|b| b.state(Instant::now()) == BreakerState::Open)
+    }
+
+    /// Feeds a request's outcome to `peer`'s breaker.
+    pub(super) fn record(&self, peer: &str, outcome: Outcome) {
+        let now = Instant::now();
+        let mut breakers = lock(&self.breakers);
+        let breaker = breakers
+            .entry(peer.to_string())
+            .or_insert_with(|| Breaker::new(self.breaker_config.clone()));
+        match outcome {
+            Outcome::Success => breaker.on_success(now),
+            Outcome::Failure => {
+                if breaker.on_failure(now) {
+                    tracing::warn!(%peer, "peer breaker open: too many failed requests");
+                    metrics::counter!(m::CLUSTER_PEER_BREAKER_OPEN_TOTAL, "peer" => peer.to_string())
+                        .increment(1);
+                }
+            }
+            Outcome::Neutral => {}
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, quinn::Connection>> {
-        self.connections.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.connections)
     }
 
     /// Closes every connection (shutdown).
@@ -76,18 +133,37 @@ impl PeerLinks {
         let mut me = ActorSnapshot::running("peers", "peer_links")
             .with_detail("serving", self.serving().into())
             .with_detail("tasks", self.tasks.len().into());
-        let mut peers: Vec<(String, bool)> = self
+        let open: HashMap<String, bool> = self
             .lock()
             .iter()
             .map(|(id, c)| (id.clone(), c.close_reason().is_none()))
             .collect();
-        peers.sort();
-        for (id, open) in peers {
-            let mut peer = ActorSnapshot::running(id, "peer");
-            peer.state = if open { "connected" } else { "closed" }.into();
-            // A peer gets its outcome breaker (and `breaker` here) with the reliability layer.
+        let now = Instant::now();
+        let breakers: HashMap<String, (BreakerState, u64)> = lock(&self.breakers)
+            .iter()
+            .map(|(id, b)| (id.clone(), (b.state(now), b.opened)))
+            .collect();
+        let mut ids: Vec<&String> = open.keys().chain(breakers.keys()).collect();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            let mut peer = ActorSnapshot::running(id.clone(), "peer");
+            peer.state = match open.get(id) {
+                Some(true) => "connected",
+                Some(false) => "closed",
+                None => "not_connected",
+            }
+            .into();
+            let (state, opened) = breakers
+                .get(id)
+                .copied()
+                .unwrap_or((BreakerState::Closed, 0));
+            peer.breaker = Some(state.as_str().into());
+            peer.details.insert("breaker_opened".into(), opened.into());
             me.children.push(peer);
         }
+        me.details
+            .insert("retries_refused".into(), lock(&self.budget).refused.into());
         me
     }
 
@@ -103,7 +179,7 @@ impl PeerLinks {
         }
     }
 
-    fn drop_if_closed(&self, node_id: &str) {
+    pub(super) fn drop_if_closed(&self, node_id: &str) {
         let mut connections = self.lock();
         if connections
             .get(node_id)
@@ -113,7 +189,10 @@ impl PeerLinks {
         }
     }
 
-    async fn connection(&self, member: &PeerAddr) -> Result<quinn::Connection, ClusterError> {
+    pub(super) async fn connection(
+        &self,
+        member: &PeerAddr,
+    ) -> Result<quinn::Connection, ClusterError> {
         if let Some(c) = self.lock().get(&member.node_id) {
             if c.close_reason().is_none() {
                 return Ok(c.clone());
@@ -136,143 +215,6 @@ impl PeerLinks {
             .insert(member.node_id.clone(), connection.clone());
         Ok(connection)
     }
-
-    /// Forwards `request` to the first candidate that takes it. A candidate that fails before
-    /// any event reached the caller is skipped for the next (once); after output has started,
-    /// a failure ends the stream with an error event.
-    pub fn forward(
-        self: &Arc<Self>,
-        model: &str,
-        request: InferenceRequest,
-        timeout: Duration,
-        candidates: Vec<PeerAddr>,
-    ) -> EventRx {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let links = self.clone();
-        let model = model.to_string();
-        self.tasks.spawn(async move {
-            let deadline = Instant::now() + timeout;
-            let mut last_error = None;
-            // Two tries: the next candidate, or the only one again on a fresh connection (its
-            // cached one may have gone with a restart).
-            let mut tries: Vec<&PeerAddr> = candidates.iter().take(2).collect();
-            if tries.len() == 1 {
-                tries.push(tries[0]);
-            }
-            for member in tries {
-                let frame = ForwardRequest {
-                    version: PEER_PROTOCOL_VERSION,
-                    model: model.clone(),
-                    request: request.clone(),
-                    timeout_ms: deadline
-                        .saturating_duration_since(Instant::now())
-                        .as_millis() as u64,
-                    traceparent: None,
-                    from_node: links.self_id.clone(),
-                };
-                let started = Instant::now();
-                match links.forward_one(member, &frame, &tx).await {
-                    Ok(()) => {
-                        metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => member.node_id.clone(), "outcome" => "ok").increment(1);
-                        metrics::histogram!(m::CLUSTER_FORWARD_SECONDS, "peer" => member.node_id.clone())
-                            .record(started.elapsed().as_secs_f64());
-                        return;
-                    }
-                    Err(Failure::Started(e)) => {
-                        metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => member.node_id.clone(), "outcome" => "broken").increment(1);
-                        let _ = tx.send(Err(ErrorInfo::new(
-                            ErrorCode::Unavailable,
-                            format!("node {} failed while answering: {e}", member.node_id),
-                        )));
-                        return;
-                    }
-                    Err(Failure::Cancelled) => return,
-                    Err(Failure::NotStarted(e)) => {
-                        metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => member.node_id.clone(), "outcome" => "failed").increment(1);
-                        tracing::warn!(peer = %member.node_id, %model, "forwarding failed: {e}");
-                        links.drop_if_closed(&member.node_id);
-                        last_error = Some(format!("node {}: {e}", member.node_id));
-                    }
-                }
-            }
-            let _ = tx.send(Err(ErrorInfo::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "model {model:?} could not be reached on any node ({})",
-                    last_error.unwrap_or_else(|| "no candidates".into())
-                ),
-            )));
-        });
-        rx
-    }
-
-    async fn forward_one(
-        &self,
-        member: &PeerAddr,
-        frame: &ForwardRequest,
-        tx: &mpsc::UnboundedSender<Result<InferenceEvent, ErrorInfo>>,
-    ) -> Result<(), Failure> {
-        let connection = self
-            .connection(member)
-            .await
-            .map_err(|e| Failure::NotStarted(e.to_string()))?;
-        let (mut send, mut recv) = connection
-            .open_bi()
-            .await
-            .map_err(|e| Failure::NotStarted(e.to_string()))?;
-        let bytes = encode_frame(frame).map_err(Failure::NotStarted)?;
-        send.write_all(&bytes)
-            .await
-            .map_err(|e| Failure::NotStarted(e.to_string()))?;
-        let _ = send.finish();
-        let mut delivered = false;
-        loop {
-            let next = tokio::select! {
-                next = read_frame(&mut recv) => next,
-                () = tx.closed() => {
-                    // The caller went away: reset the stream so the peer drops the work.
-                    let _ = recv.stop(CloseCode::Cancelled.into());
-                    let _ = send.reset(CloseCode::Cancelled.into());
-                    return Err(Failure::Cancelled);
-                }
-            };
-            let fail = |e: String| {
-                if delivered {
-                    Failure::Started(e)
-                } else {
-                    Failure::NotStarted(e)
-                }
-            };
-            let Some(body) = next.map_err(|e| fail(e.to_string()))? else {
-                return if delivered {
-                    Ok(())
-                } else {
-                    Err(Failure::NotStarted(
-                        "the peer closed the stream without answering".into(),
-                    ))
-                };
-            };
-            let reply: ForwardReply = decode_frame(&body).map_err(fail)?;
-            delivered = true;
-            let item = match reply {
-                ForwardReply::Event(e) => Ok(e),
-                ForwardReply::Error(e) => Err(e),
-            };
-            if tx.send(item).is_err() {
-                let _ = recv.stop(CloseCode::Cancelled.into());
-                return Err(Failure::Cancelled);
-            }
-        }
-    }
-}
-
-enum Failure {
-    /// Nothing reached the caller: another node may try.
-    NotStarted(String),
-    /// Output had started: the stream ends with an error.
-    Started(String),
-    /// The caller went away.
-    Cancelled,
 }
 
 /// Sends one reply in the version the request came in (what that version cannot say is left

@@ -35,4 +35,19 @@ impl RouterHandle {
             )),
         }
     }
+
+    /// Makes the model refuse its next `n` requests with `code` (its worker stays up).
+    pub fn inject_refusals(&self, model: &str, n: u32, code: ErrorCode) -> Result<(), ErrorInfo> {
+        let entry = self.entry(model)?;
+        match entry.faults {
+            Some(faults) => {
+                faults.refuse_next(n, code);
+                Ok(())
+            }
+            None => Err(ErrorInfo::new(
+                ErrorCode::Unavailable,
+                format!("model {model:?} is not served on this node"),
+            )),
+        }
+    }
 }

@@ -198,9 +198,12 @@ impl RouterHandle {
                 other => return other,
             }
         }
-        Ok(cluster
-            .links
-            .forward(model, request, timeout, view.candidates(model)))
+        Ok(cluster.links.forward(
+            model,
+            request,
+            timeout,
+            view.candidates_for(model, &cluster.links),
+        ))
     }
 
     /// Routes a validated request to this node's worker queue only.
@@ -238,6 +241,12 @@ impl RouterHandle {
                 ),
             ));
         };
+        if let Some(code) = entry.faults.as_ref().and_then(|f| f.take_refusal()) {
+            return Err(ErrorInfo::new(
+                code,
+                format!("model {model:?}: fault injection refused the request"),
+            ));
+        }
         let sender = match (&entry.state, &entry.sender) {
             (ModelState::Ready, Some(sender)) => sender.clone(),
             (state, _) => {

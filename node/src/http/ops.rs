@@ -141,6 +141,42 @@ pub async fn hang(
     ))
 }
 
+/// What `POST /admin/debug/refuse/{model}` arms.
+#[derive(Debug, serde::Deserialize)]
+pub struct RefuseQuery {
+    pub n: Option<u32>,
+    /// `overloaded` (429), `unavailable` (503) or `provider_error` (502).
+    pub code: Option<String>,
+}
+
+/// Makes a model refuse its next `n` requests (`?n=`, default 1) with `?code=` (default
+/// `unavailable`) while its worker stays up. Only with `debug.fault_injection`.
+pub async fn refuse(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<RefuseQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    faults_enabled(&state)?;
+    let code = match q.code.as_deref().unwrap_or("unavailable") {
+        "overloaded" => ErrorCode::Overloaded,
+        "unavailable" => ErrorCode::Unavailable,
+        "provider_error" => ErrorCode::ProviderError,
+        other => {
+            return Err(ErrorInfo::invalid(
+                "code",
+                format!("code: must be overloaded, unavailable or provider_error, got {other:?}"),
+            )
+            .into())
+        }
+    };
+    let n = q.n.unwrap_or(1).clamp(1, 1_000_000);
+    state.router.inject_refusals(&model, n, code)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"model": model, "refuse": n, "code": code.as_str()})),
+    ))
+}
+
 /// Makes the cluster's gossip round panic once. Only with `debug.fault_injection`.
 pub async fn panic_publisher(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     faults_enabled(&state)?;

@@ -1,0 +1,215 @@
+//! Forwarding a request to a peer, with the reliability rules before the first byte: peers
+//! whose breaker is open are skipped; a peer that cannot be reached, resets, or answers
+//! overloaded or unavailable on its first frame hands the request to the next candidate (after
+//! a jittered backoff, within the deadline and the retry budget); each outcome feeds that
+//! peer's breaker. Once output has reached the caller, a failure ends the stream with an error.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use golek_protocol::cluster::{
+    decode_frame, encode_frame, ForwardReply, ForwardRequest, PEER_PROTOCOL_VERSION,
+};
+use golek_protocol::inference::{InferenceEvent, InferenceRequest};
+use golek_protocol::{ErrorCode, ErrorInfo};
+use tokio::sync::mpsc;
+
+use super::close::CloseCode;
+use super::frames::read_frame;
+use super::peer::{PeerAddr, PeerLinks};
+use crate::metrics as m;
+use crate::reliability::{backoff, Outcome};
+use crate::router::EventRx;
+
+/// The first retry waits up to this long; each next one up to twice as long.
+const BACKOFF_BASE: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_millis(200);
+
+pub(super) enum Failure {
+    /// Nothing reached the caller: another node may try.
+    NotStarted(String),
+    /// The peer's first frame refused the request (overloaded, unavailable): another node may
+    /// try, and if none can, the caller gets this answer.
+    Refused(ErrorInfo),
+    /// Output had started: the stream ends with an error.
+    Started(String),
+    /// The caller went away.
+    Cancelled,
+}
+
+impl PeerLinks {
+    /// Forwards `request` to the first candidate that takes it. With one candidate it is tried
+    /// twice (its cached connection may have gone with a restart).
+    pub fn forward(
+        self: &Arc<Self>,
+        model: &str,
+        request: InferenceRequest,
+        timeout: Duration,
+        candidates: Vec<PeerAddr>,
+    ) -> EventRx {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let links = self.clone();
+        let model = model.to_string();
+        self.tasks.spawn(async move {
+            let deadline = Instant::now() + timeout;
+            links.on_request();
+            let mut tries = candidates;
+            if tries.len() == 1 {
+                tries.push(tries[0].clone());
+            }
+            let mut last: Option<ErrorInfo> = None;
+            let mut attempts = 0u32;
+            for member in &tries {
+                if !links.allow(&member.node_id) {
+                    last.get_or_insert_with(|| {
+                        ErrorInfo::new(
+                            ErrorCode::Unavailable,
+                            format!("node {}: its breaker is open", member.node_id),
+                        )
+                    });
+                    continue;
+                }
+                if attempts > 0 {
+                    if !links.try_retry() {
+                        tracing::warn!(%model, "retry budget spent; not retrying");
+                        break;
+                    }
+                    let wait = backoff(attempts, BACKOFF_BASE, BACKOFF_MAX);
+                    if Instant::now() + wait >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(wait).await;
+                    metrics::counter!(m::CLUSTER_RETRIES_TOTAL).increment(1);
+                }
+                attempts += 1;
+                let frame = ForwardRequest {
+                    version: PEER_PROTOCOL_VERSION,
+                    model: model.clone(),
+                    request: request.clone(),
+                    timeout_ms: deadline
+                        .saturating_duration_since(Instant::now())
+                        .as_millis() as u64,
+                    traceparent: None,
+                    from_node: links.self_id.clone(),
+                };
+                let started = Instant::now();
+                let peer = member.node_id.clone();
+                match links.forward_one(member, &frame, &tx).await {
+                    Ok(()) => {
+                        links.record(&peer, Outcome::Success);
+                        metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => peer.clone(), "outcome" => "ok").increment(1);
+                        metrics::histogram!(m::CLUSTER_FORWARD_SECONDS, "peer" => peer)
+                            .record(started.elapsed().as_secs_f64());
+                        return;
+                    }
+                    Err(Failure::Started(e)) => {
+                        links.record(&peer, Outcome::Failure);
+                        metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => peer.clone(), "outcome" => "broken").increment(1);
+                        let _ = tx.send(Err(ErrorInfo::new(
+                            ErrorCode::Unavailable,
+                            format!("node {peer} failed while answering: {e}"),
+                        )));
+                        return;
+                    }
+                    Err(Failure::Cancelled) => return,
+                    Err(Failure::Refused(info)) => {
+                        links.record(&peer, Outcome::of_error(info.code));
+                        metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => peer.clone(), "outcome" => "refused").increment(1);
+                        tracing::debug!(%peer, %model, code = info.code.as_str(), "peer refused; trying the next");
+                        last = Some(info);
+                    }
+                    Err(Failure::NotStarted(e)) => {
+                        links.record(&peer, Outcome::Failure);
+                        metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => peer.clone(), "outcome" => "failed").increment(1);
+                        tracing::warn!(%peer, %model, "forwarding failed: {e}");
+                        links.drop_if_closed(&peer);
+                        last = Some(ErrorInfo::new(
+                            ErrorCode::Unavailable,
+                            format!("node {peer}: {e}"),
+                        ));
+                    }
+                }
+            }
+            // Every candidate refused or failed: the last answer stands (a peer's own 429 stays
+            // a 429), said for the model.
+            let info = match last {
+                Some(info) if info.code == ErrorCode::Overloaded => info,
+                Some(info) => ErrorInfo::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "model {model:?} could not be reached on any node ({})",
+                        info.message
+                    ),
+                ),
+                None => ErrorInfo::new(
+                    ErrorCode::Unavailable,
+                    format!("model {model:?} could not be reached on any node (no candidates)"),
+                ),
+            };
+            let _ = tx.send(Err(info));
+        });
+        rx
+    }
+
+    async fn forward_one(
+        &self,
+        member: &PeerAddr,
+        frame: &ForwardRequest,
+        tx: &mpsc::UnboundedSender<Result<InferenceEvent, ErrorInfo>>,
+    ) -> Result<(), Failure> {
+        let connection = self
+            .connection(member)
+            .await
+            .map_err(|e| Failure::NotStarted(e.to_string()))?;
+        let (mut send, mut recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| Failure::NotStarted(e.to_string()))?;
+        let bytes = encode_frame(frame).map_err(Failure::NotStarted)?;
+        send.write_all(&bytes)
+            .await
+            .map_err(|e| Failure::NotStarted(e.to_string()))?;
+        let _ = send.finish();
+        let mut delivered = false;
+        loop {
+            let next = tokio::select! {
+                next = read_frame(&mut recv) => next,
+                () = tx.closed() => {
+                    // The caller went away: reset the stream so the peer drops the work.
+                    let _ = recv.stop(CloseCode::Cancelled.into());
+                    let _ = send.reset(CloseCode::Cancelled.into());
+                    return Err(Failure::Cancelled);
+                }
+            };
+            let fail = |e: String| {
+                if delivered {
+                    Failure::Started(e)
+                } else {
+                    Failure::NotStarted(e)
+                }
+            };
+            let Some(body) = next.map_err(|e| fail(e.to_string()))? else {
+                return if delivered {
+                    Ok(())
+                } else {
+                    Err(Failure::NotStarted(
+                        "the peer closed the stream without answering".into(),
+                    ))
+                };
+            };
+            let reply: ForwardReply = decode_frame(&body).map_err(fail)?;
+            let item = match reply {
+                ForwardReply::Error(e) if !delivered && Outcome::retryable(e.code) => {
+                    return Err(Failure::Refused(e));
+                }
+                ForwardReply::Event(e) => Ok(e),
+                ForwardReply::Error(e) => Err(e),
+            };
+            delivered = true;
+            if tx.send(item).is_err() {
+                let _ = recv.stop(CloseCode::Cancelled.into());
+                return Err(Failure::Cancelled);
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Requests that survive a refusing peer: a peer that answers overloaded or unavailable on
+//! its first frame hands the request to another replica before the client sees anything, and
+//! a peer that keeps failing opens its outcome breaker.
+
+use std::time::Duration;
+
+use golek_cluster_tests::{wait_until, Ca, Models, Node, NodeSpec};
+use serde_json::{json, Value};
+
+const CONVERGE: Duration = Duration::from_secs(20);
+
+fn serves(view: &Value, node: &str) -> bool {
+    view["members"].as_array().into_iter().flatten().any(|m| {
+        m["node_id"] == node
+            && m["alive"] == true
+            && m["models"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x["name"] == "golek-tiny" && x["state"] == "ready")
+    })
+}
+
+async fn metric(node: &Node, sample: &str) -> f64 {
+    let text = reqwest::get(node.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn complete(node: &Node) -> reqwest::Response {
+    node.post(
+        "/v1/completions",
+        &json!({"model": "golek-tiny", "prompt": "retry me", "max_tokens": 4,
+                "temperature": 0, "ignore_eos": true}),
+    )
+    .await
+}
+
+fn faulty(spec: NodeSpec) -> NodeSpec {
+    let mut spec = spec;
+    spec.args = vec!["--set".into(), "debug.fault_injection=true".into()];
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_refusing_on_its_first_frame_is_replaced_by_another_replica() {
+    let ca = Ca::new();
+    let b = Node::start(faulty(NodeSpec::new(
+        "b",
+        ca.issue("b"),
+        Models::Generation,
+    )))
+    .await;
+    let c = Node::start(faulty(
+        NodeSpec::new("c", ca.issue("c"), Models::Generation).seed(b.spec.quic),
+    ))
+    .await;
+    let a = Node::start(NodeSpec::new("a", ca.issue("a"), Models::None).seed(b.spec.quic)).await;
+    assert!(
+        wait_until(CONVERGE, || async {
+            let view = a.cluster().await;
+            serves(&view, "b") && serves(&view, "c")
+        })
+        .await,
+        "{}",
+        a.cluster().await
+    );
+
+    // `a` orders replicas by gossiped load (ties by id), so it mostly tries `b` first. `b`
+    // refuses: 429 first, then 503 on everything; the requests are served by `c` instead and
+    // the client never sees a refusal.
+    let armed = b
+        .post(
+            "/admin/debug/refuse/golek-tiny?n=4&code=overloaded",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(armed.status(), 202);
+    for i in 0..4 {
+        let answer = complete(&a).await;
+        assert_eq!(
+            answer.status(),
+            200,
+            "overloaded #{i}: {}",
+            answer.text().await.unwrap()
+        );
+    }
+    b.post(
+        "/admin/debug/refuse/golek-tiny?n=1000&code=unavailable",
+        &json!({}),
+    )
+    .await;
+    let breaker_of_b = || async {
+        let tree = a.get("/admin/actors").await;
+        let path = ["ClusterManager", "peers", "b"];
+        let mut at = &tree;
+        for name in path {
+            match at["children"]
+                .as_array()
+                .and_then(|c| c.iter().find(|x| x["name"] == name))
+            {
+                Some(next) => at = next,
+                None => return Value::Null,
+            }
+        }
+        at["breaker"].clone()
+    };
+    let mut opened = false;
+    for i in 0..20 {
+        let answer = complete(&a).await;
+        assert_eq!(
+            answer.status(),
+            200,
+            "unavailable #{i}: {}",
+            answer.text().await.unwrap()
+        );
+        if breaker_of_b().await == "open" {
+            opened = true;
+            break;
+        }
+    }
+    // Unavailable counts against b (overloaded does not): five of them open its breaker.
+    assert!(
+        opened,
+        "b's breaker never opened: {}",
+        a.get("/admin/actors").await
+    );
+    let refused = metric(
+        &a,
+        "golek_cluster_forwarded_total{peer=\"b\",outcome=\"refused\"}",
+    )
+    .await;
+    let retried = metric(&a, "golek_cluster_retries_total").await;
+    assert!(
+        refused >= 5.0 && retried >= refused,
+        "refused {refused}, retried {retried}"
+    );
+    assert_eq!(
+        metric(&a, "golek_cluster_peer_breaker_open_total{peer=\"b\"}").await,
+        1.0
+    );
+    // An open breaker skips b: c serves at once, with no retry.
+    assert_eq!(complete(&a).await.status(), 200);
+    assert_eq!(metric(&a, "golek_cluster_retries_total").await, retried);
+    // With b skipped and c refusing too, the client gets c's own 429 at once.
+    c.post(
+        "/admin/debug/refuse/golek-tiny?n=1&code=overloaded",
+        &json!({}),
+    )
+    .await;
+    let answer = complete(&a).await;
+    assert_eq!(answer.status(), 429);
+}
