@@ -37,6 +37,17 @@ impl Job {
         self.events.is_closed() || Instant::now() >= self.deadline
     }
 
+    /// Drops an abandoned job; one whose deadline passed while its client still waits gets a
+    /// timeout (504) saying it never ran, rather than a stream that just ends.
+    pub fn expire(self) {
+        if !self.events.is_closed() {
+            self.emit(Err(ErrorInfo::new(
+                golek_protocol::ErrorCode::Timeout,
+                "the request waited past its deadline in the model's queue and was not run",
+            )));
+        }
+    }
+
     /// Sends one event; a closed receiver is not an error (the client left).
     pub fn emit(&self, event: Result<InferenceEvent, ErrorInfo>) {
         let _ = self.events.send(event);
@@ -319,6 +330,7 @@ impl JobQueue {
         loop {
             let first = self.next()?;
             if first.is_abandoned() {
+                first.expire();
                 continue;
             }
             let mut rows = first.request.batch_rows();
@@ -342,6 +354,7 @@ impl JobQueue {
                     }
                 };
                 if next.is_abandoned() {
+                    next.expire();
                     continue;
                 }
                 let next_rows = next.request.batch_rows();
@@ -483,6 +496,27 @@ mod tests {
         let batch = q.next_batch().unwrap();
         assert_eq!(batch.len(), 1);
         assert!(!batch[0].is_abandoned());
+    }
+
+    #[test]
+    fn a_job_past_its_deadline_is_not_run_and_its_client_hears_why() {
+        let (tx, q) = job_queue("m", 4, 4, Duration::ZERO, Arc::new(Faults::default()));
+        let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let past = Instant::now() - Duration::from_millis(1);
+        tx.try_submit(Job {
+            request: job(1).0.request,
+            events,
+            enqueued_at: past,
+            deadline: past,
+        })
+        .unwrap();
+        let (fresh, _fresh_rx) = job(1);
+        tx.try_submit(fresh).unwrap();
+        let batch = q.next_batch().unwrap();
+        assert_eq!(batch.len(), 1, "only the job within its deadline runs");
+        let answer = rx.try_recv().unwrap().unwrap_err();
+        assert_eq!(answer.code, golek_protocol::ErrorCode::Timeout);
+        assert!(rx.try_recv().is_err(), "and nothing else");
     }
 
     #[test]

@@ -157,6 +157,7 @@ where
             Waited::Closed => break,
         };
         if job.is_abandoned() {
+            job.expire();
             continue;
         }
         let permit = runtime

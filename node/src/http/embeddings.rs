@@ -64,9 +64,10 @@ pub async fn create(
     let bytes = read_body(&state, &headers, body).await?;
     let body: EmbeddingsRequestBody = validate::parse_json(&bytes)?;
     let valid = validate::embeddings(body)?;
+    let timeout = super::request_timeout(&state, &headers)?;
     let model = valid.model.clone();
     let started = Instant::now();
-    let outcome = run(&state, valid).await;
+    let outcome = run(&state, valid, timeout).await;
     // Label by model only when it exists: clients cannot grow the label set.
     let label = if state.router.knows(&model) {
         model
@@ -92,6 +93,7 @@ pub async fn create(
 async fn run(
     state: &AppState,
     valid: validate::ValidEmbeddings,
+    timeout: std::time::Duration,
 ) -> Result<EmbeddingsResponse, ApiError> {
     let entry = state.router.entry(&valid.model)?;
     if let (Some(wanted), Some(dims)) = (
@@ -106,7 +108,7 @@ async fn run(
             .into());
         }
     }
-    let vectors = match super::dispatch(state, &valid.model, valid.request).await? {
+    let vectors = match super::dispatch(state, &valid.model, valid.request, timeout).await? {
         (_, InferenceEvent::Embeddings(v)) => v,
         (_, other) => return Err(super::unexpected(&other).into()),
     };

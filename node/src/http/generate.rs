@@ -87,37 +87,28 @@ async fn run(
         validate::parse_json(&bytes).map_err(|e| fail("", e.into()))?;
     let valid = validate::generation(body, kind == Kind::Chat).map_err(|e| fail("", e.into()))?;
     let model = valid.model.clone();
-    let entry = state
-        .router
-        .entry(&model)
-        .map_err(|e| fail(&model, e.into()))?;
-    if let (Some(wanted), Some(context)) = (
-        valid.request.max_tokens,
-        entry.info.as_ref().and_then(|i| i.context_tokens),
-    ) {
-        if wanted as usize >= context {
-            let param = "max_tokens";
-            return Err(fail(
-                &model,
-                ErrorInfo::invalid(param, format!("{param}: must be below the model's context of {context} tokens per sequence, got {wanted}")).into(),
-            ));
-        }
-    }
-    let timeout = state.config.http.request_timeout;
+    // The model's limits (max_tokens against its context) are the router's: every door.
+    let timeout = super::request_timeout(state, &headers).map_err(|e| fail(&model, e))?;
     let n = valid.request.n;
     let wants_logprobs = valid.request.logprobs.is_some();
-    let (mut events, mut prompt_tokens, mut cached_tokens) =
-        match super::dispatch(state, &model, InferenceRequest::Generate(valid.request)).await {
-            Ok((
-                events,
-                InferenceEvent::Started {
-                    prompt_tokens,
-                    cached_tokens,
-                },
-            )) => (events, prompt_tokens, cached_tokens),
-            Ok((_, other)) => return Err(fail(&model, super::unexpected(&other).into())),
-            Err(e) => return Err(fail(&model, e)),
-        };
+    let (mut events, mut prompt_tokens, mut cached_tokens) = match super::dispatch(
+        state,
+        &model,
+        InferenceRequest::Generate(valid.request),
+        timeout,
+    )
+    .await
+    {
+        Ok((
+            events,
+            InferenceEvent::Started {
+                prompt_tokens,
+                cached_tokens,
+            },
+        )) => (events, prompt_tokens, cached_tokens),
+        Ok((_, other)) => return Err(fail(&model, super::unexpected(&other).into())),
+        Err(e) => return Err(fail(&model, e)),
+    };
     let id = match kind {
         Kind::Chat => format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         Kind::Completion => format!("cmpl-{}", uuid::Uuid::new_v4().simple()),

@@ -190,7 +190,8 @@ async fn infer_model(
         .map(|o| o.name.clone())
         .collect();
     let request = InferenceRequest::Tensors(TensorRequest { inputs, outputs });
-    let tensors = match super::dispatch(&state, &entry.name, request).await? {
+    let timeout = super::request_timeout(&state, &headers)?;
+    let tensors = match super::dispatch(&state, &entry.name, request, timeout).await? {
         (_, InferenceEvent::Tensors(t)) => t,
         (_, other) => return Err(super::unexpected(&other).into()),
     };

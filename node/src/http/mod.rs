@@ -43,6 +43,7 @@ pub async fn dispatch(
     state: &AppState,
     model: &str,
     request: golek_protocol::inference::InferenceRequest,
+    timeout: std::time::Duration,
 ) -> Result<
     (
         golek_actors::EventRx,
@@ -50,7 +51,6 @@ pub async fn dispatch(
     ),
     ApiError,
 > {
-    let timeout = state.config.http.request_timeout;
     let retry_after = state.router.retry_after_s();
     let mut events = state
         .router
@@ -76,6 +76,34 @@ pub async fn dispatch(
         Ok(Some(Err(e))) => Err(e.into()),
         Ok(Some(Ok(event))) => Ok((events, event)),
     }
+}
+
+/// The header a client sets to give its request a shorter deadline, in milliseconds.
+pub const TIMEOUT_HEADER: &str = "x-golek-timeout-ms";
+
+/// The request's deadline: `x-golek-timeout-ms` when the client sends it, clamped to
+/// `http.request_timeout_ms` (the node's maximum), which is also the default.
+pub fn request_timeout(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<std::time::Duration, ApiError> {
+    let Some(raw) = headers.get(TIMEOUT_HEADER) else {
+        return Ok(state.config.http.request_timeout);
+    };
+    let ms = raw
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .ok_or_else(|| {
+            ErrorInfo::invalid(
+                TIMEOUT_HEADER,
+                format!(
+                    "{TIMEOUT_HEADER}: must be a whole number of milliseconds above 0, got {raw:?}"
+                ),
+            )
+        })?;
+    Ok(state.router.clamp_timeout(ms))
 }
 
 /// The 504 answer for a request past `http.request_timeout_ms`.

@@ -144,6 +144,7 @@ impl<'a> Scheduler<'a> {
                 },
             };
             if job.is_abandoned() {
+                job.expire();
                 continue;
             }
             match &job.request {
@@ -372,7 +373,9 @@ impl<'a> Scheduler<'a> {
 
     fn reap_abandoned(&mut self) {
         if self.waiting.as_ref().is_some_and(Job::is_abandoned) {
-            self.waiting = None;
+            if let Some(job) = self.waiting.take() {
+                job.expire();
+            }
         }
         for slot in 0..self.slots.len() {
             if self.slots[slot]
