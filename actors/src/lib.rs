@@ -25,6 +25,7 @@ mod config_manager;
 mod error;
 mod health;
 mod loops;
+mod machine;
 pub mod metrics;
 mod provider;
 mod registry;

@@ -374,6 +374,18 @@ impl Drop for Node {
     }
 }
 
+/// The actor at `path` (names below the root) in a node's `/admin/actors` tree.
+pub fn actor<'a>(tree: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    let mut at = tree;
+    for name in path {
+        at = at["children"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == *name)?;
+    }
+    Some(at)
+}
+
 pub fn alive_members(view: &Value) -> Vec<String> {
     let mut ids: Vec<String> = view["members"]
         .as_array()

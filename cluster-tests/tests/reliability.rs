@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use golek_cluster_tests::{wait_until, Ca, Models, Node, NodeSpec};
+use golek_cluster_tests::{actor, wait_until, Ca, Models, Node, NodeSpec};
 use serde_json::{json, Value};
 
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -99,18 +99,8 @@ async fn a_peer_refusing_on_its_first_frame_is_replaced_by_another_replica() {
     .await;
     let breaker_of_b = || async {
         let tree = a.get("/admin/actors").await;
-        let path = ["ClusterManager", "peers", "b"];
-        let mut at = &tree;
-        for name in path {
-            match at["children"]
-                .as_array()
-                .and_then(|c| c.iter().find(|x| x["name"] == name))
-            {
-                Some(next) => at = next,
-                None => return Value::Null,
-            }
-        }
-        at["breaker"].clone()
+        actor(&tree, &["ClusterManager", "peers", "b"])
+            .map_or(Value::Null, |b| b["breaker"].clone())
     };
     let mut opened = false;
     for i in 0..20 {

@@ -3,22 +3,10 @@
 
 use std::time::Duration;
 
-use golek_cluster_tests::{alive_members, wait_until, Ca, Models, Node, NodeSpec};
-use serde_json::{json, Value};
+use golek_cluster_tests::{actor, alive_members, wait_until, Ca, Models, Node, NodeSpec};
+use serde_json::json;
 
 const CONVERGE: Duration = Duration::from_secs(20);
-
-/// The actor at `path` in `/admin/actors`.
-fn actor<'a>(tree: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    let mut at = tree;
-    for name in path {
-        at = at["children"]
-            .as_array()?
-            .iter()
-            .find(|c| c["name"] == *name)?;
-    }
-    Some(at)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_publish_loop_is_restarted_and_the_node_keeps_gossiping_and_routing() {

@@ -9,6 +9,7 @@ use golek_protocol::cluster::{
 
 use super::peer::PeerLinks;
 use crate::loops::{loop_fn, LoopFn};
+use crate::machine::MemInfo;
 use crate::router::RouterHandle;
 
 /// This node's advert from its routing table.
@@ -117,19 +118,12 @@ fn parse_nvidia_smi(text: &str) -> Vec<GpuAdvert> {
 /// CPU count and memory from the OS (no GPUs).
 fn resources() -> ResourcesAdvert {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kib = |key: &str| {
-        meminfo
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(0, |v| v.saturating_mul(1024))
-    };
+    let meminfo = MemInfo::read();
+    let bytes = |key: &str| meminfo.as_ref().and_then(|m| m.bytes(key)).unwrap_or(0);
     ResourcesAdvert {
         cpus,
-        memory_total_bytes: kib("MemTotal:"),
-        memory_available_bytes: kib("MemAvailable:"),
+        memory_total_bytes: bytes("MemTotal"),
+        memory_available_bytes: bytes("MemAvailable"),
         gpus: Vec::new(),
     }
 }

@@ -34,10 +34,7 @@ pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>,
     while body.len() < want {
         let room = (want - body.len()).min(CHUNK);
         match recv.read_chunk(room, true).await? {
-            Some(chunk) => {
-                body.reserve(chunk.bytes.len());
-                body.extend_from_slice(&chunk.bytes);
-            }
+            Some(chunk) => body.extend_from_slice(&chunk.bytes),
             None => {
                 return Err(FrameError::Truncated {
                     got: body.len(),

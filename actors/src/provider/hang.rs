@@ -4,6 +4,8 @@
 
 use golek_config::{ModelConfig, ProviderParams};
 
+use crate::machine::MemInfo;
+
 /// The memory one more copy of the model needs, roughly: the size of its weights file.
 pub fn footprint_bytes(model: &ModelConfig) -> u64 {
     let path = match &model.params {
@@ -14,24 +16,13 @@ pub fn footprint_bytes(model: &ModelConfig) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-/// Memory the OS says is available (`MemAvailable`), where it can be read.
-pub fn available_bytes() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    meminfo
-        .lines()
-        .find(|l| l.starts_with("MemAvailable:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|kib| kib.saturating_mul(1024))
-}
-
 /// `Ok` when a replacement for `model`'s hung worker fits in memory; why not otherwise.
 pub fn room_for_another(model: &ModelConfig) -> Result<(), String> {
     let need = footprint_bytes(model);
     if need == 0 {
         return Ok(());
     }
-    match available_bytes() {
+    match MemInfo::read().and_then(|m| m.bytes("MemAvailable")) {
         Some(free) if free >= need => Ok(()),
         Some(free) => Err(format!(
             "a second copy needs about {need} bytes and {free} are available"

@@ -177,14 +177,14 @@ impl RouterHandle {
         request: InferenceRequest,
         timeout: Duration,
     ) -> Result<EventRx, ErrorInfo> {
-        request.check()?;
+        self.checked(model, &request)?;
         let timeout = timeout.min(self.max_timeout);
         let Some(cluster) = self.cluster.get() else {
-            return self.submit_local(model, request, timeout);
+            return self.local(model, request, timeout);
         };
         let view = cluster.view();
         if !view.serves(model) {
-            return self.submit_local(model, request, timeout);
+            return self.local(model, request, timeout);
         }
         let local = self
             .table
@@ -193,7 +193,7 @@ impl RouterHandle {
             .get(model)
             .map(|e| e.state.clone());
         if local == Some(ModelState::Ready) {
-            match self.submit_local(model, request.clone(), timeout) {
+            match self.local(model, request.clone(), timeout) {
                 Err(e) if matches!(e.code, ErrorCode::Overloaded | ErrorCode::Unavailable) => {}
                 other => return other,
             }
@@ -206,19 +206,36 @@ impl RouterHandle {
         ))
     }
 
-    /// Routes a validated request to this node's worker queue only.
+    /// Routes a request to this node's worker queue only.
     pub fn submit_local(
         &self,
         model: &str,
         request: InferenceRequest,
         timeout: Duration,
     ) -> Result<EventRx, ErrorInfo> {
-        let result = self.try_submit(model, request, timeout);
-        if let Err(err) = &result {
-            metrics::counter!(m::ROUTER_REJECTED_TOTAL, "model" => model_label(&self.table, model), "type" => err.code.as_str())
-                .increment(1);
-        }
-        result
+        self.checked(model, &request)?;
+        self.local(model, request, timeout.min(self.max_timeout))
+    }
+
+    /// The checks every door's request passes (once, whichever way it is routed).
+    fn checked(&self, model: &str, request: &InferenceRequest) -> Result<(), ErrorInfo> {
+        request.check().inspect_err(|err| self.rejected(model, err))
+    }
+
+    fn rejected(&self, model: &str, err: &ErrorInfo) {
+        metrics::counter!(m::ROUTER_REJECTED_TOTAL, "model" => model_label(&self.table, model), "type" => err.code.as_str())
+            .increment(1);
+    }
+
+    /// A checked request to the local queue.
+    fn local(
+        &self,
+        model: &str,
+        request: InferenceRequest,
+        timeout: Duration,
+    ) -> Result<EventRx, ErrorInfo> {
+        self.try_submit(model, request, timeout)
+            .inspect_err(|err| self.rejected(model, err))
     }
 
     fn try_submit(
@@ -227,8 +244,6 @@ impl RouterHandle {
         request: InferenceRequest,
         timeout: Duration,
     ) -> Result<EventRx, ErrorInfo> {
-        request.check()?;
-        let timeout = timeout.min(self.max_timeout);
         let local = self.table.borrow().models.get(model).cloned();
         let Some(entry) = local else {
             // Unknown everywhere is 404; known only from peers that cannot take it now, 503.
