@@ -41,7 +41,9 @@ pub use health::Health;
 pub use loops::{loop_fn, LoopActor, LoopArgs, LoopFn};
 pub use provider::restart::{Decision, RestartPolicy, RestartTracker};
 pub use registry::{DeploymentRecord, RegistryMsg, ServiceRegistry, Store, STORE_FORMAT_VERSION};
-pub use router::{EventRx, ModelEntry, ModelState, ModelView, RouterHandle, RoutingTable};
+pub use router::{
+    EventRx, FaultSettings, ModelEntry, ModelState, ModelView, RouterHandle, RoutingTable,
+};
 pub use system::{start_node, start_node_at, Inspector, NodeHandle};
 pub use tasks::Tasks;
 pub use tree::ActorSnapshot;

@@ -30,6 +30,7 @@ pub const CLUSTER_FORWARDED_TOTAL: &str = "golek_cluster_forwarded_total";
 pub const CLUSTER_FORWARD_SECONDS: &str = "golek_cluster_forward_seconds";
 /// Forwards retried on another peer before the first byte.
 pub const CLUSTER_RETRIES_TOTAL: &str = "golek_cluster_retries_total";
+pub const CLUSTER_CONTINUATIONS_TOTAL: &str = "golek_cluster_continuations_total";
 /// Times a peer's outcome breaker opened, by peer.
 pub const CLUSTER_PEER_BREAKER_OPEN_TOTAL: &str = "golek_cluster_peer_breaker_open_total";
 /// Connections or members refused, by reason (tls, no_id, id_mismatch).
@@ -45,6 +46,10 @@ pub fn describe() {
     metrics::describe_histogram!(CLUSTER_FORWARD_SECONDS, "duration of forwarded requests");
     metrics::describe_counter!(CLUSTER_REFUSED_TOTAL, "peers refused, by reason");
     metrics::describe_counter!(CLUSTER_RETRIES_TOTAL, "forwards retried on another peer");
+    metrics::describe_counter!(
+        CLUSTER_CONTINUATIONS_TOTAL,
+        "streams continued on another replica after their node failed mid-stream"
+    );
     metrics::describe_counter!(
         CLUSTER_PEER_BREAKER_OPEN_TOTAL,
         "times a peer's outcome breaker opened"

@@ -118,6 +118,7 @@ impl Actor for SystemModule {
                     me,
                     router: args.router.clone(),
                     policy: (&config.supervision).into(),
+                    reliability: config.reliability.clone(),
                 },
                 cell.clone(),
             )

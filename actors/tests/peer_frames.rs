@@ -36,7 +36,19 @@ fn node_with_links(dir: &std::path::Path, id: &str) -> (Arc<QuicNode>, Tasks, Ar
     .unwrap();
     let (tx, table) = watch::channel(Arc::new(RoutingTable::default()));
     let router = RouterHandle::new(table, 1, Duration::from_secs(30), Arc::new(Health::new(1)));
-    let links = Arc::new(PeerLinks::new(quic.clone(), id.to_string(), tasks.child()));
+    let defaults = golek_config::load_str(
+        "[node]\ndata_dir = \"/tmp/golek-peer-frames\"\n",
+        "test.toml".as_ref(),
+        &Default::default(),
+    )
+    .unwrap()
+    .config;
+    let links = Arc::new(PeerLinks::new(
+        quic.clone(),
+        id.to_string(),
+        tasks.child(),
+        &defaults.reliability,
+    ));
     let streams = Arc::new(tokio::sync::Mutex::new(streams_rx));
     let accept = accept_loop(quic.clone(), streams_tx);
     let serve = server_loop(streams, router, id.to_string(), links.clone());

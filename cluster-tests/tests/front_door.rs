@@ -14,10 +14,11 @@ use golek_cluster_tests::{Ca, Models, Node, NodeSpec};
 use golek_protocol::cluster::{
     decode_frame, encode_frame, ForwardReply, ForwardRequest, PEER_PROTOCOL_VERSION,
 };
-use golek_protocol::cluster_v1;
+use golek_protocol::cluster_v2;
+use golek_protocol::generation::ToolChoice;
 use golek_protocol::inference::{
-    EmbeddingInput, EmbeddingsRequest, GenerateRequest, InferenceEvent, InferenceRequest, Prompt,
-    SamplingParams,
+    EmbeddingInput, EmbeddingsRequest, FinishReason, GenerateRequest, InferenceEvent,
+    InferenceRequest, Prompt, SamplingParams,
 };
 use golek_protocol::ErrorInfo;
 use serde_json::json;
@@ -168,12 +169,12 @@ async fn quic_clients_and_peers_meet_the_same_checks_and_leave_other_streams_alo
         );
     }
 
-    // A peer of the previous protocol version is answered in its version.
-    let old = cluster_v1::ForwardRequestV1 {
-        version: 1,
+    // A peer of the previous protocol version is answered.
+    let old = cluster_v2::ForwardRequestV2 {
+        version: cluster_v2::VERSION,
         model: "golek-tiny".into(),
-        request: cluster_v1::InferenceRequest::Generate(cluster_v1::GenerateRequest {
-            prompt: cluster_v1::Prompt::Text("an older peer".into()),
+        request: cluster_v2::InferenceRequest::Generate(cluster_v2::GenerateRequest {
+            prompt: Prompt::Text("an older peer".into()),
             max_tokens: Some(3),
             stop: vec![],
             sampling: SamplingParams {
@@ -181,6 +182,11 @@ async fn quic_clients_and_peers_meet_the_same_checks_and_leave_other_streams_alo
                 ignore_eos: true,
                 ..Default::default()
             },
+            n: 1,
+            logprobs: None,
+            response_format: None,
+            tools: vec![],
+            tool_choice: ToolChoice::Auto,
         }),
         timeout_ms: 30_000,
         traceparent: None,
@@ -191,28 +197,21 @@ async fn quic_clients_and_peers_meet_the_same_checks_and_leave_other_streams_alo
     let _ = send.finish();
     let mut old_replies = Vec::new();
     while let Some(body) = read_frame(&mut recv).await.unwrap() {
-        old_replies.push(decode_frame::<cluster_v1::ForwardReplyV1>(&body).unwrap());
+        old_replies.push(decode_frame::<ForwardReply>(&body).unwrap());
     }
     let texts = old_replies
         .iter()
-        .filter(|r| {
-            matches!(
-                r,
-                cluster_v1::ForwardReplyV1::Event(cluster_v1::InferenceEvent::Text { .. })
-            )
-        })
+        .filter(|r| matches!(r, ForwardReply::Event(InferenceEvent::Text { .. })))
         .count();
     assert!(texts >= 1, "{old_replies:?}");
     assert!(
         matches!(
             old_replies.last(),
-            Some(cluster_v1::ForwardReplyV1::Event(
-                cluster_v1::InferenceEvent::Finished {
-                    reason: cluster_v1::FinishReason::Length,
-                    completion_tokens: 3,
-                    ..
-                }
-            ))
+            Some(ForwardReply::Event(InferenceEvent::Finished {
+                reason: FinishReason::Length,
+                completion_tokens: 3,
+                ..
+            }))
         ),
         "{old_replies:?}"
     );

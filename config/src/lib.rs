@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 pub use layers::{Provenance, Source};
 pub use node_config::{
     ClusterConfig, DebugConfig, GgufParams, HttpConfig, ModelConfig, NodeConfig, NodeSection,
-    OnnxParams, OnnxPipeline, OpenaiParams, ProviderKind, ProviderParams, RemoteConnection,
-    RemoteTls, RuntimeConfig, SupervisionConfig, TritonParams,
+    OnnxParams, OnnxPipeline, OpenaiParams, ProviderKind, ProviderParams, ReliabilityConfig,
+    RemoteConnection, RemoteTls, RouteConfig, RuntimeConfig, SupervisionConfig, TritonParams,
 };
 pub use validate::FieldError;
 

@@ -18,8 +18,34 @@ pub struct NodeConfig {
     pub supervision: SupervisionConfig,
     pub debug: DebugConfig,
     pub cluster: ClusterConfig,
+    pub reliability: ReliabilityConfig,
     /// Deployments by served model name; disabled ones are dropped.
     pub models: BTreeMap<String, ModelConfig>,
+    /// Fallback chains by served name.
+    pub routes: BTreeMap<String, RouteConfig>,
+}
+
+/// How requests survive failing targets: outcome breakers, retries, stream continuation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReliabilityConfig {
+    /// Times one stream may move to another replica after its node failed mid-stream.
+    pub max_continuations: u32,
+    /// Failed requests within `breaker_window` that open a target's breaker.
+    pub breaker_failures: u32,
+    pub breaker_window: Duration,
+    /// How long an open breaker skips its target before one probe request.
+    pub breaker_cooldown: Duration,
+    /// Retries allowed as a share of recent requests (so a sick cluster is not hammered)...
+    pub retry_budget_ratio: f64,
+    /// ...and at least this many a second.
+    pub retry_budget_min_per_s: u32,
+}
+
+/// A fallback chain: the served name's requests go to the first of `targets` that can take
+/// them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteConfig {
+    pub targets: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

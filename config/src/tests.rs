@@ -470,3 +470,52 @@ fn an_override_cannot_descend_through_a_value() {
     .unwrap_err();
     assert!(err.to_string().contains("http.addr"), "{err}");
 }
+
+#[test]
+fn routes_and_reliability_are_checked_field_by_field() {
+    let text = r#"
+[reliability]
+max_continuations = 99
+retry_budget_ratio = 1.5
+
+[routes.chat]
+targets = ["golek-tiny", "chat", "golek-tiny", "bad name"]
+
+[routes.empty]
+targets = []
+
+[routes.all-minilm-l6-v2]
+targets = ["golek-tiny"]
+
+[routes.fine]
+targets = ["golek-tiny", "remote"]
+"#;
+    let inputs = ConfigInputs {
+        env: env(&[("HOME", "/h")]),
+        ..Default::default()
+    };
+    let err = load_str(text, "golek.toml".as_ref(), &inputs).unwrap_err();
+    let text = err.to_string();
+    for expected in [
+        "reliability.max_continuations: must be between 0 and 16, got 99",
+        "reliability.retry_budget_ratio: must be a fraction between 0 and 1, got 1.5",
+        "routes.chat.targets[1]: a route cannot list itself",
+        "routes.chat.targets[2]: \"golek-tiny\" is listed twice",
+        "routes.chat.targets[3]: not a model name: \"bad name\"",
+        "routes.empty.targets: must list 1 to 16 model names, got 0",
+        "routes.all-minilm-l6-v2: \"all-minilm-l6-v2\" is also a model deployed here",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert_eq!(err.field_errors().len(), 7, "{text}");
+
+    let ok = load_str(
+        "[routes.chat]\ntargets = [\"golek-tiny\", \"remote\"]\n",
+        "golek.toml".as_ref(),
+        &inputs,
+    )
+    .unwrap()
+    .config;
+    assert_eq!(ok.routes["chat"].targets, ["golek-tiny", "remote"]);
+    assert_eq!(ok.reliability.max_continuations, 2);
+}

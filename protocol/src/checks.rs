@@ -53,6 +53,24 @@ impl GenerateRequest {
                 format!("n: must be 1 to {}, got {}", limits::MAX_CHOICES, r.n),
             );
         }
+        if !r.continuation.is_empty() {
+            if r.n != 1 || r.constrained() || !r.tools.is_empty() {
+                return bad(
+                    "continuation",
+                    "continuation: only a single unconstrained choice without tools can be continued".into(),
+                );
+            }
+            if r.continuation.len() > limits::MAX_CONTINUATION_TOKENS {
+                return bad(
+                    "continuation",
+                    format!(
+                        "continuation: at most {} tokens, got {}",
+                        limits::MAX_CONTINUATION_TOKENS,
+                        r.continuation.len()
+                    ),
+                );
+            }
+        }
         if r.stop.len() > limits::MAX_STOP_STRINGS {
             return bad(
                 "stop",

@@ -215,6 +215,11 @@ pub struct GenerateRequest {
     /// Functions the model may call (chat only).
     pub tools: Vec<ToolSpec>,
     pub tool_choice: ToolChoice,
+    /// Token ids already generated for this prompt by a replica that failed mid-stream: the
+    /// provider prefills them after the rendered prompt and goes on from there (never set by
+    /// clients; `max_tokens` then counts only what is still to come).
+    #[serde(default)]
+    pub continuation: Vec<u32>,
 }
 
 impl GenerateRequest {
@@ -230,6 +235,7 @@ impl GenerateRequest {
             response_format: None,
             tools: vec![],
             tool_choice: ToolChoice::Auto,
+            continuation: Vec::new(),
         }
     }
 

@@ -10,7 +10,7 @@
 
 mod checks;
 pub mod cluster;
-pub mod cluster_v1;
+pub mod cluster_v2;
 mod error;
 pub mod generation;
 pub mod half;

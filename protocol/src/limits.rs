@@ -14,6 +14,8 @@ pub const MAX_TENSOR_INPUTS: usize = 64;
 pub const MAX_TENSOR_ELEMENTS: usize = 16 << 20;
 /// Messages one chat request may carry.
 pub const MAX_MESSAGES: usize = 4096;
+/// Generated token ids a continued stream may carry to its next replica.
+pub const MAX_CONTINUATION_TOKENS: usize = 1 << 20;
 
 /// What a model allows, from its provider's description.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use golek_protocol::inference::{InferenceEvent, InferenceRequest};
 use golek_protocol::ErrorInfo;
 
+pub use crate::faults::Faults;
 use crate::metrics as m;
 
 /// Where a provider sends a job's events. The stream ends when the sender is dropped.
@@ -51,60 +52,6 @@ impl Job {
     /// Sends one event; a closed receiver is not an error (the client left).
     pub fn emit(&self, event: Result<InferenceEvent, ErrorInfo>) {
         let _ = self.events.send(event);
-    }
-}
-
-/// Switches that make a worker fail for real, used by tests through the admin API when
-/// `debug.fault_injection` is on.
-/// The same type arms the cluster's loops (`trip`).
-#[derive(Debug, Default)]
-pub struct Faults {
-    crash_next_batch: AtomicBool,
-    hang_next_batch_ms: AtomicU64,
-    /// The next requests submitted are refused with this code (a target that answers errors
-    /// while its worker lives).
-    refuse_next: std::sync::Mutex<Option<(u32, golek_protocol::ErrorCode)>>,
-}
-
-impl Faults {
-    /// The worker will panic when it next takes work from its queue (a loop, at its next
-    /// [`Faults::trip`]).
-    pub fn crash_next_batch(&self) {
-        self.crash_next_batch.store(true, Ordering::SeqCst);
-    }
-
-    /// The worker will block for `ms` milliseconds, holding work, when it next takes a job:
-    /// a worker that stops making progress.
-    pub fn hang_next_batch(&self, ms: u64) {
-        self.hang_next_batch_ms.store(ms, Ordering::SeqCst);
-    }
-
-    /// The next `n` requests submitted to the model are refused with `code`.
-    pub fn refuse_next(&self, n: u32, code: golek_protocol::ErrorCode) {
-        *self.refuse_next.lock().unwrap_or_else(|p| p.into_inner()) = (n > 0).then_some((n, code));
-    }
-
-    /// The code to refuse this request with, if refusals are armed (counts one down).
-    pub fn take_refusal(&self) -> Option<golek_protocol::ErrorCode> {
-        let mut armed = self.refuse_next.lock().unwrap_or_else(|p| p.into_inner());
-        let (left, code) = (*armed)?;
-        *armed = (left > 1).then_some((left - 1, code));
-        Some(code)
-    }
-
-    /// Panics if a crash is armed (once).
-    pub fn trip(&self, what: &str) {
-        if self.crash_next_batch.swap(false, Ordering::SeqCst) {
-            panic!("fault injection: {what} crash requested");
-        }
-    }
-
-    /// The hang armed for the next job, if any (once).
-    fn take_hang(&self) -> Option<Duration> {
-        match self.hang_next_batch_ms.swap(0, Ordering::SeqCst) {
-            0 => None,
-            ms => Some(Duration::from_millis(ms)),
-        }
     }
 }
 
@@ -517,22 +464,6 @@ mod tests {
         let answer = rx.try_recv().unwrap().unwrap_err();
         assert_eq!(answer.code, golek_protocol::ErrorCode::Timeout);
         assert!(rx.try_recv().is_err(), "and nothing else");
-    }
-
-    #[test]
-    fn armed_refusals_count_down() {
-        let faults = Faults::default();
-        assert_eq!(faults.take_refusal(), None);
-        faults.refuse_next(2, golek_protocol::ErrorCode::Overloaded);
-        assert_eq!(
-            faults.take_refusal(),
-            Some(golek_protocol::ErrorCode::Overloaded)
-        );
-        assert_eq!(
-            faults.take_refusal(),
-            Some(golek_protocol::ErrorCode::Overloaded)
-        );
-        assert_eq!(faults.take_refusal(), None);
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! whose breaker is open are skipped; a peer that cannot be reached, resets, or answers
 //! overloaded or unavailable on its first frame hands the request to the next candidate (after
 //! a jittered backoff, within the deadline and the retry budget); each outcome feeds that
-//! peer's breaker. Once output has reached the caller, a failure ends the stream with an error.
+//! peer's breaker. Once output has reached the caller, a generation stream continues on another
+//! candidate from the token ids already delivered ([`super::resume`]); what cannot continue
+//! ends with an error.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,7 @@ use tokio::sync::mpsc;
 use super::close::CloseCode;
 use super::frames::read_frame;
 use super::peer::{PeerAddr, PeerLinks};
+use super::resume::{Next, Resume};
 use crate::metrics as m;
 use crate::reliability::{backoff, Outcome};
 use crate::router::EventRx;
@@ -39,7 +43,8 @@ pub(super) enum Failure {
 
 impl PeerLinks {
     /// Forwards `request` to the first candidate that takes it. With one candidate it is tried
-    /// twice (its cached connection may have gone with a restart).
+    /// twice (its cached connection may have gone with a restart). A generation stream whose
+    /// node fails after output reached the caller continues on another candidate.
     pub fn forward(
         self: &Arc<Self>,
         model: &str,
@@ -53,13 +58,20 @@ impl PeerLinks {
         self.tasks.spawn(async move {
             let deadline = Instant::now() + timeout;
             links.on_request();
-            let mut tries = candidates;
-            if tries.len() == 1 {
-                tries.push(tries[0].clone());
+            let mut queue: VecDeque<PeerAddr> = candidates.iter().cloned().collect();
+            if queue.len() == 1 {
+                queue.push_back(candidates[0].clone());
             }
+            let mut resume = Resume::new(&request, links.max_continuations);
+            let mut attempt_request = request.clone();
+            // Nodes that failed mid-stream: a continuation never goes back to them.
+            let mut broken: Vec<String> = Vec::new();
             let mut last: Option<ErrorInfo> = None;
             let mut attempts = 0u32;
-            for member in &tries {
+            while let Some(member) = queue.pop_front() {
+                if broken.contains(&member.node_id) {
+                    continue;
+                }
                 if !links.allow(&member.node_id) {
                     last.get_or_insert_with(|| {
                         ErrorInfo::new(
@@ -85,7 +97,7 @@ impl PeerLinks {
                 let frame = ForwardRequest {
                     version: PEER_PROTOCOL_VERSION,
                     model: model.clone(),
-                    request: request.clone(),
+                    request: attempt_request.clone(),
                     timeout_ms: deadline
                         .saturating_duration_since(Instant::now())
                         .as_millis() as u64,
@@ -94,7 +106,7 @@ impl PeerLinks {
                 };
                 let started = Instant::now();
                 let peer = member.node_id.clone();
-                match links.forward_one(member, &frame, &tx).await {
+                match links.forward_one(&member, &frame, &tx, &mut resume).await {
                     Ok(()) => {
                         links.record(&peer, Outcome::Success);
                         metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => peer.clone(), "outcome" => "ok").increment(1);
@@ -104,12 +116,32 @@ impl PeerLinks {
                     }
                     Err(Failure::Started(e)) => {
                         links.record(&peer, Outcome::Failure);
+                        links.drop_if_closed(&peer);
                         metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => peer.clone(), "outcome" => "broken").increment(1);
-                        let _ = tx.send(Err(ErrorInfo::new(
+                        let error = ErrorInfo::new(
                             ErrorCode::Unavailable,
                             format!("node {peer} failed while answering: {e}"),
-                        )));
-                        return;
+                        );
+                        match resume.on_broken(&request) {
+                            Some(Next::Resubmit(next)) => {
+                                tracing::warn!(%peer, %model, "node failed mid-stream: {e}; continuing on another replica");
+                                metrics::counter!(m::CLUSTER_CONTINUATIONS_TOTAL, "peer" => peer.clone()).increment(1);
+                                broken.push(peer);
+                                attempt_request = next;
+                                // Every other candidate may take the rest, at once.
+                                queue = candidates.iter().cloned().collect();
+                                attempts = 0;
+                                last = Some(error);
+                            }
+                            Some(Next::Finish(event)) => {
+                                let _ = tx.send(Ok(event));
+                                return;
+                            }
+                            None => {
+                                let _ = tx.send(Err(error));
+                                return;
+                            }
+                        }
                     }
                     Err(Failure::Cancelled) => return,
                     Err(Failure::Refused(info)) => {
@@ -131,7 +163,7 @@ impl PeerLinks {
                 }
             }
             // Every candidate refused or failed: the last answer stands (a peer's own 429 stays
-            // a 429), said for the model.
+            // a 429), said for the model. A stream already under way ends with it.
             let info = match last {
                 Some(info) if info.code == ErrorCode::Overloaded => info,
                 Some(info) => ErrorInfo::new(
@@ -156,6 +188,7 @@ impl PeerLinks {
         member: &PeerAddr,
         frame: &ForwardRequest,
         tx: &mpsc::UnboundedSender<Result<InferenceEvent, ErrorInfo>>,
+        resume: &mut Resume,
     ) -> Result<(), Failure> {
         let connection = self
             .connection(member)
@@ -171,6 +204,13 @@ impl PeerLinks {
             .map_err(|e| Failure::NotStarted(e.to_string()))?;
         let _ = send.finish();
         let mut delivered = false;
+        // The last item was one that ends an answer (its result, its last choice, an error).
+        let mut complete = false;
+        let choices = match &frame.request {
+            InferenceRequest::Generate(g) => g.n,
+            _ => 1,
+        };
+        let mut finished = 0u32;
         loop {
             let next = tokio::select! {
                 next = read_frame(&mut recv) => next,
@@ -189,12 +229,14 @@ impl PeerLinks {
                 }
             };
             let Some(body) = next.map_err(|e| fail(e.to_string()))? else {
-                return if delivered {
-                    Ok(())
-                } else {
-                    Err(Failure::NotStarted(
+                return match (delivered, complete) {
+                    (_, true) => Ok(()),
+                    (true, false) => Err(Failure::Started(
+                        "the peer's stream ended before its answer was complete".into(),
+                    )),
+                    (false, false) => Err(Failure::NotStarted(
                         "the peer closed the stream without answering".into(),
-                    ))
+                    )),
                 };
             };
             let reply: ForwardReply = decode_frame(&body).map_err(fail)?;
@@ -202,10 +244,29 @@ impl PeerLinks {
                 ForwardReply::Error(e) if !delivered && Outcome::retryable(e.code) => {
                     return Err(Failure::Refused(e));
                 }
-                ForwardReply::Event(e) => Ok(e),
+                // A continuation that the next replica cannot take (its provider refuses)
+                // moves on like a refusal; the stream then ends with the first failure.
+                ForwardReply::Error(e) if !delivered && resume.resumed() => {
+                    return Err(Failure::Refused(e));
+                }
+                ForwardReply::Event(e) => match resume.pass(e) {
+                    Some(e) => Ok(e),
+                    None => {
+                        delivered = true;
+                        continue;
+                    }
+                },
                 ForwardReply::Error(e) => Err(e),
             };
             delivered = true;
+            complete = match &item {
+                Ok(InferenceEvent::Finished { .. }) => {
+                    finished += 1;
+                    finished >= choices
+                }
+                Ok(InferenceEvent::Embeddings(_) | InferenceEvent::Tensors(_)) | Err(_) => true,
+                Ok(_) => false,
+            };
             if tx.send(item).is_err() {
                 let _ = recv.stop(CloseCode::Cancelled.into());
                 return Err(Failure::Cancelled);

@@ -43,6 +43,7 @@ pub struct ClusterArgs {
     pub me: SelfInfo,
     pub router: RouterHandle,
     pub policy: RestartPolicy,
+    pub reliability: golek_config::ReliabilityConfig,
 }
 
 pub enum ClusterMsg {
@@ -185,6 +186,7 @@ impl ClusterManager {
             quic.clone(),
             node_id.clone(),
             tasks.child(),
+            &args.reliability,
         ));
         let node_advert = NodeAdvert {
             http_addr: me.http_addr.to_string(),

@@ -20,6 +20,7 @@ pub mod join;
 mod manager;
 pub mod peer;
 mod publisher;
+pub mod resume;
 pub mod selection;
 pub mod tls;
 pub mod transport;

@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use golek_config::ReliabilityConfig;
 use golek_protocol::cluster::{ForwardReply, PEER_PROTOCOL_VERSION};
-use golek_protocol::cluster_v1::{self, RequestError};
+use golek_protocol::cluster_v2::{self, RequestError};
 use golek_protocol::{ErrorCode, ErrorInfo};
 use tokio::sync::mpsc;
 
@@ -55,10 +56,17 @@ pub struct PeerLinks {
     breaker_config: BreakerConfig,
     /// Retries of forwards, as a share of forwarded requests.
     budget: Mutex<RetryBudget>,
+    /// Times one stream may move to another replica.
+    pub(super) max_continuations: u32,
 }
 
 impl PeerLinks {
-    pub fn new(quic: Arc<QuicNode>, self_id: String, tasks: Tasks) -> Self {
+    pub fn new(
+        quic: Arc<QuicNode>,
+        self_id: String,
+        tasks: Tasks,
+        reliability: &ReliabilityConfig,
+    ) -> Self {
         Self {
             quic,
             self_id,
@@ -66,9 +74,13 @@ impl PeerLinks {
             serving: Arc::new(AtomicU64::new(0)),
             tasks,
             breakers: Mutex::new(HashMap::new()),
-            breaker_config: BreakerConfig::default(),
-            // Retries up to a fifth of recent forwards, and at least ten a second.
-            budget: Mutex::new(RetryBudget::new(0.2, 10, Instant::now())),
+            breaker_config: BreakerConfig::from(reliability),
+            budget: Mutex::new(RetryBudget::new(
+                reliability.retry_budget_ratio,
+                reliability.retry_budget_min_per_s,
+                Instant::now(),
+            )),
+            max_continuations: reliability.max_continuations,
         }
     }
 
@@ -220,7 +232,7 @@ impl PeerLinks {
 /// Sends one reply in the version the request came in (what that version cannot say is left
 /// out).
 async fn reply(send: &mut quinn::SendStream, r: ForwardReply, version: u16) -> Result<(), String> {
-    match cluster_v1::encode_reply(&r, version)? {
+    match cluster_v2::encode_reply(&r, version)? {
         Some(bytes) => send.write_all(&bytes).await.map_err(|e| e.to_string()),
         None => Ok(()),
     }
@@ -276,7 +288,7 @@ async fn serve_one(
             return Err(e.to_string());
         }
     };
-    let (request, version) = match cluster_v1::decode_request(&body) {
+    let (request, version) = match cluster_v2::decode_request(&body) {
         Ok(r) => r,
         Err(RequestError::Malformed(e)) => {
             // A malformed frame closes this stream with the reason; the connection lives on.
@@ -312,6 +324,15 @@ async fn serve_one(
     };
     // Until the first event, a worker found hung will not answer what was queued to it.
     let mut answered = false;
+    // The cut-link fault (for a peer's request): the stream is reset after this many events.
+    let mut cut = match alpn == tls::ALPN_PEER {
+        true => router
+            .entry(&request.model)
+            .ok()
+            .and_then(|e| e.faults)
+            .and_then(|f| f.take_cut()),
+        false => None,
+    };
     loop {
         let next = tokio::select! {
             next = tokio::time::timeout(timeout, events.recv()) => next,
@@ -338,6 +359,15 @@ async fn serve_one(
         };
         if reply(&mut send, frame, version).await.is_err() {
             return Ok(());
+        }
+        if let Some(left) = cut.as_mut() {
+            *left -= 1;
+            if *left == 0 {
+                // The stream stops unfinished, as one whose link dropped (what was sent
+                // arrives; a reset would discard it).
+                let _ = send.finish();
+                return Err("fault injection cut the stream".into());
+            }
         }
         if last {
             break;

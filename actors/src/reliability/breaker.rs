@@ -26,6 +26,16 @@ impl Default for BreakerConfig {
     }
 }
 
+impl From<&golek_config::ReliabilityConfig> for BreakerConfig {
+    fn from(r: &golek_config::ReliabilityConfig) -> Self {
+        BreakerConfig {
+            failures: r.breaker_failures,
+            window: r.breaker_window,
+            cooldown: r.breaker_cooldown,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
     Closed,

@@ -301,7 +301,10 @@ impl RouterHandle {
             Ok(()) => {
                 metrics::gauge!(m::MODEL_QUEUE_DEPTH, "model" => entry.name.clone())
                     .set(sender.depth() as f64);
-                Ok(rx)
+                match entry.faults.as_ref().map(|f| f.delay()) {
+                    Some(delay) if !delay.is_zero() => Ok(super::faults::delayed(rx, delay)),
+                    _ => Ok(rx),
+                }
             }
             Err(SubmitError::Full) => Err(ErrorInfo::new(
                 ErrorCode::Overloaded,

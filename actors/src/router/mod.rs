@@ -18,6 +18,7 @@ use golek_providers::ProviderInfo;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
 
+pub use faults::FaultSettings;
 pub use handle::{EventRx, RouterHandle};
 pub use table::{ModelEntry, ModelState, ModelView, RoutingTable};
 

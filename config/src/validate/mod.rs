@@ -16,6 +16,7 @@ use crate::node_config::*;
 
 mod gguf;
 mod onnx;
+mod reliability;
 mod remote;
 
 use gguf::gguf_params;
@@ -51,8 +52,11 @@ struct RawConfig {
     supervision: RawSupervision,
     debug: RawDebug,
     cluster: RawCluster,
+    reliability: reliability::RawReliability,
     #[serde(default)]
     models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    routes: BTreeMap<String, reliability::RawRoute>,
 }
 
 #[derive(Deserialize)]
@@ -148,14 +152,14 @@ fn default_queue_capacity() -> i64 {
 }
 
 /// Collects errors while converting raw values.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     provenance: &'a Provenance,
     home: Option<&'a Path>,
     errors: Vec<FieldError>,
 }
 
 impl Checker<'_> {
-    fn fail(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn fail(&mut self, path: &str, message: impl Into<String>) {
         let source = self.source_of(path).map(|s| s.to_string());
         self.errors.push(FieldError {
             path: path.to_string(),
@@ -175,7 +179,7 @@ impl Checker<'_> {
         })
     }
 
-    fn range(&mut self, path: &str, value: i64, min: i64, max: i64) -> Option<i64> {
+    pub(super) fn range(&mut self, path: &str, value: i64, min: i64, max: i64) -> Option<i64> {
         if value < min || value > max {
             self.fail(
                 path,
@@ -187,7 +191,13 @@ impl Checker<'_> {
         }
     }
 
-    fn millis(&mut self, path: &str, value: i64, min: i64, max: i64) -> Option<Duration> {
+    pub(super) fn millis(
+        &mut self,
+        path: &str,
+        value: i64,
+        min: i64,
+        max: i64,
+    ) -> Option<Duration> {
         self.range(path, value, min, max)
             .map(|v| Duration::from_millis(v as u64))
     }
@@ -272,7 +282,7 @@ fn typed<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn valid_model_name(name: &str) -> bool {
+pub(super) fn valid_model_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && name
@@ -378,6 +388,7 @@ pub(crate) fn build_and_validate(
     let max_hung_workers = c.range("supervision.max_hung_workers", s.max_hung_workers, 0, 1000);
 
     let cluster = cluster_section(raw.cluster, &assets_dir, &mut c);
+    let reliability = reliability::reliability_section(raw.reliability, &mut c);
 
     let mut models = BTreeMap::new();
     for (name, model) in raw.models {
@@ -395,6 +406,8 @@ pub(crate) fn build_and_validate(
             models.insert(name, m);
         }
     }
+
+    let routes = reliability::routes_section(raw.routes, &models, &mut c);
 
     if !c.errors.is_empty() {
         return Err(c.errors);
@@ -429,7 +442,9 @@ pub(crate) fn build_and_validate(
                 fault_injection: raw.debug.fault_injection,
             },
             cluster: cluster?,
+            reliability: reliability?,
             models,
+            routes,
         })
     })();
     config.ok_or_else(|| {

@@ -160,6 +160,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/debug/crash/{model}", post(ops::crash))
         .route("/admin/debug/hang/{model}", post(ops::hang))
         .route("/admin/debug/refuse/{model}", post(ops::refuse))
+        .route("/admin/debug/fault/{model}", post(ops::fault))
         .route("/admin/debug/panic/publisher", post(ops::panic_publisher))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

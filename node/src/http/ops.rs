@@ -177,6 +177,29 @@ pub async fn refuse(
     ))
 }
 
+/// Sets a model's lasting faults from a JSON body: `delay_ms` (each event held back),
+/// `error_rate` (a share of requests answered with a provider error), `cut_after_events` (the
+/// next stream served to a peer is cut); `{}` clears them. Only with `debug.fault_injection`.
+pub async fn fault(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    faults_enabled(&state)?;
+    let settings: golek_actors::FaultSettings = serde_json::from_slice(&body)
+        .map_err(|e| ErrorInfo::invalid("body", format!("fault settings: {e}")))?;
+    state.router.set_faults(&model, settings)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "model": model,
+            "delay_ms": settings.delay_ms,
+            "error_rate": settings.error_rate,
+            "cut_after_events": settings.cut_after_events,
+        })),
+    ))
+}
+
 /// Makes the cluster's gossip round panic once. Only with `debug.fault_injection`.
 pub async fn panic_publisher(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     faults_enabled(&state)?;

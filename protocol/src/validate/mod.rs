@@ -484,6 +484,7 @@ pub fn generation(body: GenerationRequestBody, chat: bool) -> Result<ValidGenera
         response_format,
         tools,
         tool_choice,
+        continuation: Vec::new(),
     };
     request.check()?;
     Ok(ValidGeneration {

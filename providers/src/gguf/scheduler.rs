@@ -202,15 +202,27 @@ impl<'a> Scheduler<'a> {
             param: param.into(),
             message,
         };
-        let prompt = self
+        let mut prompt = self
             .provider
             .model
             .vocab()
             .tokenize(text.as_bytes(), true, true);
-        let n = prompt.len() as u32;
         if prompt.is_empty() {
             return Err(bad(format!("{param}: the prompt has no tokens")));
         }
+        // A stream resumed from another replica: the ids it generated follow the prompt, as
+        // they were sampled (never re-tokenised from their text).
+        let vocab = self.provider.model.n_vocab().max(0) as u32;
+        if let Some(bad_id) = request.continuation.iter().find(|&&id| id >= vocab) {
+            return Err(ProviderError::BadInput {
+                param: "continuation".into(),
+                message: format!(
+                    "continuation: token id {bad_id} is not in this model's vocabulary of {vocab}"
+                ),
+            });
+        }
+        prompt.extend(request.continuation.iter().map(|&id| LlamaToken(id as i32)));
+        let n = prompt.len() as u32;
         if n >= self.slot_ctx {
             return Err(bad(format!(
                 "{param}: the prompt is {n} tokens; a sequence holds at most {} (n_ctx / slots), leaving room for at least one generated token",

@@ -198,6 +198,13 @@ impl Provider for OpenaiProvider {
                     ))));
                     return;
                 };
+                if !request.continuation.is_empty() {
+                    // The upstream API takes text, not token ids: a stream cannot resume here.
+                    job.emit(Err(ErrorInfo::from(&ProviderError::Unsupported(
+                        "continuing another replica's stream (the remote API takes no token ids)",
+                    ))));
+                    return;
+                }
                 let started = Instant::now();
                 let outcome = generate(&client, &base, &model, key.as_deref(), request, &job).await;
                 let label = match &outcome {
