@@ -42,7 +42,7 @@ pub use loops::{loop_fn, LoopActor, LoopArgs, LoopFn};
 pub use provider::restart::{Decision, RestartPolicy, RestartTracker};
 pub use registry::{DeploymentRecord, RegistryMsg, ServiceRegistry, Store, STORE_FORMAT_VERSION};
 pub use router::{
-    EventRx, FaultSettings, ModelEntry, ModelState, ModelView, RouterHandle, RoutingTable,
+    EventRx, FaultSettings, ModelEntry, ModelState, ModelView, RouterHandle, Routes, RoutingTable,
 };
 pub use system::{start_node, start_node_at, Inspector, NodeHandle};
 pub use tasks::Tasks;

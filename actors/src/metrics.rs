@@ -31,6 +31,8 @@ pub const CLUSTER_FORWARD_SECONDS: &str = "golek_cluster_forward_seconds";
 /// Forwards retried on another peer before the first byte.
 pub const CLUSTER_RETRIES_TOTAL: &str = "golek_cluster_retries_total";
 pub const CLUSTER_CONTINUATIONS_TOTAL: &str = "golek_cluster_continuations_total";
+pub const ROUTE_FALLBACKS_TOTAL: &str = "golek_route_fallbacks_total";
+pub const MODEL_BREAKER_OPEN_TOTAL: &str = "golek_model_outcome_breaker_open_total";
 /// Times a peer's outcome breaker opened, by peer.
 pub const CLUSTER_PEER_BREAKER_OPEN_TOTAL: &str = "golek_cluster_peer_breaker_open_total";
 /// Connections or members refused, by reason (tls, no_id, id_mismatch).
@@ -46,6 +48,14 @@ pub fn describe() {
     metrics::describe_histogram!(CLUSTER_FORWARD_SECONDS, "duration of forwarded requests");
     metrics::describe_counter!(CLUSTER_REFUSED_TOTAL, "peers refused, by reason");
     metrics::describe_counter!(CLUSTER_RETRIES_TOTAL, "forwards retried on another peer");
+    metrics::describe_counter!(
+        MODEL_BREAKER_OPEN_TOTAL,
+        "times a model's outcome breaker opened (its requests kept failing)"
+    );
+    metrics::describe_counter!(
+        ROUTE_FALLBACKS_TOTAL,
+        "requests a fallback chain passed on to its next target"
+    );
     metrics::describe_counter!(
         CLUSTER_CONTINUATIONS_TOTAL,
         "streams continued on another replica after their node failed mid-stream"

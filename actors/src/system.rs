@@ -15,6 +15,7 @@ use crate::config_manager::{ConfigManager, ConfigMsg};
 use crate::health::Health;
 use crate::provider::{ProviderSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::registry::{DeploymentRecord, RegistryMsg, ServiceRegistry};
+use crate::reliability::{Reliability, ReliabilityManager, ReliabilityMsg};
 use crate::router::{Router, RouterHandle, RoutingTable};
 use crate::tree::ActorSnapshot;
 use crate::{ActorError, Result};
@@ -35,6 +36,7 @@ pub struct SystemArgs {
 pub struct Managers {
     pub config: ActorRef<ConfigMsg>,
     pub registry: ActorRef<RegistryMsg>,
+    pub reliability: ActorRef<ReliabilityMsg>,
     pub providers: ActorRef<SupervisorMsg>,
     pub cluster: Option<ActorRef<ClusterMsg>>,
     pub router: ActorRef<crate::router::RouterMsg>,
@@ -92,6 +94,14 @@ impl Actor for SystemModule {
             Actor::spawn_linked(None, ConfigManager, config.clone(), cell.clone())
                 .await
                 .map_err(|e| spawn_err("ConfigManager", e))?;
+        let (reliability, _) = Actor::spawn_linked(
+            None,
+            ReliabilityManager,
+            args.router.reliability().clone(),
+            cell.clone(),
+        )
+        .await
+        .map_err(|e| spawn_err("ReliabilityManager", e))?;
         let (registry, _) = Actor::spawn_linked(
             None,
             ServiceRegistry,
@@ -118,7 +128,7 @@ impl Actor for SystemModule {
                     me,
                     router: args.router.clone(),
                     policy: (&config.supervision).into(),
-                    reliability: config.reliability.clone(),
+                    reliability: args.router.reliability().clone(),
                 },
                 cell.clone(),
             )
@@ -135,6 +145,7 @@ impl Actor for SystemModule {
         } else {
             None
         };
+        args.router.set_node_id(node_id.clone());
 
         // Record the deployments (flushed) before serving them.
         let mut models = Vec::new();
@@ -188,6 +199,7 @@ impl Actor for SystemModule {
             managers: Managers {
                 config: config_ref,
                 registry,
+                reliability,
                 providers,
                 cluster,
                 router,
@@ -272,6 +284,20 @@ async fn snapshot(managers: &Managers) -> ActorSnapshot {
         )
     });
     root.children.push(providers);
+    root.children.push(
+        call(
+            &managers.reliability,
+            "ReliabilityManager",
+            ReliabilityMsg::Snapshot,
+        )
+        .await
+        .unwrap_or_else(|_| {
+            answered(
+                ActorSnapshot::running("ReliabilityManager", "reliability_manager"),
+                false,
+            )
+        }),
+    );
     if let Some(cluster) = &managers.cluster {
         let snapshot = call(cluster, "ClusterManager", ClusterMsg::Snapshot)
             .await
@@ -331,6 +357,14 @@ pub async fn start_node_at(config: Arc<NodeConfig>, http_addr: SocketAddr) -> Re
         config.http.retry_after_s,
         config.http.request_timeout,
         Arc::new(Health::new(config.supervision.max_hung_workers)),
+        Arc::new(Reliability::new(&config.reliability)),
+    );
+    router.set_routes(
+        config
+            .routes
+            .iter()
+            .map(|(name, r)| (name.clone(), r.targets.clone().into()))
+            .collect(),
     );
     let (system, join) = Actor::spawn(
         None,

@@ -8,6 +8,7 @@ use golek_actors::cluster::frames::read_frame;
 use golek_actors::cluster::peer::{server_loop, PeerLinks};
 use golek_actors::cluster::tls::{self, NodeIdentity};
 use golek_actors::cluster::transport::{accept_loop, QuicNode};
+use golek_actors::reliability::Reliability;
 use golek_actors::{Health, RouterHandle, RoutingTable, Tasks};
 use golek_protocol::cluster::{
     decode_frame, encode_frame, ForwardReply, ForwardRequest, PEER_PROTOCOL_VERSION,
@@ -35,7 +36,6 @@ fn node_with_links(dir: &std::path::Path, id: &str) -> (Arc<QuicNode>, Tasks, Ar
     )
     .unwrap();
     let (tx, table) = watch::channel(Arc::new(RoutingTable::default()));
-    let router = RouterHandle::new(table, 1, Duration::from_secs(30), Arc::new(Health::new(1)));
     let defaults = golek_config::load_str(
         "[node]\ndata_dir = \"/tmp/golek-peer-frames\"\n",
         "test.toml".as_ref(),
@@ -43,11 +43,19 @@ fn node_with_links(dir: &std::path::Path, id: &str) -> (Arc<QuicNode>, Tasks, Ar
     )
     .unwrap()
     .config;
+    let reliability = Arc::new(Reliability::new(&defaults.reliability));
+    let router = RouterHandle::new(
+        table,
+        1,
+        Duration::from_secs(30),
+        Arc::new(Health::new(1)),
+        reliability.clone(),
+    );
     let links = Arc::new(PeerLinks::new(
         quic.clone(),
         id.to_string(),
         tasks.child(),
-        &defaults.reliability,
+        reliability,
     ));
     let streams = Arc::new(tokio::sync::Mutex::new(streams_rx));
     let accept = accept_loop(quic.clone(), streams_tx);

@@ -57,6 +57,11 @@ async fn embed(node: &NodeHandle, model: &str) -> Result<usize, ErrorCode> {
             Duration::from_secs(30),
         )
         .map_err(|e| e.code)?;
+    // The answer opens with who serves it, then the embeddings.
+    match rx.recv().await {
+        Some(Ok(InferenceEvent::Served { model: m, .. })) => assert_eq!(m, model),
+        other => panic!("unexpected first event {other:?}"),
+    }
     match rx.recv().await {
         Some(Ok(InferenceEvent::Embeddings(v))) => Ok(v[0].vector.len()),
         Some(Ok(other)) => panic!("unexpected event {other:?}"),

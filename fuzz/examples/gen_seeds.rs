@@ -11,7 +11,8 @@ use golek_protocol::cluster::{
 use golek_protocol::inference::Capabilities;
 use golek_protocol::model::{ModelState, ProviderInfo
 };
-use golek_protocol::cluster_v1;
+use golek_protocol::cluster_v2;
+use golek_protocol::generation::ToolChoice;
 use golek_protocol::inference::{
     FinishReason, InferenceEvent, InferenceRequest, NamedTensor, SamplingParams, TensorData,
     TensorRequest,
@@ -205,24 +206,28 @@ fn main() {
     });
     let frame = encode_frame(&forward(tensor_request)).unwrap();
     write(&dir, "request_tensors", &frame[4..]);
-    let v1 = cluster_v1::ForwardRequestV1 {
-        version: cluster_v1::VERSION,
+    let v2 = cluster_v2::ForwardRequestV2 {
+        version: cluster_v2::VERSION,
         model: "m".into(),
-        request: cluster_v1::InferenceRequest::Generate(cluster_v1::GenerateRequest {
-            prompt: cluster_v1::Prompt::Chat(vec![cluster_v1::ChatMessage {
-                role: "user".into(),
-                content: "hi".into(),
-            }]),
+        request: cluster_v2::InferenceRequest::Generate(cluster_v2::GenerateRequest {
+            prompt: golek_protocol::inference::Prompt::Chat(vec![
+                golek_protocol::inference::ChatMessage::new("user", "hi"),
+            ]),
             max_tokens: Some(3),
             stop: vec!["x".into()],
             sampling: SamplingParams::default(),
+            n: 1,
+            logprobs: None,
+            response_format: None,
+            tools: vec![],
+            tool_choice: ToolChoice::Auto,
         }),
         timeout_ms: 10,
         traceparent: None,
         from_node: "old".into(),
     };
-    let frame = encode_frame(&v1).unwrap();
-    write(&dir, "request_v1", &frame[4..]);
+    let frame = encode_frame(&v2).unwrap();
+    write(&dir, "request_v2", &frame[4..]);
     stream.extend(frame);
     write(&dir, "stream_of_frames", &stream);
     let replies = [

@@ -5,7 +5,7 @@
 
 use golek_protocol::cluster::encode_frame;
 use golek_protocol::cluster::{ForwardRequest, PEER_PROTOCOL_VERSION};
-use golek_protocol::cluster_v1::decode_request;
+use golek_protocol::cluster_v2::decode_request;
 use golek_protocol::inference::InferenceRequest;
 use golek_protocol::openai::{EmbeddingsRequestBody, GenerationRequestBody};
 use golek_protocol::validate::{self, parse_json};

@@ -1,5 +1,5 @@
 //! The peer frame decoder: a 4-byte length header, then a bincode body (`frame_length`,
-//! `decode_frame`, `cluster_v1::decode_request`). Whatever decodes must re-encode, and decode
+//! `decode_frame`, `cluster_v2::decode_request`). Whatever decodes must re-encode, and decode
 //! again to the same bytes.
 #![no_main]
 
@@ -7,7 +7,7 @@ use golek_protocol::cluster::{
     decode_frame, encode_frame, frame_length, ForwardReply, ForwardRequest, JoinReply, JoinRequest,
     PEER_PROTOCOL_VERSION,
 };
-use golek_protocol::cluster_v1::{self, decode_request, encode_reply, ForwardReplyV1};
+use golek_protocol::cluster_v2::{self, decode_request, encode_reply, ForwardRequestV2};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,7 +23,7 @@ fn round_trip<T: Serialize + DeserializeOwned>(value: &T) {
 
 fn request(body: &[u8]) {
     if let Ok((request, version)) = decode_request(body) {
-        assert!(version == PEER_PROTOCOL_VERSION || version == cluster_v1::VERSION);
+        assert!(version == PEER_PROTOCOL_VERSION || version == cluster_v2::VERSION);
         round_trip(&request);
         let _ = request.request.check();
     }
@@ -36,19 +36,15 @@ fn any_body(body: &[u8]) {
     }
     if let Ok(r) = decode_frame::<ForwardReply>(body) {
         round_trip(&r);
-        for version in [cluster_v1::VERSION, PEER_PROTOCOL_VERSION] {
+        for version in [cluster_v2::VERSION, PEER_PROTOCOL_VERSION] {
             if let Some(frame) = encode_reply(&r, version).expect("a decoded reply re-encodes") {
                 let n = frame_length(frame[..4].try_into().unwrap()).unwrap();
                 assert_eq!(n, frame.len() - 4);
-                if version == cluster_v1::VERSION {
-                    decode_frame::<ForwardReplyV1>(&frame[4..]).expect("a v1 reply decodes");
-                } else {
-                    decode_frame::<ForwardReply>(&frame[4..]).expect("a reply decodes");
-                }
+                decode_frame::<ForwardReply>(&frame[4..]).expect("a reply decodes");
             }
         }
     }
-    if let Ok(r) = decode_frame::<ForwardReplyV1>(body) {
+    if let Ok(r) = decode_frame::<ForwardRequestV2>(body) {
         round_trip(&r);
     }
     if let Ok(r) = decode_frame::<JoinRequest>(body) {

@@ -400,6 +400,7 @@ fn infer_command(args: InferArgs) -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::msg)?;
         let mut stdout = std::io::stdout();
+        let mut served_by = client.server_id.clone();
         while let Some(event) = events.next().await {
             match event.map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.message))? {
                 InferenceEvent::Embeddings(vectors) => {
@@ -420,10 +421,11 @@ fn infer_command(args: InferArgs) -> anyhow::Result<()> {
                 } => {
                     writeln!(stdout)?;
                     eprintln!(
-                        "finished: {reason:?}, {prompt_tokens} prompt tokens, {completion_tokens} completion tokens (served via {})",
+                        "finished: {reason:?}, {prompt_tokens} prompt tokens, {completion_tokens} completion tokens (served by {served_by}, via {})",
                         client.server_id
                     );
                 }
+                InferenceEvent::Served { node, model } => served_by = format!("{node}/{model}"),
                 InferenceEvent::Started { .. }
                 | InferenceEvent::ToolCall { .. }
                 | InferenceEvent::Tensors(_) => {}

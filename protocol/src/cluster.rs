@@ -182,7 +182,8 @@ pub enum JoinReply {
 /// The version of the peer protocol this build speaks.
 /// 2: generation requests carry `n`, logprobs, response formats and tools; text events carry
 /// token ids and log probabilities.
-/// 3: generation requests carry `continuation` (a stream resumed on another replica).
+/// 3: generation requests carry `continuation` (a stream resumed on another replica); answers
+/// start with a `Served` event.
 pub const PEER_PROTOCOL_VERSION: u16 = 3;
 /// The largest peer frame accepted (a request with big tensors fits; a bogus length does not).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;

@@ -103,9 +103,17 @@ pub fn decode_request(body: &[u8]) -> Result<(ForwardRequest, u16), RequestError
     }
 }
 
-/// Encodes a reply for a request that came in `version` (replies are the same in versions 2
-/// and 3); `Ok(None)` would be for what that version has no way to say.
-pub fn encode_reply(reply: &ForwardReply, _version: u16) -> Result<Option<Vec<u8>>, String> {
+/// Encodes a reply for a request that came in `version`; `Ok(None)` for what that version has
+/// no way to say (version 2 has no `Served` event; its other replies are unchanged).
+pub fn encode_reply(reply: &ForwardReply, version: u16) -> Result<Option<Vec<u8>>, String> {
+    if version == VERSION
+        && matches!(
+            reply,
+            ForwardReply::Event(now::InferenceEvent::Served { .. })
+        )
+    {
+        return Ok(None);
+    }
     encode_frame(reply).map(Some)
 }
 
@@ -152,6 +160,14 @@ mod tests {
         });
         let bytes = encode_reply(&text, VERSION).unwrap().unwrap();
         assert_eq!(decode_frame::<ForwardReply>(&bytes[4..]).unwrap(), text);
+        let served = ForwardReply::Event(now::InferenceEvent::Served {
+            node: "b".into(),
+            model: "m".into(),
+        });
+        assert_eq!(encode_reply(&served, VERSION).unwrap(), None);
+        assert!(encode_reply(&served, PEER_PROTOCOL_VERSION)
+            .unwrap()
+            .is_some());
 
         let mut current = ForwardRequest {
             version: PEER_PROTOCOL_VERSION,

@@ -336,4 +336,7 @@ pub enum InferenceEvent {
         completion_tokens: u32,
         cached_tokens: u32,
     },
+    /// Which node and deployed model took the request: the first event of every answer (a
+    /// stream continued on another replica, or passed down a fallback chain, says so again).
+    Served { node: String, model: String },
 }

@@ -14,6 +14,7 @@ mod metrics;
 pub mod onnx;
 #[cfg(any(feature = "openai", feature = "sse"))]
 pub mod openai;
+mod outcome;
 mod queue;
 #[cfg(any(feature = "triton", feature = "openai"))]
 mod remote;
@@ -23,5 +24,5 @@ pub mod triton;
 
 pub use factory::build_provider;
 pub use metrics::describe as describe_metrics;
-pub use queue::{job_queue, EventTx, Faults, Job, JobQueue, JobSender, SubmitError};
+pub use queue::{job_queue, EventTx, Faults, Job, JobQueue, JobSender, OutcomeHook, SubmitError};
 pub use spi::{Provider, ProviderError, ProviderInfo, Result, TensorSpec};

@@ -18,6 +18,7 @@ use golek_protocol::ErrorInfo;
 
 pub use crate::faults::Faults;
 use crate::metrics as m;
+pub use crate::outcome::OutcomeHook;
 
 /// Where a provider sends a job's events. The stream ends when the sender is dropped.
 pub type EventTx = tokio::sync::mpsc::UnboundedSender<Result<InferenceEvent, ErrorInfo>>;
@@ -30,6 +31,8 @@ pub struct Job {
     pub enqueued_at: Instant,
     /// Past this instant nobody waits for the answer any more.
     pub deadline: Instant,
+    /// Told how the job ended (`OutcomeHook::default()` tells no one).
+    pub outcome: OutcomeHook,
 }
 
 impl Job {
@@ -41,6 +44,7 @@ impl Job {
     /// Drops an abandoned job; one whose deadline passed while its client still waits gets a
     /// timeout (504) saying it never ran, rather than a stream that just ends.
     pub fn expire(self) {
+        self.outcome.disarm();
         if !self.events.is_closed() {
             self.emit(Err(ErrorInfo::new(
                 golek_protocol::ErrorCode::Timeout,
@@ -51,6 +55,7 @@ impl Job {
 
     /// Sends one event; a closed receiver is not an error (the client left).
     pub fn emit(&self, event: Result<InferenceEvent, ErrorInfo>) {
+        self.outcome.see(&event);
         let _ = self.events.send(event);
     }
 }
@@ -347,6 +352,7 @@ mod tests {
                 events: tx,
                 enqueued_at: now,
                 deadline: now + Duration::from_secs(60),
+                outcome: OutcomeHook::default(),
             },
             rx,
         )
@@ -455,6 +461,7 @@ mod tests {
             events,
             enqueued_at: past,
             deadline: past,
+            outcome: OutcomeHook::default(),
         })
         .unwrap();
         let (fresh, _fresh_rx) = job(1);

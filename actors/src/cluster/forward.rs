@@ -62,7 +62,7 @@ impl PeerLinks {
             if queue.len() == 1 {
                 queue.push_back(candidates[0].clone());
             }
-            let mut resume = Resume::new(&request, links.max_continuations);
+            let mut resume = Resume::new(&request, links.reliability.max_continuations());
             let mut attempt_request = request.clone();
             // Nodes that failed mid-stream: a continuation never goes back to them.
             let mut broken: Vec<String> = Vec::new();
@@ -258,7 +258,8 @@ impl PeerLinks {
                 },
                 ForwardReply::Error(e) => Err(e),
             };
-            delivered = true;
+            // Who serves it is not output: a failure after it may still go elsewhere.
+            delivered |= !matches!(item, Ok(InferenceEvent::Served { .. }));
             complete = match &item {
                 Ok(InferenceEvent::Finished { .. }) => {
                     finished += 1;

@@ -43,7 +43,7 @@ pub struct ClusterArgs {
     pub me: SelfInfo,
     pub router: RouterHandle,
     pub policy: RestartPolicy,
-    pub reliability: golek_config::ReliabilityConfig,
+    pub reliability: Arc<crate::reliability::Reliability>,
 }
 
 pub enum ClusterMsg {
@@ -186,7 +186,7 @@ impl ClusterManager {
             quic.clone(),
             node_id.clone(),
             tasks.child(),
-            &args.reliability,
+            args.reliability.clone(),
         ));
         let node_advert = NodeAdvert {
             http_addr: me.http_addr.to_string(),

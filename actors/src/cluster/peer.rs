@@ -11,11 +11,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use golek_config::ReliabilityConfig;
 use golek_protocol::cluster::{ForwardReply, PEER_PROTOCOL_VERSION};
 use golek_protocol::cluster_v2::{self, RequestError};
+use golek_protocol::inference::InferenceEvent;
 use golek_protocol::{ErrorCode, ErrorInfo};
 use tokio::sync::mpsc;
 
@@ -25,8 +24,7 @@ use super::tls;
 use super::transport::{IncomingStream, QuicNode};
 use crate::error::ClusterError;
 use crate::loops::{loop_fn, LoopFn};
-use crate::metrics as m;
-use crate::reliability::{Breaker, BreakerConfig, BreakerState, Outcome, RetryBudget};
+use crate::reliability::{Outcome, Reliability, Target};
 use crate::router::RouterHandle;
 use crate::tasks::Tasks;
 use crate::tree::ActorSnapshot;
@@ -51,13 +49,9 @@ pub struct PeerLinks {
     pub(crate) serving: Arc<AtomicU64>,
     /// Where forwards and served streams run (cancelled with the ClusterManager).
     pub(super) tasks: Tasks,
-    /// Each peer's outcome breaker (made on its first request).
-    breakers: Mutex<HashMap<String, Breaker>>,
-    breaker_config: BreakerConfig,
-    /// Retries of forwards, as a share of forwarded requests.
-    budget: Mutex<RetryBudget>,
-    /// Times one stream may move to another replica.
-    pub(super) max_continuations: u32,
+    /// Each peer's outcome breaker and the retry budget (shared with the router, owned by the
+    /// ReliabilityManager).
+    pub(crate) reliability: Arc<Reliability>,
 }
 
 impl PeerLinks {
@@ -65,7 +59,7 @@ impl PeerLinks {
         quic: Arc<QuicNode>,
         self_id: String,
         tasks: Tasks,
-        reliability: &ReliabilityConfig,
+        reliability: Arc<Reliability>,
     ) -> Self {
         Self {
             quic,
@@ -73,60 +67,33 @@ impl PeerLinks {
             connections: Mutex::new(HashMap::new()),
             serving: Arc::new(AtomicU64::new(0)),
             tasks,
-            breakers: Mutex::new(HashMap::new()),
-            breaker_config: BreakerConfig::from(reliability),
-            budget: Mutex::new(RetryBudget::new(
-                reliability.retry_budget_ratio,
-                reliability.retry_budget_min_per_s,
-                Instant::now(),
-            )),
-            max_continuations: reliability.max_continuations,
+            reliability,
         }
     }
 
     /// A forward starts (its retries draw on the budget it adds to).
     pub(super) fn on_request(&self) {
-        lock(&self.budget).on_request(Instant::now());
+        self.reliability.on_request();
     }
 
     pub(super) fn try_retry(&self) -> bool {
-        lock(&self.budget).try_retry(Instant::now())
+        self.reliability.try_retry()
     }
 
     /// Whether `peer`'s breaker lets a request through now.
     pub(super) fn allow(&self, peer: &str) -> bool {
-        let mut breakers = lock(&self.breakers);
-        breakers
-            .entry(peer.to_string())
-            .or_insert_with(|| Breaker::new(self.breaker_config.clone()))
-            .allow(Instant::now())
+        self.reliability.allow(&Target::Peer(peer.to_string()))
     }
 
     /// Whether `peer`'s breaker is open now (for ordering candidates).
     pub fn is_open(&self, peer: &str) -> bool {
-        lock(&self.breakers)
-            .get(peer)
-            .is_some_and(|b| b.state(Instant::now()) == BreakerState::Open)
+        self.reliability.is_open(&Target::Peer(peer.to_string()))
     }
 
     /// Feeds a request's outcome to `peer`'s breaker.
     pub(super) fn record(&self, peer: &str, outcome: Outcome) {
-        let now = Instant::now();
-        let mut breakers = lock(&self.breakers);
-        let breaker = breakers
-            .entry(peer.to_string())
-            .or_insert_with(|| Breaker::new(self.breaker_config.clone()));
-        match outcome {
-            Outcome::Success => breaker.on_success(now),
-            Outcome::Failure => {
-                if breaker.on_failure(now) {
-                    tracing::warn!(%peer, "peer breaker open: too many failed requests");
-                    metrics::counter!(m::CLUSTER_PEER_BREAKER_OPEN_TOTAL, "peer" => peer.to_string())
-                        .increment(1);
-                }
-            }
-            Outcome::Neutral => {}
-        }
+        self.reliability
+            .record(&Target::Peer(peer.to_string()), outcome);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, quinn::Connection>> {
@@ -150,12 +117,8 @@ impl PeerLinks {
             .iter()
             .map(|(id, c)| (id.clone(), c.close_reason().is_none()))
             .collect();
-        let now = Instant::now();
-        let breakers: HashMap<String, (BreakerState, u64)> = lock(&self.breakers)
-            .iter()
-            .map(|(id, b)| (id.clone(), (b.state(now), b.opened)))
-            .collect();
-        let mut ids: Vec<&String> = open.keys().chain(breakers.keys()).collect();
+        let peers = self.reliability.peers();
+        let mut ids: Vec<&String> = open.keys().chain(peers.iter()).collect();
         ids.sort();
         ids.dedup();
         for id in ids {
@@ -166,16 +129,15 @@ impl PeerLinks {
                 None => "not_connected",
             }
             .into();
-            let (state, opened) = breakers
-                .get(id)
-                .copied()
-                .unwrap_or((BreakerState::Closed, 0));
+            let (state, opened) = self.reliability.breaker(&Target::Peer(id.clone()));
             peer.breaker = Some(state.as_str().into());
             peer.details.insert("breaker_opened".into(), opened.into());
             me.children.push(peer);
         }
-        me.details
-            .insert("retries_refused".into(), lock(&self.budget).refused.into());
+        me.details.insert(
+            "retries_refused".into(),
+            self.reliability.retries_refused().into(),
+        );
         me
     }
 
@@ -343,7 +305,8 @@ async fn serve_one(
                 format!("model {:?} stopped before answering (its worker hung and is being replaced)", request.model),
             )))),
         };
-        answered = true;
+        // Who serves it is not an answer: a hung worker may still lose what was queued.
+        answered |= !matches!(next, Ok(Some(Ok(InferenceEvent::Served { .. }))));
         let item = match next {
             Err(_) => Err(ErrorInfo::new(
                 ErrorCode::Timeout,

@@ -30,6 +30,19 @@ impl Outcome {
     pub fn retryable(code: ErrorCode) -> bool {
         matches!(code, ErrorCode::Overloaded | ErrorCode::Unavailable)
     }
+
+    /// Whether a fallback chain passes a request that got `code` from one target (before any
+    /// output) to its next: the target is missing, down, busy or failing, not the request.
+    pub fn falls_back(code: ErrorCode) -> bool {
+        matches!(
+            code,
+            ErrorCode::NotFound
+                | ErrorCode::Overloaded
+                | ErrorCode::Unavailable
+                | ErrorCode::ProviderError
+                | ErrorCode::Internal
+        )
+    }
 }
 
 #[cfg(test)]

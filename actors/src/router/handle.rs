@@ -1,18 +1,20 @@
 //! What request handlers use: reads the published table, checks a request (the one authority
 //! every door goes through), submits to a model's queue or forwards to a peer.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use golek_protocol::inference::{InferenceEvent, InferenceRequest};
 use golek_protocol::{ErrorCode, ErrorInfo};
-use golek_providers::{Job, SubmitError};
+use golek_providers::{Job, OutcomeHook, SubmitError};
 use tokio::sync::{mpsc, watch};
 
+use super::chain::Routes;
 use super::{ModelEntry, ModelState, RoutingTable};
 use crate::cluster::ClusterHandle;
 use crate::health::Health;
 use crate::metrics as m;
+use crate::reliability::{Outcome, Reliability, Target};
 
 /// The receiving end of one request: its events, ending when the worker is done with it.
 pub type EventRx = mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>;
@@ -28,6 +30,12 @@ pub struct RouterHandle {
     health: Arc<Health>,
     /// Set once when the node joins a cluster; shared by every clone.
     cluster: Arc<OnceLock<ClusterHandle>>,
+    /// The node's id, for the `Served` event of what runs here (set at start).
+    node_id: Arc<OnceLock<String>>,
+    /// Fallback chains, from the configuration.
+    pub(super) routes: Arc<RwLock<Arc<Routes>>>,
+    /// Outcome breakers of every target and the retry budget (the ReliabilityManager's).
+    reliability: Arc<Reliability>,
 }
 
 impl RouterHandle {
@@ -36,6 +44,7 @@ impl RouterHandle {
         retry_after_s: u32,
         max_timeout: Duration,
         health: Arc<Health>,
+        reliability: Arc<Reliability>,
     ) -> Self {
         Self {
             table,
@@ -43,7 +52,20 @@ impl RouterHandle {
             max_timeout,
             health,
             cluster: Arc::new(OnceLock::new()),
+            node_id: Arc::new(OnceLock::new()),
+            routes: Arc::new(RwLock::new(Arc::new(Routes::new()))),
+            reliability,
         }
+    }
+
+    /// The reliability state the request path reads and feeds.
+    pub fn reliability(&self) -> &Arc<Reliability> {
+        &self.reliability
+    }
+
+    /// The id this node answers as (in `Served` events); set once.
+    pub fn set_node_id(&self, node_id: String) {
+        let _ = self.node_id.set(node_id);
     }
 
     /// A deadline a client or peer asked for, in milliseconds, clamped to the node's maximum
@@ -128,6 +150,7 @@ impl RouterHandle {
     /// Whether `model` is served here or by a peer (cheap: for metric labels).
     pub fn knows(&self, model: &str) -> bool {
         self.table.borrow().models.contains_key(model)
+            || self.route(model).is_some()
             || self
                 .cluster
                 .get()
@@ -179,6 +202,19 @@ impl RouterHandle {
     ) -> Result<EventRx, ErrorInfo> {
         self.checked(model, &request)?;
         let timeout = timeout.min(self.max_timeout);
+        match self.route(model) {
+            Some(targets) => Ok(self.submit_chain(model, targets, request, timeout)),
+            None => self.dispatch_checked(model, request, timeout),
+        }
+    }
+
+    /// Routes a checked request for a deployed model: here or to a peer.
+    pub(super) fn dispatch_checked(
+        &self,
+        model: &str,
+        request: InferenceRequest,
+        timeout: Duration,
+    ) -> Result<EventRx, ErrorInfo> {
         let Some(cluster) = self.cluster.get() else {
             return self.local(model, request, timeout);
         };
@@ -192,7 +228,8 @@ impl RouterHandle {
             .models
             .get(model)
             .map(|e| e.state.clone());
-        if local == Some(ModelState::Ready) {
+        let open = self.reliability.is_open(&Target::Local(model.to_string()));
+        if local == Some(ModelState::Ready) && !open {
             match self.local(model, request.clone(), timeout) {
                 Err(e) if matches!(e.code, ErrorCode::Overloaded | ErrorCode::Unavailable) => {}
                 other => return other,
@@ -227,15 +264,36 @@ impl RouterHandle {
             .increment(1);
     }
 
-    /// A checked request to the local queue.
+    /// A checked request to the local queue, unless the model's outcome breaker is open.
     fn local(
         &self,
         model: &str,
         request: InferenceRequest,
         timeout: Duration,
     ) -> Result<EventRx, ErrorInfo> {
-        self.try_submit(model, request, timeout)
-            .inspect_err(|err| self.rejected(model, err))
+        // Breakers only for models served here: clients cannot grow the set.
+        let target = self
+            .table
+            .borrow()
+            .models
+            .contains_key(model)
+            .then(|| Target::Local(model.to_string()));
+        if let Some(target) = &target {
+            if !self.reliability.allow(target) {
+                let err = ErrorInfo::new(
+                    ErrorCode::Unavailable,
+                    format!("model {model:?}: its outcome breaker is open (its recent requests failed); retry later"),
+                );
+                self.rejected(model, &err);
+                return Err(err);
+            }
+        }
+        self.try_submit(model, request, timeout).inspect_err(|err| {
+            if let Some(target) = &target {
+                self.reliability.record(target, Outcome::of_error(err.code));
+            }
+            self.rejected(model, err)
+        })
     }
 
     fn try_submit(
@@ -290,12 +348,23 @@ impl RouterHandle {
             info.limits().check(&request)?;
         }
         let (events, rx) = mpsc::unbounded_channel();
+        // The answer's first event says who serves it (queued ahead of the worker's events).
+        let _ = events.send(Ok(InferenceEvent::Served {
+            node: self.node_id.get().cloned().unwrap_or_default(),
+            model: entry.name.clone(),
+        }));
         let now = Instant::now();
+        let reliability = self.reliability.clone();
+        let target = Target::Local(entry.name.clone());
         let job = Job {
             request,
             events,
             enqueued_at: now,
             deadline: now + timeout,
+            // How it ends feeds the model's outcome breaker.
+            outcome: OutcomeHook::new(move |code| {
+                reliability.record(&target, code.map_or(Outcome::Success, Outcome::of_error))
+            }),
         };
         match sender.try_submit(job) {
             Ok(()) => {

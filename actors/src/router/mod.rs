@@ -8,6 +8,7 @@
 //! Files: `table.rs` (the table and its entries), `handle.rs` (what request handlers use:
 //! checks, local submission, routing to peers), `faults.rs` (the test switches).
 
+mod chain;
 mod faults;
 mod handle;
 mod table;
@@ -18,6 +19,7 @@ use golek_providers::ProviderInfo;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
 
+pub use chain::Routes;
 pub use faults::FaultSettings;
 pub use handle::{EventRx, RouterHandle};
 pub use table::{ModelEntry, ModelState, ModelView, RoutingTable};

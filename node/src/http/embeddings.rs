@@ -5,6 +5,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use axum::Json;
 use base64::Engine;
 use golek_protocol::inference::InferenceEvent;
@@ -60,7 +61,7 @@ pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<EmbeddingsResponse>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let bytes = read_body(&state, &headers, body).await?;
     let body: EmbeddingsRequestBody = validate::parse_json(&bytes)?;
     let valid = validate::embeddings(body)?;
@@ -87,14 +88,14 @@ pub async fn create(
         metrics::histogram!(m::MODEL_REQUEST_DURATION_SECONDS, "model" => label)
             .record(started.elapsed().as_secs_f64());
     }
-    outcome.map(Json)
+    outcome.map(|(body, by)| super::served_by(Json(body).into_response(), by.as_deref()))
 }
 
 async fn run(
     state: &AppState,
     valid: validate::ValidEmbeddings,
     timeout: std::time::Duration,
-) -> Result<EmbeddingsResponse, ApiError> {
+) -> Result<(EmbeddingsResponse, Option<String>), ApiError> {
     let entry = state.router.entry(&valid.model)?;
     if let (Some(wanted), Some(dims)) = (
         valid.dimensions,
@@ -108,9 +109,9 @@ async fn run(
             .into());
         }
     }
-    let vectors = match super::dispatch(state, &valid.model, valid.request, timeout).await? {
-        (_, InferenceEvent::Embeddings(v)) => v,
-        (_, other) => return Err(super::unexpected(&other).into()),
+    let (vectors, by) = match super::dispatch(state, &valid.model, valid.request, timeout).await? {
+        (_, InferenceEvent::Embeddings(v), by) => (v, by),
+        (_, other, _) => return Err(super::unexpected(&other).into()),
     };
     let prompt_tokens: u32 = vectors.iter().map(|v| v.tokens).sum();
     metrics::counter!(m::MODEL_INPUTS_TOTAL, "model" => valid.model.clone())
@@ -126,7 +127,7 @@ async fn run(
             embedding: encode(e.vector, valid.encoding_format),
         })
         .collect();
-    Ok(EmbeddingsResponse {
+    let response = EmbeddingsResponse {
         object: "list".into(),
         data,
         model: valid.model,
@@ -134,7 +135,8 @@ async fn run(
             prompt_tokens,
             total_tokens: prompt_tokens,
         },
-    })
+    };
+    Ok((response, by))
 }
 
 fn encode(vector: Vec<f32>, format: EncodingFormat) -> EmbeddingData {

@@ -91,7 +91,7 @@ async fn run(
     let timeout = super::request_timeout(state, &headers).map_err(|e| fail(&model, e))?;
     let n = valid.request.n;
     let wants_logprobs = valid.request.logprobs.is_some();
-    let (mut events, mut prompt_tokens, mut cached_tokens) = match super::dispatch(
+    let (mut events, mut prompt_tokens, mut cached_tokens, mut by) = match super::dispatch(
         state,
         &model,
         InferenceRequest::Generate(valid.request),
@@ -105,8 +105,9 @@ async fn run(
                 prompt_tokens,
                 cached_tokens,
             },
-        )) => (events, prompt_tokens, cached_tokens),
-        Ok((_, other)) => return Err(fail(&model, super::unexpected(&other).into())),
+            by,
+        )) => (events, prompt_tokens, cached_tokens, by),
+        Ok((_, other, _)) => return Err(fail(&model, super::unexpected(&other).into())),
         Err(e) => return Err(fail(&model, e)),
     };
     let id = match kind {
@@ -144,7 +145,7 @@ async fn run(
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        return Ok((model, response));
+        return Ok((model, super::served_by(response, by.as_deref())));
     }
     let collected = tokio::time::timeout(timeout, async {
         let mut choices: Vec<Choice> = (0..n).map(|_| Choice::default()).collect();
@@ -187,6 +188,8 @@ async fn run(
                         return Ok(choices);
                     }
                 }
+                // A stream continued elsewhere: the node that finished it answers for it.
+                InferenceEvent::Served { node, model } => by = Some(format!("{node}/{model}")),
                 _ => {}
             }
         }
@@ -209,8 +212,12 @@ async fn run(
     let body = json!({
         "id": chunks.id, "object": object, "created": chunks.created, "model": chunks.model,
         "choices": choices::collected(kind, collected, wants_logprobs), "usage": usage,
+        "golek": {"served_by": by},
     });
-    Ok((model, Json(body).into_response()))
+    Ok((
+        model,
+        super::served_by(Json(body).into_response(), by.as_deref()),
+    ))
 }
 
 /// The SSE body: maps the request's events to `data:` lines, ending with `data: [DONE]`.

@@ -191,9 +191,9 @@ async fn infer_model(
         .collect();
     let request = InferenceRequest::Tensors(TensorRequest { inputs, outputs });
     let timeout = super::request_timeout(&state, &headers)?;
-    let tensors = match super::dispatch(&state, &entry.name, request, timeout).await? {
-        (_, InferenceEvent::Tensors(t)) => t,
-        (_, other) => return Err(super::unexpected(&other).into()),
+    let (tensors, by) = match super::dispatch(&state, &entry.name, request, timeout).await? {
+        (_, InferenceEvent::Tensors(t), by) => (t, by),
+        (_, other, _) => return Err(super::unexpected(&other).into()),
     };
     let mut trailer = Vec::new();
     let outputs = tensors
@@ -215,7 +215,10 @@ async fn infer_model(
         outputs,
     };
     if trailer.is_empty() {
-        return Ok(Json(response).into_response());
+        return Ok(super::served_by(
+            Json(response).into_response(),
+            by.as_deref(),
+        ));
     }
     // The binary tensor data extension: the JSON header, then the outputs' bytes.
     let mut out = serde_json::to_vec(&response)
@@ -233,6 +236,7 @@ async fn infer_model(
         out,
     )
         .into_response())
+    .map(|r| super::served_by(r, by.as_deref()))
 }
 
 pub async fn infer(

@@ -48,34 +48,60 @@ pub async fn dispatch(
     (
         golek_actors::EventRx,
         golek_protocol::inference::InferenceEvent,
+        Option<String>,
     ),
     ApiError,
 > {
+    use golek_protocol::inference::InferenceEvent::Served;
     let retry_after = state.router.retry_after_s();
     let mut events = state
         .router
         .submit(model, request, timeout)
         .map_err(|e| ApiError::from(e).retry_after(retry_after))?;
-    let first = tokio::select! {
-        first = tokio::time::timeout(timeout, events.recv()) => first,
-        () = state.router.worker_lost(model) => {
-            return Err(ApiError::from(ErrorInfo::new(
-                ErrorCode::Unavailable,
-                format!("model {model:?} stopped before answering (its worker hung and is being replaced)"),
-            ))
-            .retry_after(retry_after));
+    // Who serves it comes first (again if a retry moved it); then the answer's first event.
+    let mut by = None;
+    loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(timeout, events.recv()) => next,
+            () = state.router.worker_lost(model) => {
+                return Err(ApiError::from(ErrorInfo::new(
+                    ErrorCode::Unavailable,
+                    format!("model {model:?} stopped before answering (its worker hung and is being replaced)"),
+                ))
+                .retry_after(retry_after));
+            }
+        };
+        match next {
+            Err(_) => return Err(timeout_error(timeout).into()),
+            Ok(None) => {
+                return Err(ApiError::from(ErrorInfo::new(
+                    ErrorCode::Unavailable,
+                    format!("model {model:?} stopped before answering (its worker is restarting)"),
+                ))
+                .retry_after(retry_after))
+            }
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(Some(Ok(Served {
+                node,
+                model: served,
+            }))) => by = Some(format!("{node}/{served}")),
+            Ok(Some(Ok(event))) => return Ok((events, event, by)),
         }
-    };
-    match first {
-        Err(_) => Err(timeout_error(timeout).into()),
-        Ok(None) => Err(ApiError::from(ErrorInfo::new(
-            ErrorCode::Unavailable,
-            format!("model {model:?} stopped before answering (its worker is restarting)"),
-        ))
-        .retry_after(retry_after)),
-        Ok(Some(Err(e))) => Err(e.into()),
-        Ok(Some(Ok(event))) => Ok((events, event)),
     }
+}
+
+/// The header naming the node and model that served an answer (`node/model`).
+pub const SERVED_BY_HEADER: &str = "x-golek-served-by";
+
+/// Adds `x-golek-served-by` to a response, when known.
+pub fn served_by(
+    mut response: axum::response::Response,
+    by: Option<&str>,
+) -> axum::response::Response {
+    if let Some(value) = by.and_then(|b| axum::http::HeaderValue::from_str(b).ok()) {
+        response.headers_mut().insert(SERVED_BY_HEADER, value);
+    }
+    response
 }
 
 /// The header a client sets to give its request a shorter deadline, in milliseconds.
@@ -157,6 +183,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/models", get(ops::admin_models))
         .route("/admin/cluster", get(ops::admin_cluster))
         .route("/admin/actors", get(ops::admin_actors))
+        .route("/admin/reliability", get(ops::reliability))
         .route("/admin/debug/crash/{model}", post(ops::crash))
         .route("/admin/debug/hang/{model}", post(ops::hang))
         .route("/admin/debug/refuse/{model}", post(ops::refuse))

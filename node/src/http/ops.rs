@@ -200,6 +200,11 @@ pub async fn fault(
     ))
 }
 
+/// Every target's outcome breaker (models here, peers), the retry budget and the policies.
+pub async fn reliability(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.router.reliability().report())
+}
+
 /// Makes the cluster's gossip round panic once. Only with `debug.fault_injection`.
 pub async fn panic_publisher(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     faults_enabled(&state)?;

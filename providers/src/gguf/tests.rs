@@ -68,6 +68,7 @@ pub(super) fn submit(tx: &JobSender, request: InferenceRequest) -> Rx {
         events,
         enqueued_at: now,
         deadline: now + Duration::from_secs(120),
+        outcome: Default::default(),
     })
     .unwrap();
     rx

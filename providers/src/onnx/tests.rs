@@ -56,6 +56,7 @@ fn submit(
         events,
         enqueued_at: now,
         deadline: now + Duration::from_secs(60),
+        outcome: Default::default(),
     })
     .unwrap();
     rx
