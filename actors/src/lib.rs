@@ -33,6 +33,7 @@ pub mod reliability;
 mod router;
 mod system;
 mod tasks;
+pub mod tenants;
 mod tree;
 
 pub use config_manager::{ConfigManager, ConfigMsg};

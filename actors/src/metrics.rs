@@ -33,6 +33,9 @@ pub const CLUSTER_RETRIES_TOTAL: &str = "golek_cluster_retries_total";
 pub const CLUSTER_CONTINUATIONS_TOTAL: &str = "golek_cluster_continuations_total";
 pub const ROUTE_FALLBACKS_TOTAL: &str = "golek_route_fallbacks_total";
 pub const MODEL_BREAKER_OPEN_TOTAL: &str = "golek_model_outcome_breaker_open_total";
+pub const TENANT_REQUESTS_TOTAL: &str = "golek_tenant_requests_total";
+pub const TENANT_REJECTED_TOTAL: &str = "golek_tenant_rejected_total";
+pub const TENANT_TOKENS_TOTAL: &str = "golek_tenant_tokens_total";
 /// Times a peer's outcome breaker opened, by peer.
 pub const CLUSTER_PEER_BREAKER_OPEN_TOTAL: &str = "golek_cluster_peer_breaker_open_total";
 /// Connections or members refused, by reason (tls, no_id, id_mismatch).
@@ -48,6 +51,18 @@ pub fn describe() {
     metrics::describe_histogram!(CLUSTER_FORWARD_SECONDS, "duration of forwarded requests");
     metrics::describe_counter!(CLUSTER_REFUSED_TOTAL, "peers refused, by reason");
     metrics::describe_counter!(CLUSTER_RETRIES_TOTAL, "forwards retried on another peer");
+    metrics::describe_counter!(
+        TENANT_REQUESTS_TOTAL,
+        "requests admitted for a tenant on this node"
+    );
+    metrics::describe_counter!(
+        TENANT_REJECTED_TOTAL,
+        "requests refused for a tenant over a limit (rpm, tpm, concurrency)"
+    );
+    metrics::describe_counter!(
+        TENANT_TOKENS_TOTAL,
+        "tokens (prompt and generated) used by a tenant's requests on this node"
+    );
     metrics::describe_counter!(
         MODEL_BREAKER_OPEN_TOTAL,
         "times a model's outcome breaker opened (its requests kept failing)"

@@ -1,7 +1,7 @@
 //! ServiceRegistry: the node's persistent registry in sled.
 //!
-//! Trees: `meta` (store format version, node id) and `deployments` (one JSON record per served
-//! model). Every write is flushed to disk before it is acknowledged. The store is opened once
+//! Trees: `meta` (store format version, node id), `deployments` (one JSON record per served
+//! model) and `keys` (API key records, hashed secrets only, by key id). Every write is flushed to disk before it is acknowledged. The store is opened once
 //! per process, by this actor.
 
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
+use crate::tenants::KeyRecord;
 use crate::{ActorError, Result};
 
 /// The on-disk format this build reads and writes.
@@ -35,6 +36,7 @@ pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     deployments: sled::Tree,
+    keys: sled::Tree,
     path: PathBuf,
 }
 
@@ -48,6 +50,7 @@ impl Store {
         let db = sled::open(&path)?;
         let meta = db.open_tree("meta")?;
         let deployments = db.open_tree("deployments")?;
+        let keys = db.open_tree("keys")?;
         match meta.get(FORMAT_KEY)? {
             Some(raw) => {
                 let found = <[u8; 4]>::try_from(raw.as_ref())
@@ -69,6 +72,7 @@ impl Store {
             db,
             meta,
             deployments,
+            keys,
             path,
         })
     }
@@ -154,6 +158,32 @@ impl Store {
         Ok(existed)
     }
 
+    /// Writes key records (new or revoked) and flushes before returning.
+    pub async fn put_keys(&self, records: &[KeyRecord]) -> Result<()> {
+        for r in records {
+            let bytes = serde_json::to_vec(r)
+                .map_err(|e| ActorError::Corrupt(format!("cannot encode key {}: {e}", r.id)))?;
+            self.keys.insert(r.id.as_bytes(), bytes)?;
+        }
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn keys(&self) -> Result<Vec<KeyRecord>> {
+        let mut out = Vec::new();
+        for item in self.keys.iter() {
+            let (id, raw) = item?;
+            let record: KeyRecord = serde_json::from_slice(&raw).map_err(|e| {
+                ActorError::Corrupt(format!(
+                    "key {:?} cannot be read: {e}",
+                    String::from_utf8_lossy(&id)
+                ))
+            })?;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
     pub async fn flush(&self) -> Result<()> {
         self.db.flush_async().await?;
         Ok(())
@@ -176,6 +206,9 @@ pub enum RegistryMsg {
     /// Removes deployments not in the list (the config no longer has them).
     Retain(Vec<String>, RpcReplyPort<Result<()>>),
     ListDeployments(RpcReplyPort<Result<Vec<DeploymentRecord>>>),
+    /// Stores key records (flushed before the reply).
+    PutKeys(Vec<KeyRecord>, RpcReplyPort<Result<()>>),
+    ListKeys(RpcReplyPort<Result<Vec<KeyRecord>>>),
     Flush(RpcReplyPort<Result<()>>),
 }
 
@@ -236,6 +269,12 @@ impl Actor for ServiceRegistry {
             }
             RegistryMsg::ListDeployments(reply) => {
                 let _ = reply.send(s.deployments());
+            }
+            RegistryMsg::PutKeys(records, reply) => {
+                let _ = reply.send(s.put_keys(&records).await);
+            }
+            RegistryMsg::ListKeys(reply) => {
+                let _ = reply.send(s.keys());
             }
             RegistryMsg::Flush(reply) => {
                 let _ = reply.send(s.flush().await);

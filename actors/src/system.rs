@@ -17,6 +17,7 @@ use crate::provider::{ProviderSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::registry::{DeploymentRecord, RegistryMsg, ServiceRegistry};
 use crate::reliability::{Reliability, ReliabilityManager, ReliabilityMsg};
 use crate::router::{Router, RouterHandle, RoutingTable};
+use crate::tenants::KeyStore;
 use crate::tree::ActorSnapshot;
 use crate::{ActorError, Result};
 
@@ -37,6 +38,8 @@ pub struct Managers {
     pub config: ActorRef<ConfigMsg>,
     pub registry: ActorRef<RegistryMsg>,
     pub reliability: ActorRef<ReliabilityMsg>,
+    /// API keys: stored in the registry, read by requests.
+    pub keys: KeyStore,
     pub providers: ActorRef<SupervisorMsg>,
     pub cluster: Option<ActorRef<ClusterMsg>>,
     pub router: ActorRef<crate::router::RouterMsg>,
@@ -110,6 +113,13 @@ impl Actor for SystemModule {
         )
         .await
         .map_err(|e| spawn_err("ServiceRegistry", e))?;
+        // The keys stored here, before anything is served.
+        let keys = KeyStore::new(args.router.tenants().clone(), registry.clone());
+        let loaded = keys
+            .load()
+            .await
+            .map_err(|e| ActorError::Corrupt(e.message))?;
+        tracing::info!(keys = loaded, "API keys loaded");
         let mut node_id = call(&registry, "ServiceRegistry", RegistryMsg::NodeId).await?;
         // In a cluster the node is known by the id its certificate names: the ClusterManager
         // checks it and the registry stores it, so every report agrees.
@@ -129,6 +139,7 @@ impl Actor for SystemModule {
                     router: args.router.clone(),
                     policy: (&config.supervision).into(),
                     reliability: args.router.reliability().clone(),
+                    keys: keys.clone(),
                 },
                 cell.clone(),
             )
@@ -200,6 +211,7 @@ impl Actor for SystemModule {
                 config: config_ref,
                 registry,
                 reliability,
+                keys,
                 providers,
                 cluster,
                 router,
@@ -427,6 +439,11 @@ impl NodeHandle {
     }
 
     /// A cheap handle that reads the supervision tree (for the admin API).
+    /// The node's API keys (create, revoke, list).
+    pub fn keys(&self) -> KeyStore {
+        self.managers.keys.clone()
+    }
+
     pub fn inspector(&self) -> Inspector {
         Inspector {
             system: self.system.clone(),

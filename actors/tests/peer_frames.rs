@@ -112,6 +112,7 @@ async fn malformed_frames_fail_their_stream_and_the_connection_serves_on() {
         timeout_ms: 1000,
         traceparent: None,
         from_node: "b".into(),
+        tenant: None,
     };
     match ask(&connection, &encode_frame(&request(99)).unwrap())
         .await

@@ -96,6 +96,7 @@ fn frame(model: &str, request: InferenceRequest, timeout_ms: u64) -> ForwardRequ
         timeout_ms,
         traceparent: None,
         from_node: "tester".into(),
+        tenant: None,
     }
 }
 

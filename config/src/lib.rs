@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 
 pub use layers::{Provenance, Source};
 pub use node_config::{
-    ClusterConfig, DebugConfig, GgufParams, HttpConfig, ModelConfig, NodeConfig, NodeSection,
-    OnnxParams, OnnxPipeline, OpenaiParams, ProviderKind, ProviderParams, ReliabilityConfig,
-    RemoteConnection, RemoteTls, RouteConfig, RuntimeConfig, SupervisionConfig, TritonParams,
+    AuthConfig, ClusterConfig, DebugConfig, GgufParams, HttpConfig, ModelConfig, NodeConfig,
+    NodeSection, OnnxParams, OnnxPipeline, OpenaiParams, ProviderKind, ProviderParams,
+    ReliabilityConfig, RemoteConnection, RemoteTls, RouteConfig, RuntimeConfig, SupervisionConfig,
+    TritonParams,
 };
 pub use validate::FieldError;
 

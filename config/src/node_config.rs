@@ -19,6 +19,7 @@ pub struct NodeConfig {
     pub debug: DebugConfig,
     pub cluster: ClusterConfig,
     pub reliability: ReliabilityConfig,
+    pub auth: AuthConfig,
     /// Deployments by served model name; disabled ones are dropped.
     pub models: BTreeMap<String, ModelConfig>,
     /// Fallback chains by served name.
@@ -99,6 +100,15 @@ pub struct HttpConfig {
     pub shutdown_grace: Duration,
     /// The `Retry-After` sent with 429 answers.
     pub retry_after_s: u32,
+    /// Admin routes answer clients other than loopback (without auth on).
+    pub admin_from_anywhere: bool,
+}
+
+/// API keys and tenants.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuthConfig {
+    /// Every request needs a valid key.
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -102,6 +102,7 @@ fn forward(request: InferenceRequest) -> ForwardRequest {
         timeout_ms: 1000,
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         from_node: "node-a".into(),
+        tenant: None,
     }
 }
 

@@ -20,6 +20,7 @@ fn forwarded(model: &str, request: InferenceRequest) {
         timeout_ms: 1000,
         traceparent: None,
         from_node: "fuzz".into(),
+        tenant: None,
     };
     let frame = encode_frame(&forward).expect("a valid request encodes");
     let (back, _) = decode_request(&frame[4..]).expect("a peer decodes a valid request");

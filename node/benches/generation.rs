@@ -104,6 +104,7 @@ fn in_process(model: &Path, threads: u32, slots: u32, streams: usize, n: u32) ->
             enqueued_at: now,
             deadline: now + std::time::Duration::from_secs(600),
             outcome: Default::default(),
+            tenant: None,
         })
         .expect("submit");
         receivers.push(rx);

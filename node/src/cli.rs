@@ -34,6 +34,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// API keys for tenants: create (shown once), list, revoke.
+    Key {
+        #[command(subcommand)]
+        command: crate::keys_cli::KeyCommand,
+    },
     /// Show a running node's supervision tree: every actor's state, restarts, last failure.
     Status {
         /// The node's HTTP address.
@@ -244,6 +249,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cluster { command } => cluster_command(command),
         Command::Status { http, json } => crate::status::actors_command(&http, json),
+        Command::Key { command } => crate::keys_cli::run(command),
         Command::Infer(args) => infer_command(args),
         Command::Model {
             command:

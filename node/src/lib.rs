@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod http;
+mod keys_cli;
 mod metrics;
 mod server;
 mod status;

@@ -56,6 +56,7 @@ pub async fn serve(
         config: config.clone(),
         router: node.router.clone(),
         inspector: node.inspector(),
+        keys: node.keys(),
         prometheus,
     });
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
@@ -65,13 +66,17 @@ pub async fn serve(
             tracing::debug!(%err, "cannot set TCP_NODELAY");
         }
     });
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing in-flight requests");
-            let _ = signalled_tx.send(());
-        })
-        .into_future();
+    // The client's address decides what admin routes answer (loopback only by default).
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = signalled_tx.send(());
+    })
+    .into_future();
     let grace = config.http.shutdown_grace;
     tokio::select! {
         result = server => result.context("the HTTP server failed")?,

@@ -8,7 +8,13 @@ pub fn fetch_json(url: &str) -> anyhow::Result<serde_json::Value> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let response = reqwest::get(url)
+        // With auth on, an admin key from GOLEK_API_KEY.
+        let mut request = reqwest::Client::new().get(url);
+        if let Ok(key) = std::env::var("GOLEK_API_KEY") {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
             .await
             .with_context(|| format!("cannot reach {url}"))?;
         anyhow::ensure!(

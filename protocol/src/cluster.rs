@@ -96,7 +96,11 @@ pub struct MemberAdvert {
 /// The version of the gossip values this build publishes.
 /// 2: model states and provider descriptions are typed (same JSON as version 1 wrote, now
 /// decoded strictly), and this key is published.
-pub const GOSSIP_VERSION: u16 = 2;
+pub const GOSSIP_VERSION: u16 = 3;
+
+/// The gossip key under which a node publishes every API key record it knows (JSON list;
+/// hashed secrets only). Added in gossip version 3.
+pub const KEY_API_KEYS: &str = "golek.api_keys";
 
 const KEY_VERSION: &str = "golek.gossip_version";
 const KEY_NODE: &str = "golek.node";
@@ -183,7 +187,8 @@ pub enum JoinReply {
 /// 2: generation requests carry `n`, logprobs, response formats and tools; text events carry
 /// token ids and log probabilities.
 /// 3: generation requests carry `continuation` (a stream resumed on another replica); answers
-/// start with a `Served` event.
+/// start with a `Served` event; requests carry their tenant; errors may be 401, 403 or a
+/// tenant's 429.
 pub const PEER_PROTOCOL_VERSION: u16 = 3;
 /// The largest peer frame accepted (a request with big tensors fits; a bogus length does not).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
@@ -200,6 +205,8 @@ pub struct ForwardRequest {
     pub traceparent: Option<String>,
     /// The node that forwarded it (a forwarded request is never forwarded again).
     pub from_node: String,
+    /// The tenant whose key the request came with: its limits hold where it is served.
+    pub tenant: Option<String>,
 }
 
 /// One answer frame: an event of the stream, or the error that ends it.
@@ -341,6 +348,7 @@ mod tests {
             timeout_ms: 1000,
             traceparent: None,
             from_node: "a".into(),
+            tenant: None,
         };
         let frame = encode_frame(&request).unwrap();
         let n = frame_length(frame[..4].try_into().unwrap()).unwrap();

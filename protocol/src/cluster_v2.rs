@@ -71,6 +71,7 @@ impl From<ForwardRequestV2> for ForwardRequest {
             timeout_ms: r.timeout_ms,
             traceparent: r.traceparent,
             from_node: r.from_node,
+            tenant: None,
         }
     }
 }

@@ -27,11 +27,19 @@ pub enum ErrorCode {
     Timeout,
     /// A bug or an unexpected condition inside the node (500).
     Internal,
+    /// No valid API key (401).
+    Unauthorized,
+    /// The key is valid but may not do this (a tenant's key on an admin route) (403).
+    Forbidden,
+    /// The tenant is over one of its limits (requests or tokens per minute, concurrency, its
+    /// share of a model); retry after `Retry-After` (429). Unlike `Overloaded`, another replica
+    /// is not tried.
+    RateLimited,
 }
 
 impl ErrorCode {
     /// Every code, for metrics pre-registration and docs.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::InvalidRequest,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
@@ -41,6 +49,9 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::Timeout,
         ErrorCode::Internal,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
     ];
 
     /// The HTTP status this code answers with.
@@ -55,6 +66,9 @@ impl ErrorCode {
             ErrorCode::Unavailable => 503,
             ErrorCode::Timeout => 504,
             ErrorCode::Internal => 500,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::RateLimited => 429,
         }
     }
 
@@ -70,6 +84,9 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable_error",
             ErrorCode::Timeout => "timeout_error",
             ErrorCode::Internal => "internal_error",
+            ErrorCode::Unauthorized => "authentication_error",
+            ErrorCode::Forbidden => "permission_error",
+            ErrorCode::RateLimited => "rate_limit_error",
         }
     }
 }
@@ -88,6 +105,9 @@ pub struct ErrorInfo {
     pub message: String,
     /// The request field the error is about (`input`, `input[2]`, `model`), when there is one.
     pub param: Option<String>,
+    /// When to try again, in seconds, where the error knows (a tenant's budget refills).
+    #[serde(default)]
+    pub retry_after_s: Option<u32>,
 }
 
 impl ErrorInfo {
@@ -96,6 +116,7 @@ impl ErrorInfo {
             code,
             message: message.into(),
             param: None,
+            retry_after_s: None,
         }
     }
 
@@ -105,7 +126,13 @@ impl ErrorInfo {
             code: ErrorCode::InvalidRequest,
             message: message.into(),
             param: Some(param.into()),
+            retry_after_s: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
@@ -132,7 +159,10 @@ mod tests {
     #[test]
     fn statuses_follow_the_convention() {
         let statuses: Vec<u16> = ErrorCode::ALL.iter().map(|c| c.http_status()).collect();
-        assert_eq!(statuses, vec![400, 404, 405, 413, 429, 502, 503, 504, 500]);
+        assert_eq!(
+            statuses,
+            vec![400, 404, 405, 413, 429, 502, 503, 504, 500, 401, 403, 429]
+        );
         let names: std::collections::HashSet<_> =
             ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(names.len(), ErrorCode::ALL.len(), "type names are unique");

@@ -6,6 +6,7 @@
 //! closes. The async runtime never runs inference.
 
 mod factory;
+mod fair;
 mod faults;
 #[cfg(feature = "gguf")]
 pub mod gguf;

@@ -1,21 +1,22 @@
-//! How a job ended, told once to whoever routed it (the router's outcome breakers): its first
-//! final event decides: an answer (`Finished`, embeddings, tensors) is a success, an error is
-//! its code. A job dropped unanswered, expired in its queue or cancelled tells nothing (the
+//! How a job ended, told once to whoever routed it (the router's outcome breakers and its
+//! tenant's token budget): its first final event, an answer (`Finished`, embeddings, tensors)
+//! or an error. A job dropped unanswered, expired in its queue or cancelled tells nothing (the
 //! restart breaker and the deadline speak for those).
 
 use std::sync::Mutex;
 
 use golek_protocol::inference::InferenceEvent;
-use golek_protocol::{ErrorCode, ErrorInfo};
+use golek_protocol::ErrorInfo;
 
-type Hook = Box<dyn FnOnce(Option<ErrorCode>) + Send>;
+type Hook = Box<dyn FnOnce(&Result<InferenceEvent, ErrorInfo>) + Send>;
 
 #[derive(Default)]
 pub struct OutcomeHook(Mutex<Option<Hook>>);
 
 impl OutcomeHook {
-    /// `f` is called once: with `None` when the job answered, or the code of its error.
-    pub fn new(f: impl FnOnce(Option<ErrorCode>) + Send + 'static) -> Self {
+    /// `f` is called once, with the job's first final event: its answer (`Finished` with the
+    /// usage, embeddings, tensors) or its error.
+    pub fn new(f: impl FnOnce(&Result<InferenceEvent, ErrorInfo>) + Send + 'static) -> Self {
         OutcomeHook(Mutex::new(Some(Box::new(f))))
     }
 
@@ -25,17 +26,17 @@ impl OutcomeHook {
 
     /// Tells the outcome if `event` is the job's first final one.
     pub(crate) fn see(&self, event: &Result<InferenceEvent, ErrorInfo>) {
-        let code = match event {
-            Err(e) => Some(e.code),
-            Ok(
-                InferenceEvent::Finished { .. }
-                | InferenceEvent::Embeddings(_)
-                | InferenceEvent::Tensors(_),
-            ) => None,
-            Ok(_) => return,
-        };
-        if let Some(f) = self.take() {
-            f(code);
+        let last = matches!(
+            event,
+            Err(_)
+                | Ok(InferenceEvent::Finished { .. }
+                    | InferenceEvent::Embeddings(_)
+                    | InferenceEvent::Tensors(_))
+        );
+        if last {
+            if let Some(f) = self.take() {
+                f(event);
+            }
         }
     }
 
@@ -54,6 +55,7 @@ impl std::fmt::Debug for OutcomeHook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use golek_protocol::ErrorCode;
     use std::sync::Arc;
 
     #[test]
@@ -61,7 +63,11 @@ mod tests {
         let told = Arc::new(Mutex::new(Vec::new()));
         let hook = OutcomeHook::new({
             let told = told.clone();
-            move |code| told.lock().unwrap().push(code)
+            move |event: &Result<InferenceEvent, ErrorInfo>| {
+                told.lock()
+                    .unwrap()
+                    .push(event.as_ref().err().map(|e| e.code))
+            }
         });
         hook.see(&Ok(InferenceEvent::Started {
             prompt_tokens: 1,
@@ -72,7 +78,9 @@ mod tests {
         hook.see(&Ok(InferenceEvent::Embeddings(vec![])));
         assert_eq!(*told.lock().unwrap(), vec![Some(ErrorCode::ProviderError)]);
 
-        let quiet = OutcomeHook::new(|_| panic!("a disarmed hook tells nothing"));
+        let quiet = OutcomeHook::new(|_: &Result<InferenceEvent, ErrorInfo>| {
+            panic!("a disarmed hook tells nothing")
+        });
         quiet.disarm();
         quiet.see(&Ok(InferenceEvent::Embeddings(vec![])));
     }

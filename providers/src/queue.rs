@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use golek_protocol::inference::{InferenceEvent, InferenceRequest};
 use golek_protocol::ErrorInfo;
 
+use crate::fair::FairLines;
 pub use crate::faults::Faults;
 use crate::metrics as m;
 pub use crate::outcome::OutcomeHook;
@@ -33,6 +34,8 @@ pub struct Job {
     pub deadline: Instant,
     /// Told how the job ended (`OutcomeHook::default()` tells no one).
     pub outcome: OutcomeHook,
+    /// The tenant it is for: the queue serves its tenants in turn.
+    pub tenant: Option<std::sync::Arc<str>>,
 }
 
 impl Job {
@@ -119,8 +122,12 @@ pub struct JobSender {
 
 impl JobSender {
     pub fn try_submit(&self, job: Job) -> Result<(), SubmitError> {
-        // Count first so the worker never sees depth underflow.
-        self.shared.depth.fetch_add(1, Ordering::SeqCst);
+        // Count first so the worker never sees depth underflow. Jobs the worker took off the
+        // channel into its tenants' lines still count: the depth, not the channel, is the cap.
+        if self.shared.depth.fetch_add(1, Ordering::SeqCst) >= self.shared.capacity.max(1) {
+            self.shared.depth.fetch_sub(1, Ordering::SeqCst);
+            return Err(SubmitError::Full);
+        }
         match self.tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(err) => {
@@ -170,6 +177,8 @@ pub struct JobQueue {
     max_delay: Duration,
     /// A job taken while filling a batch that did not fit; it opens the next batch.
     held: RefCell<Option<Job>>,
+    /// Jobs off the channel, one line per tenant, taken in turn (still counted in the depth).
+    lines: RefCell<FairLines>,
     /// Rows in the previous batch: a sign of whether other requests are arriving.
     last_batch_rows: Cell<usize>,
 }
@@ -201,6 +210,7 @@ pub fn job_queue(
             max_batch_rows: max_batch_rows.max(1),
             max_delay,
             held: RefCell::new(None),
+            lines: RefCell::new(FairLines::default()),
             last_batch_rows: Cell::new(0),
         },
     )
@@ -242,25 +252,49 @@ impl JobQueue {
         self.shared.heartbeat.beat(false);
     }
 
-    /// Blocks for the next job; `None` once every sender is gone.
-    pub fn next(&self) -> Option<Job> {
-        self.faults.trip("worker");
+    /// The held job, else the next tenant's turn among the jobs already sent (all of them are
+    /// moved off the channel into their lines first).
+    fn ready(&self) -> Option<Job> {
         if let Some(job) = self.held.borrow_mut().take() {
             return Some(self.took(job));
         }
+        let mut lines = self.lines.borrow_mut();
+        while let Ok(job) = self.rx.try_recv() {
+            lines.push(job);
+        }
+        lines.pop().map(|j| self.taken(j))
+    }
+
+    /// Puts a job that was just received into its line and takes the next turn.
+    fn arrived(&self, job: Job) -> Job {
+        let mut lines = self.lines.borrow_mut();
+        lines.push(job);
+        while let Ok(job) = self.rx.try_recv() {
+            lines.push(job);
+        }
+        let next = lines.pop().expect("a job was just put in a line");
+        self.taken(next)
+    }
+
+    /// Blocks for the next job; `None` once every sender is gone.
+    pub fn next(&self) -> Option<Job> {
+        self.faults.trip("worker");
+        if let Some(job) = self.ready() {
+            return Some(job);
+        }
         self.idle();
-        self.rx.recv().ok().map(|j| self.taken(j))
+        self.rx.recv().ok().map(|j| self.arrived(j))
     }
 
     /// Waits up to `wait` for a job.
     pub fn next_within(&self, wait: Duration) -> Waited {
         self.faults.trip("worker");
-        if let Some(job) = self.held.borrow_mut().take() {
-            return Waited::Job(self.took(job));
+        if let Some(job) = self.ready() {
+            return Waited::Job(job);
         }
         self.idle();
         match self.rx.recv_timeout(wait) {
-            Ok(job) => Waited::Job(self.taken(job)),
+            Ok(job) => Waited::Job(self.arrived(job)),
             Err(RecvTimeoutError::Timeout) => Waited::Idle,
             Err(RecvTimeoutError::Disconnected) => Waited::Closed,
         }
@@ -269,10 +303,7 @@ impl JobQueue {
     /// The next job if one is waiting, without blocking.
     pub fn try_next(&self) -> Option<Job> {
         self.beat();
-        if let Some(job) = self.held.borrow_mut().take() {
-            return Some(self.took(job));
-        }
-        self.rx.try_recv().ok().map(|j| self.taken(j))
+        self.ready()
     }
 
     /// Blocks for a job, then gathers more for up to `max_delay` until the batch holds
@@ -299,7 +330,7 @@ impl JobQueue {
                             break;
                         }
                         match self.rx.recv_timeout(left) {
-                            Ok(job) => self.taken(job),
+                            Ok(job) => self.arrived(job),
                             Err(RecvTimeoutError::Timeout) => break,
                             Err(RecvTimeoutError::Disconnected) => break,
                         }
@@ -353,6 +384,7 @@ mod tests {
                 enqueued_at: now,
                 deadline: now + Duration::from_secs(60),
                 outcome: OutcomeHook::default(),
+                tenant: None,
             },
             rx,
         )
@@ -462,6 +494,7 @@ mod tests {
             enqueued_at: past,
             deadline: past,
             outcome: OutcomeHook::default(),
+            tenant: None,
         })
         .unwrap();
         let (fresh, _fresh_rx) = job(1);

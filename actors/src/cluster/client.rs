@@ -113,6 +113,7 @@ impl QuicClient {
             timeout_ms: timeout.as_millis() as u64,
             traceparent: None,
             from_node: self.client_id.clone(),
+            tenant: None,
         })?;
         send.write_all(&frame)
             .await

@@ -51,6 +51,7 @@ impl PeerLinks {
         request: InferenceRequest,
         timeout: Duration,
         candidates: Vec<PeerAddr>,
+        tenant: Option<Arc<str>>,
     ) -> EventRx {
         let (tx, rx) = mpsc::unbounded_channel();
         let links = self.clone();
@@ -103,6 +104,7 @@ impl PeerLinks {
                         .as_millis() as u64,
                     traceparent: None,
                     from_node: links.self_id.clone(),
+                    tenant: tenant.as_deref().map(str::to_string),
                 };
                 let started = Instant::now();
                 let peer = member.node_id.clone();

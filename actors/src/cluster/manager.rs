@@ -44,6 +44,8 @@ pub struct ClusterArgs {
     pub router: RouterHandle,
     pub policy: RestartPolicy,
     pub reliability: Arc<crate::reliability::Reliability>,
+    /// API keys: published to peers and merged from theirs.
+    pub keys: crate::tenants::KeyStore,
 }
 
 pub enum ClusterMsg {
@@ -221,6 +223,8 @@ impl ClusterManager {
             interval: config.gossip_interval,
             faults: faults.clone(),
             refused_logged: Mutex::new(Default::default()),
+            keys: args.keys.clone(),
+            keys_seen: Mutex::new(Default::default()),
         });
         let streams_rx = Arc::new(tokio::sync::Mutex::new(streams_rx));
         let loops = vec![

@@ -270,8 +270,9 @@ async fn serve_one(
     // checks are the router's (the same for every door).
     let timeout = router.clamp_timeout(request.timeout_ms);
     // A peer's request runs here (never forwarded again); a QUIC client's is routed like HTTP.
+    let tenant = request.tenant.as_deref().map(Arc::<str>::from);
     let submitted = if alpn == tls::ALPN_PEER {
-        router.submit_local(&request.model, request.request, timeout)
+        router.submit_local_as(&request.model, request.request, timeout, tenant)
     } else {
         router.submit(&request.model, request.request, timeout)
     };

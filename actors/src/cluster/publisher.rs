@@ -3,12 +3,12 @@
 //! member and ignored), refuses members whose certificate names another id, and publishes the
 //! [`ClusterView`]. It runs as a supervised loop: a panic in a round restarts it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chitchat::ChitchatId;
-use golek_protocol::cluster::{decode_member, encode_member, LoadAdvert, NodeAdvert};
+use golek_protocol::cluster::{decode_member, encode_member, LoadAdvert, NodeAdvert, KEY_API_KEYS};
 use golek_providers::Faults;
 use tokio::sync::watch;
 
@@ -19,6 +19,7 @@ use super::{ClusterView, Member};
 use crate::loops::{loop_fn, LoopFn};
 use crate::metrics as m;
 use crate::router::RouterHandle;
+use crate::tenants::{KeyRecord, KeyStore};
 
 /// What every run of the publisher loop works with.
 pub struct Publisher {
@@ -34,6 +35,10 @@ pub struct Publisher {
     pub faults: Arc<Faults>,
     /// Refusals already logged (kept across restarts: a restart does not log them again).
     pub refused_logged: Mutex<HashSet<String>>,
+    /// API keys: this node's are published, its peers' merged in.
+    pub keys: KeyStore,
+    /// The key list each peer published last (merged only when it changes).
+    pub keys_seen: Mutex<HashMap<String, String>>,
 }
 
 /// The publisher as a supervised loop.
@@ -85,11 +90,14 @@ impl Publisher {
         let refused_logged = &self.refused_logged;
         let cluster_id = &self.cluster_id;
         let chitchat = &self.chitchat;
+        let my_keys = serde_json::to_string(&self.keys.tenants.list()).unwrap_or_default();
+        let mut peer_keys: Vec<(String, String)> = Vec::new();
         let view = {
             let mut c = chitchat.lock().await;
             for (k, v) in encode_member(&me) {
                 c.self_node_state().set(k, v);
             }
+            c.self_node_state().set(KEY_API_KEYS, my_keys);
             let self_id = c.self_chitchat_id().clone();
             let live: HashSet<ChitchatId> = c.live_nodes().cloned().collect();
             let mut members = Vec::new();
@@ -115,6 +123,11 @@ impl Publisher {
                         }
                         refused.push(line);
                         continue;
+                    }
+                }
+                if !is_self {
+                    if let Some(list) = state.get(KEY_API_KEYS) {
+                        peer_keys.push((id.node_id.to_string(), list.to_string()));
                     }
                 }
                 let advert = match decode_member(|k| state.get(k)) {
@@ -164,6 +177,44 @@ impl Publisher {
                 refused,
             }
         };
+        self.merge_keys(peer_keys).await;
         view
+    }
+
+    /// Merges the key lists peers published that changed since the last round (stored here,
+    /// flushed, before they take effect). A bad list is logged with its node and skipped.
+    async fn merge_keys(&self, lists: Vec<(String, String)>) {
+        for (node, list) in lists {
+            let unchanged = self
+                .keys_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&node)
+                .is_some_and(|seen| *seen == list);
+            if unchanged {
+                continue;
+            }
+            let records: Vec<KeyRecord> = match serde_json::from_str(&list) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(%node, "cluster: ignoring its API key list: {e}");
+                    continue;
+                }
+            };
+            match self.keys.merge_from_peer(&records).await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(%node, keys = n, "cluster: API keys learned from a peer");
+                    }
+                    self.keys_seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(node, list);
+                }
+                Err(e) => {
+                    tracing::warn!(%node, "cluster: cannot store its API keys: {}", e.message)
+                }
+            }
+        }
     }
 }

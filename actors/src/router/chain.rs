@@ -59,6 +59,7 @@ impl RouterHandle {
         targets: Arc<[String]>,
         request: InferenceRequest,
         timeout: Duration,
+        tenant: super::handle::Tenant,
     ) -> EventRx {
         let (tx, rx) = mpsc::unbounded_channel();
         let router = self.clone();
@@ -75,7 +76,12 @@ impl RouterHandle {
                     metrics::counter!(m::ROUTE_FALLBACKS_TOTAL, "route" => route.clone())
                         .increment(1);
                 }
-                let first = match router.dispatch_checked(target, request.clone(), remaining) {
+                let first = match router.dispatch_checked(
+                    target,
+                    request.clone(),
+                    remaining,
+                    tenant.clone(),
+                ) {
                     Ok(events) => router.first(target, events, remaining).await,
                     Err(e) => Err(e),
                 };

@@ -15,6 +15,7 @@ use crate::cluster::ClusterHandle;
 use crate::health::Health;
 use crate::metrics as m;
 use crate::reliability::{Outcome, Reliability, Target};
+use crate::tenants::Tenants;
 
 /// The receiving end of one request: its events, ending when the worker is done with it.
 pub type EventRx = mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>;
@@ -36,7 +37,12 @@ pub struct RouterHandle {
     pub(super) routes: Arc<RwLock<Arc<Routes>>>,
     /// Outcome breakers of every target and the retry budget (the ReliabilityManager's).
     reliability: Arc<Reliability>,
+    /// Keys and tenants' usage on this node.
+    tenants: Arc<Tenants>,
 }
+
+/// The tenant a request is for, when it came with a key.
+pub type Tenant = Option<Arc<str>>;
 
 impl RouterHandle {
     pub fn new(
@@ -55,7 +61,13 @@ impl RouterHandle {
             node_id: Arc::new(OnceLock::new()),
             routes: Arc::new(RwLock::new(Arc::new(Routes::new()))),
             reliability,
+            tenants: Arc::new(Tenants::default()),
         }
+    }
+
+    /// The keys this node knows and its tenants' usage.
+    pub fn tenants(&self) -> &Arc<Tenants> {
+        &self.tenants
     }
 
     /// The reliability state the request path reads and feeds.
@@ -200,11 +212,22 @@ impl RouterHandle {
         request: InferenceRequest,
         timeout: Duration,
     ) -> Result<EventRx, ErrorInfo> {
+        self.submit_as(model, request, timeout, None)
+    }
+
+    /// [`RouterHandle::submit`] for a tenant: its limits hold on the node that serves it.
+    pub fn submit_as(
+        &self,
+        model: &str,
+        request: InferenceRequest,
+        timeout: Duration,
+        tenant: Tenant,
+    ) -> Result<EventRx, ErrorInfo> {
         self.checked(model, &request)?;
         let timeout = timeout.min(self.max_timeout);
         match self.route(model) {
-            Some(targets) => Ok(self.submit_chain(model, targets, request, timeout)),
-            None => self.dispatch_checked(model, request, timeout),
+            Some(targets) => Ok(self.submit_chain(model, targets, request, timeout, tenant)),
+            None => self.dispatch_checked(model, request, timeout, tenant),
         }
     }
 
@@ -214,13 +237,14 @@ impl RouterHandle {
         model: &str,
         request: InferenceRequest,
         timeout: Duration,
+        tenant: Tenant,
     ) -> Result<EventRx, ErrorInfo> {
         let Some(cluster) = self.cluster.get() else {
-            return self.local(model, request, timeout);
+            return self.local(model, request, timeout, tenant);
         };
         let view = cluster.view();
         if !view.serves(model) {
-            return self.local(model, request, timeout);
+            return self.local(model, request, timeout, tenant);
         }
         let local = self
             .table
@@ -230,7 +254,7 @@ impl RouterHandle {
             .map(|e| e.state.clone());
         let open = self.reliability.is_open(&Target::Local(model.to_string()));
         if local == Some(ModelState::Ready) && !open {
-            match self.local(model, request.clone(), timeout) {
+            match self.local(model, request.clone(), timeout, tenant.clone()) {
                 Err(e) if matches!(e.code, ErrorCode::Overloaded | ErrorCode::Unavailable) => {}
                 other => return other,
             }
@@ -240,6 +264,7 @@ impl RouterHandle {
             request,
             timeout,
             view.candidates_for(model, &cluster.links),
+            tenant,
         ))
     }
 
@@ -250,8 +275,19 @@ impl RouterHandle {
         request: InferenceRequest,
         timeout: Duration,
     ) -> Result<EventRx, ErrorInfo> {
+        self.submit_local_as(model, request, timeout, None)
+    }
+
+    /// [`RouterHandle::submit_local`] for a tenant (a peer's request says whose it is).
+    pub fn submit_local_as(
+        &self,
+        model: &str,
+        request: InferenceRequest,
+        timeout: Duration,
+        tenant: Tenant,
+    ) -> Result<EventRx, ErrorInfo> {
         self.checked(model, &request)?;
-        self.local(model, request, timeout.min(self.max_timeout))
+        self.local(model, request, timeout.min(self.max_timeout), tenant)
     }
 
     /// The checks every door's request passes (once, whichever way it is routed).
@@ -270,6 +306,7 @@ impl RouterHandle {
         model: &str,
         request: InferenceRequest,
         timeout: Duration,
+        tenant: Tenant,
     ) -> Result<EventRx, ErrorInfo> {
         // Breakers only for models served here: clients cannot grow the set.
         let target = self
@@ -288,12 +325,13 @@ impl RouterHandle {
                 return Err(err);
             }
         }
-        self.try_submit(model, request, timeout).inspect_err(|err| {
-            if let Some(target) = &target {
-                self.reliability.record(target, Outcome::of_error(err.code));
-            }
-            self.rejected(model, err)
-        })
+        self.try_submit(model, request, timeout, tenant)
+            .inspect_err(|err| {
+                if let Some(target) = &target {
+                    self.reliability.record(target, Outcome::of_error(err.code));
+                }
+                self.rejected(model, err)
+            })
     }
 
     fn try_submit(
@@ -301,6 +339,7 @@ impl RouterHandle {
         model: &str,
         request: InferenceRequest,
         timeout: Duration,
+        tenant: Tenant,
     ) -> Result<EventRx, ErrorInfo> {
         let local = self.table.borrow().models.get(model).cloned();
         let Some(entry) = local else {
@@ -354,17 +393,41 @@ impl RouterHandle {
             model: entry.name.clone(),
         }));
         let now = Instant::now();
+        // The tenant's limits on this node: the permit is held until the job ends.
+        let permit = match &tenant {
+            Some(t) => Some(self.tenants.admit(t)?),
+            None => None,
+        };
         let reliability = self.reliability.clone();
+        let tenants = self.tenants.clone();
         let target = Target::Local(entry.name.clone());
+        let charged = tenant.clone();
         let job = Job {
             request,
             events,
             enqueued_at: now,
             deadline: now + timeout,
-            // How it ends feeds the model's outcome breaker.
-            outcome: OutcomeHook::new(move |code| {
-                reliability.record(&target, code.map_or(Outcome::Success, Outcome::of_error))
+            // How it ends feeds the model's outcome breaker and the tenant's token budget.
+            outcome: OutcomeHook::new(move |last| {
+                let _permit = permit;
+                let outcome = match last {
+                    Ok(_) => Outcome::Success,
+                    Err(e) => Outcome::of_error(e.code),
+                };
+                reliability.record(&target, outcome);
+                if let (
+                    Some(t),
+                    Ok(InferenceEvent::Finished {
+                        prompt_tokens,
+                        completion_tokens,
+                        ..
+                    }),
+                ) = (&charged, last)
+                {
+                    tenants.charge(t, u64::from(*prompt_tokens) + u64::from(*completion_tokens));
+                }
             }),
+            tenant,
         };
         match sender.try_submit(job) {
             Ok(()) => {

@@ -53,6 +53,7 @@ struct RawConfig {
     debug: RawDebug,
     cluster: RawCluster,
     reliability: reliability::RawReliability,
+    auth: RawAuth,
     #[serde(default)]
     models: BTreeMap<String, RawModel>,
     #[serde(default)]
@@ -95,6 +96,13 @@ struct RawHttp {
     request_timeout_ms: i64,
     shutdown_grace_ms: i64,
     retry_after_s: i64,
+    admin_from_anywhere: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    required: bool,
 }
 
 #[derive(Deserialize)]
@@ -425,6 +433,7 @@ pub(crate) fn build_and_validate(
                 request_timeout: request_timeout?,
                 shutdown_grace: shutdown_grace?,
                 retry_after_s: retry_after_s? as u32,
+                admin_from_anywhere: raw.http.admin_from_anywhere,
             },
             runtime: RuntimeConfig {
                 onnxruntime_path: onnxruntime_path?,
@@ -443,6 +452,9 @@ pub(crate) fn build_and_validate(
             },
             cluster: cluster?,
             reliability: reliability?,
+            auth: AuthConfig {
+                required: raw.auth.required,
+            },
             models,
             routes,
         })

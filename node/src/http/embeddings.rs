@@ -68,7 +68,7 @@ pub async fn create(
     let timeout = super::request_timeout(&state, &headers)?;
     let model = valid.model.clone();
     let started = Instant::now();
-    let outcome = run(&state, valid, timeout).await;
+    let outcome = run(&state, valid, timeout, super::auth::tenant_of(&headers)).await;
     // Label by model only when it exists: clients cannot grow the label set.
     let label = if state.router.knows(&model) {
         model
@@ -95,6 +95,7 @@ async fn run(
     state: &AppState,
     valid: validate::ValidEmbeddings,
     timeout: std::time::Duration,
+    tenant: Option<std::sync::Arc<str>>,
 ) -> Result<(EmbeddingsResponse, Option<String>), ApiError> {
     let entry = state.router.entry(&valid.model)?;
     if let (Some(wanted), Some(dims)) = (
@@ -109,10 +110,11 @@ async fn run(
             .into());
         }
     }
-    let (vectors, by) = match super::dispatch(state, &valid.model, valid.request, timeout).await? {
-        (_, InferenceEvent::Embeddings(v), by) => (v, by),
-        (_, other, _) => return Err(super::unexpected(&other).into()),
-    };
+    let (vectors, by) =
+        match super::dispatch(state, &valid.model, valid.request, timeout, tenant).await? {
+            (_, InferenceEvent::Embeddings(v), by) => (v, by),
+            (_, other, _) => return Err(super::unexpected(&other).into()),
+        };
     let prompt_tokens: u32 = vectors.iter().map(|v| v.tokens).sum();
     metrics::counter!(m::MODEL_INPUTS_TOTAL, "model" => valid.model.clone())
         .increment(vectors.len() as u64);

@@ -19,7 +19,8 @@ impl ApiError {
         if matches!(
             self.info.code,
             ErrorCode::Overloaded | ErrorCode::Unavailable
-        ) {
+        ) && self.retry_after_s.is_none()
+        {
             self.retry_after_s = Some(seconds);
         }
         self
@@ -29,8 +30,8 @@ impl ApiError {
 impl From<ErrorInfo> for ApiError {
     fn from(info: ErrorInfo) -> Self {
         ApiError {
+            retry_after_s: info.retry_after_s,
             info,
-            retry_after_s: None,
         }
     }
 }

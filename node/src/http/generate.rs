@@ -96,6 +96,7 @@ async fn run(
         &model,
         InferenceRequest::Generate(valid.request),
         timeout,
+        super::auth::tenant_of(&headers),
     )
     .await
     {

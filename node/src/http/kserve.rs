@@ -191,7 +191,15 @@ async fn infer_model(
         .collect();
     let request = InferenceRequest::Tensors(TensorRequest { inputs, outputs });
     let timeout = super::request_timeout(&state, &headers)?;
-    let (tensors, by) = match super::dispatch(&state, &entry.name, request, timeout).await? {
+    let (tensors, by) = match super::dispatch(
+        &state,
+        &entry.name,
+        request,
+        timeout,
+        super::auth::tenant_of(&headers),
+    )
+    .await?
+    {
         (_, InferenceEvent::Tensors(t), by) => (t, by),
         (_, other, _) => return Err(super::unexpected(&other).into()),
     };

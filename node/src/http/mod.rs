@@ -1,9 +1,11 @@
 //! The HTTP API: OpenAI-compatible `/v1`, health, metrics and admin.
 
+mod auth;
 mod choices;
 mod embeddings;
 mod error;
 mod generate;
+mod keys;
 mod kserve;
 mod models;
 mod ops;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub router: RouterHandle,
     /// Reads the supervision tree (`/admin/actors`).
     pub inspector: golek_actors::Inspector,
+    /// API keys (`/admin/keys`).
+    pub keys: golek_actors::tenants::KeyStore,
     pub prometheus: PrometheusHandle,
 }
 
@@ -44,6 +48,7 @@ pub async fn dispatch(
     model: &str,
     request: golek_protocol::inference::InferenceRequest,
     timeout: std::time::Duration,
+    tenant: Option<std::sync::Arc<str>>,
 ) -> Result<
     (
         golek_actors::EventRx,
@@ -56,7 +61,7 @@ pub async fn dispatch(
     let retry_after = state.router.retry_after_s();
     let mut events = state
         .router
-        .submit(model, request, timeout)
+        .submit_as(model, request, timeout, tenant)
         .map_err(|e| ApiError::from(e).retry_after(retry_after))?;
     // Who serves it comes first (again if a retry moved it); then the answer's first event.
     let mut by = None;
@@ -184,6 +189,8 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/cluster", get(ops::admin_cluster))
         .route("/admin/actors", get(ops::admin_actors))
         .route("/admin/reliability", get(ops::reliability))
+        .route("/admin/keys", get(keys::list).post(keys::create))
+        .route("/admin/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/admin/debug/crash/{model}", post(ops::crash))
         .route("/admin/debug/hang/{model}", post(ops::hang))
         .route("/admin/debug/refuse/{model}", post(ops::refuse))
@@ -191,6 +198,10 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/debug/panic/publisher", post(ops::panic_publisher))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(middleware::from_fn(record))
         .with_state(state)
 }

@@ -50,13 +50,19 @@ impl TestNode {
 
     /// Same, reusing a data dir (to test what persists across restarts).
     pub async fn start_in(data_dir: tempfile::TempDir, args: &[&str]) -> TestNode {
+        Self::start_bound(data_dir, "127.0.0.1", args).await
+    }
+
+    /// Same, listening on `host` (`0.0.0.0` to be reached on other addresses too); the test
+    /// itself talks to it on loopback.
+    pub async fn start_bound(data_dir: tempfile::TempDir, host: &str, args: &[&str]) -> TestNode {
         let port = free_port();
         let log = data_dir.path().join("golek.log");
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_golek"))
             .arg("serve")
             .arg("--http-addr")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("{host}:{port}"))
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(args)

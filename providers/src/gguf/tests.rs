@@ -69,6 +69,7 @@ pub(super) fn submit(tx: &JobSender, request: InferenceRequest) -> Rx {
         enqueued_at: now,
         deadline: now + Duration::from_secs(120),
         outcome: Default::default(),
+        tenant: None,
     })
     .unwrap();
     rx

@@ -57,6 +57,7 @@ fn submit(
         enqueued_at: now,
         deadline: now + Duration::from_secs(60),
         outcome: Default::default(),
+        tenant: None,
     })
     .unwrap();
     rx
