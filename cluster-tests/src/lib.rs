@@ -4,6 +4,8 @@
 //! The `golek` binary is the one `cargo test --workspace` builds next to the test executables
 //! (`target/<profile>/golek`).
 
+pub mod netns;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -142,6 +144,8 @@ pub struct NodeSpec {
     pub env: Vec<(String, String)>,
     /// Extra `golek serve` arguments.
     pub args: Vec<String>,
+    /// Run in this network namespace, listening (HTTP and QUIC) on this address of it.
+    pub netns: Option<(String, std::net::IpAddr)>,
 }
 
 impl NodeSpec {
@@ -155,7 +159,21 @@ impl NodeSpec {
             models,
             env: Vec::new(),
             args: Vec::new(),
+            netns: None,
         }
+    }
+
+    /// The node runs in network namespace `ns` on `ip` (HTTP and QUIC on that address).
+    pub fn in_netns(mut self, ns: &str, ip: std::net::IpAddr) -> NodeSpec {
+        self.quic = SocketAddr::new(ip, self.quic.port());
+        self.netns = Some((ns.to_string(), ip));
+        self
+    }
+
+    fn http_host(&self) -> std::net::IpAddr {
+        self.netns
+            .as_ref()
+            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |(_, ip)| *ip)
     }
 
     pub fn seed(mut self, addr: SocketAddr) -> NodeSpec {
@@ -182,7 +200,7 @@ impl Node {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
         let mut node = Node {
-            base: format!("http://127.0.0.1:{}", spec.http_port),
+            base: format!("http://{}:{}", spec.http_host(), spec.http_port),
             spec,
             child: None,
             log: dir.path().join("golek.log"),
@@ -196,10 +214,17 @@ impl Node {
 
     fn start_process(&mut self) {
         let s = &self.spec;
-        let mut cmd = Command::new(golek_bin());
+        let mut cmd = match &s.netns {
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(golek_bin());
+                c
+            }
+            None => Command::new(golek_bin()),
+        };
         cmd.arg("serve")
             .arg("--http-addr")
-            .arg(format!("127.0.0.1:{}", s.http_port))
+            .arg(format!("{}:{}", s.http_host(), s.http_port))
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--node-id")
@@ -211,6 +236,10 @@ impl Node {
             .args(["--set", "cluster.gossip_interval_ms=100"]);
         for seed in &s.seeds {
             cmd.arg("--seed").arg(seed.to_string());
+        }
+        if s.netns.is_some() {
+            // The test talks to it from the host's namespace, not from its loopback.
+            cmd.args(["--set", "http.admin_from_anywhere=true"]);
         }
         let (embeddings, generation) = match s.models {
             Models::None => (false, false),
@@ -254,9 +283,9 @@ impl Node {
                 break;
             }
             node.child = None;
-            node.spec.quic = free_quic_addr();
+            node.spec.quic = SocketAddr::new(node.spec.quic.ip(), free_quic_addr().port());
             node.spec.http_port = free_tcp_port();
-            node.base = format!("http://127.0.0.1:{}", node.spec.http_port);
+            node.base = format!("http://{}:{}", node.spec.http_host(), node.spec.http_port);
             node.start_process();
         }
         node.wait_ready().await;

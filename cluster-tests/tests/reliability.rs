@@ -148,3 +148,69 @@ async fn a_peer_refusing_on_its_first_frame_is_replaced_by_another_replica() {
     let answer = complete(&a).await;
     assert_eq!(answer.status(), 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_replica_fails_the_retry_budget_caps_the_attempts() {
+    let ca = Ca::new();
+    let b = Node::start(faulty(NodeSpec::new(
+        "b",
+        ca.issue("b"),
+        Models::Generation,
+    )))
+    .await;
+    let c = Node::start(faulty(
+        NodeSpec::new("c", ca.issue("c"), Models::Generation).seed(b.spec.quic),
+    ))
+    .await;
+    // Retries: a tenth of requests, nothing for free; breakers out of the way.
+    let mut spec = NodeSpec::new("a", ca.issue("a"), Models::None).seed(b.spec.quic);
+    spec.args = [
+        "reliability.retry_budget_ratio=0.1",
+        "reliability.retry_budget_min_per_s=0",
+        "reliability.breaker_failures=10000",
+    ]
+    .iter()
+    .flat_map(|kv| ["--set".to_string(), kv.to_string()])
+    .collect();
+    let a = Node::start(spec).await;
+    assert!(
+        wait_until(CONVERGE, || async {
+            let view = a.cluster().await;
+            serves(&view, "b") && serves(&view, "c")
+        })
+        .await
+    );
+    for node in [&b, &c] {
+        let armed = node
+            .post(
+                "/admin/debug/refuse/golek-tiny?n=100000&code=unavailable",
+                &json!({}),
+            )
+            .await;
+        assert_eq!(armed.status(), 202);
+    }
+    let requests = 40;
+    for _ in 0..requests {
+        assert_eq!(complete(&a).await.status(), 503);
+    }
+    let retried = metric(&a, "golek_cluster_retries_total").await;
+    let attempts = metric(
+        &a,
+        "golek_cluster_forwarded_total{peer=\"b\",outcome=\"refused\"}",
+    )
+    .await
+        + metric(
+            &a,
+            "golek_cluster_forwarded_total{peer=\"c\",outcome=\"refused\"}",
+        )
+        .await;
+    // A tenth of 40 requests: at most 4 retries, however many replicas there are to try.
+    assert!(retried <= 4.0, "{retried} retries for {requests} requests");
+    assert_eq!(
+        attempts,
+        requests as f64 + retried,
+        "one attempt each plus the retries"
+    );
+    let tree = a.get("/admin/reliability").await;
+    assert!(tree["retries_refused"].as_u64().unwrap() >= 30, "{tree}");
+}
