@@ -26,9 +26,13 @@ impl Outcome {
     }
 
     /// Whether another target may take a request that got `code` before any output reached
-    /// its client.
+    /// its client: overloaded, unavailable, or its provider failed (inference is idempotent;
+    /// the retry budget bounds what a deterministic failure costs).
     pub fn retryable(code: ErrorCode) -> bool {
-        matches!(code, ErrorCode::Overloaded | ErrorCode::Unavailable)
+        matches!(
+            code,
+            ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::ProviderError
+        )
     }
 
     /// Whether a fallback chain passes a request that got `code` from one target (before any
@@ -67,6 +71,8 @@ mod tests {
         }
         assert!(Outcome::retryable(ErrorCode::Overloaded));
         assert!(Outcome::retryable(ErrorCode::Unavailable));
+        assert!(Outcome::retryable(ErrorCode::ProviderError));
+        assert!(!Outcome::retryable(ErrorCode::RateLimited));
         assert!(!Outcome::retryable(ErrorCode::InvalidRequest));
     }
 }
