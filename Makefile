@@ -25,4 +25,5 @@ bench: setup
 	bash bench/generation.sh
 	bash bench/chat.sh
 	bash bench/proxy.sh
+	bash bench/failover.sh
 	bash bench/cluster.sh

@@ -15,12 +15,13 @@ use golek_protocol::cluster::{
 };
 use golek_protocol::inference::{InferenceEvent, InferenceRequest};
 use golek_protocol::{ErrorCode, ErrorInfo};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::close::CloseCode;
 use super::frames::read_frame;
 use super::peer::{PeerAddr, PeerLinks};
 use super::resume::{Next, Resume};
+use super::ClusterView;
 use crate::metrics as m;
 use crate::reliability::{backoff, Outcome};
 use crate::router::EventRx;
@@ -52,6 +53,7 @@ impl PeerLinks {
         timeout: Duration,
         candidates: Vec<PeerAddr>,
         tenant: Option<Arc<str>>,
+        view: watch::Receiver<Arc<ClusterView>>,
     ) -> EventRx {
         let (tx, rx) = mpsc::unbounded_channel();
         let links = self.clone();
@@ -67,13 +69,15 @@ impl PeerLinks {
             let mut attempt_request = request.clone();
             // Nodes that failed mid-stream: a continuation never goes back to them.
             let mut broken: Vec<String> = Vec::new();
+            // Peers retried on a fresh connection after their cached one failed.
+            let mut fresh: Vec<String> = Vec::new();
             let mut last: Option<ErrorInfo> = None;
             let mut attempts = 0u32;
             while let Some(member) = queue.pop_front() {
                 if broken.contains(&member.node_id) {
                     continue;
                 }
-                if !links.allow(&member.node_id) {
+                if links.is_open(&member.node_id) {
                     last.get_or_insert_with(|| {
                         ErrorInfo::new(
                             ErrorCode::Unavailable,
@@ -93,6 +97,16 @@ impl PeerLinks {
                     }
                     tokio::time::sleep(wait).await;
                     metrics::counter!(m::CLUSTER_RETRIES_TOTAL).increment(1);
+                }
+                // Taken last, right before the attempt: a half-open breaker's one probe.
+                if !links.allow(&member.node_id) {
+                    last.get_or_insert_with(|| {
+                        ErrorInfo::new(
+                            ErrorCode::Unavailable,
+                            format!("node {}: its breaker is half-open, its probe is out", member.node_id),
+                        )
+                    });
+                    continue;
                 }
                 attempts += 1;
                 let frame = ForwardRequest {
@@ -130,8 +144,16 @@ impl PeerLinks {
                                 metrics::counter!(m::CLUSTER_CONTINUATIONS_TOTAL, "peer" => peer.clone()).increment(1);
                                 broken.push(peer);
                                 attempt_request = next;
-                                // Every other candidate may take the rest, at once.
-                                queue = candidates.iter().cloned().collect();
+                                // Every other replica may take the rest, at once: those the view
+                                // shows now (one that was down when the request came may be
+                                // back), then the first ones.
+                                let now = view.borrow().clone().candidates_for(&model, &links);
+                                let mut seen = std::collections::HashSet::new();
+                                queue = now
+                                    .into_iter()
+                                    .chain(candidates.iter().cloned())
+                                    .filter(|p| seen.insert(p.node_id.clone()))
+                                    .collect();
                                 attempts = 0;
                                 last = Some(error);
                             }
@@ -145,7 +167,10 @@ impl PeerLinks {
                             }
                         }
                     }
-                    Err(Failure::Cancelled) => return,
+                    Err(Failure::Cancelled) => {
+                        links.record(&peer, Outcome::Neutral);
+                        return;
+                    }
                     Err(Failure::Refused(info)) => {
                         links.record(&peer, Outcome::of_error(info.code));
                         metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => peer.clone(), "outcome" => "refused").increment(1);
@@ -156,7 +181,12 @@ impl PeerLinks {
                         links.record(&peer, Outcome::Failure);
                         metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => peer.clone(), "outcome" => "failed").increment(1);
                         tracing::warn!(%peer, %model, "forwarding failed: {e}");
-                        links.drop_if_closed(&peer);
+                        // A cached connection that turned out dead (the peer restarted): one
+                        // more try on a fresh one, at once.
+                        if links.drop_if_closed(&peer) && !fresh.contains(&peer) {
+                            fresh.push(peer.clone());
+                            queue.push_front(member.clone());
+                        }
                         last = Some(ErrorInfo::new(
                             ErrorCode::Unavailable,
                             format!("node {peer}: {e}"),

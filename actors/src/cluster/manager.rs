@@ -225,6 +225,7 @@ impl ClusterManager {
             refused_logged: Mutex::new(Default::default()),
             keys: args.keys.clone(),
             keys_seen: Mutex::new(Default::default()),
+            generations: Mutex::new(Default::default()),
         });
         let streams_rx = Arc::new(tokio::sync::Mutex::new(streams_rx));
         let loops = vec![

@@ -153,14 +153,17 @@ impl PeerLinks {
         }
     }
 
-    pub(super) fn drop_if_closed(&self, node_id: &str) {
+    /// Drops the connection to `node_id` if it is closed; true when one was dropped.
+    pub(super) fn drop_if_closed(&self, node_id: &str) -> bool {
         let mut connections = self.lock();
         if connections
             .get(node_id)
             .is_some_and(|c| c.close_reason().is_some())
         {
             connections.remove(node_id);
+            return true;
         }
+        false
     }
 
     pub(super) async fn connection(

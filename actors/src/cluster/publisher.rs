@@ -39,6 +39,8 @@ pub struct Publisher {
     pub keys: KeyStore,
     /// The key list each peer published last (merged only when it changes).
     pub keys_seen: Mutex<HashMap<String, String>>,
+    /// Each peer's newest incarnation (chitchat generation) seen.
+    pub generations: Mutex<HashMap<String, u64>>,
 }
 
 /// The publisher as a supervised loop.
@@ -65,6 +67,10 @@ pub fn publish_loop(publisher: Arc<Publisher>) -> LoopFn {
                 }
                 for new in alive.difference(&was_alive) {
                     tracing::info!(node = %new, "cluster: member is alive");
+                    // Back from the dead: what its breaker counted died with it.
+                    p.links
+                        .reliability
+                        .reset(&crate::reliability::Target::Peer(new.clone()));
                 }
                 was_alive = alive;
                 let live = view.members.iter().filter(|m| m.alive).count();
@@ -167,6 +173,24 @@ impl Publisher {
                         resources,
                     },
                 ));
+            }
+            // A peer restarted (a new incarnation): the connection to the old one is dead even
+            // if nothing has said so yet, and its breaker counted the old one's failures.
+            {
+                let mut seen = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+                for (generation, m) in &members {
+                    if m.is_self {
+                        continue;
+                    }
+                    let before = seen.insert(m.node_id.clone(), *generation);
+                    if before.is_some_and(|g| g != *generation) {
+                        tracing::info!(node = %m.node_id, "cluster: member restarted");
+                        self.links.forget(&m.node_id);
+                        self.links
+                            .reliability
+                            .reset(&crate::reliability::Target::Peer(m.node_id.clone()));
+                    }
+                }
             }
             let mut members: Vec<Member> = members.into_iter().map(|(_, m)| m).collect();
             members.sort_by(|a, b| a.node_id.cmp(&b.node_id));

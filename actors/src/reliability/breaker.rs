@@ -59,8 +59,10 @@ pub struct Breaker {
     state: BreakerState,
     failures: VecDeque<Instant>,
     opened_at: Option<Instant>,
-    /// A half-open probe is out and has not come back.
-    probing: bool,
+    /// A half-open probe went out then and has not come back. A probe that never reports (its
+    /// request was cancelled, or said nothing about the target) is given up after a cooldown,
+    /// so the breaker can never stay half-open for good.
+    probing: Option<Instant>,
     /// Times it opened, for the admin view.
     pub opened: u64,
 }
@@ -72,7 +74,7 @@ impl Breaker {
             state: BreakerState::Closed,
             failures: VecDeque::new(),
             opened_at: None,
-            probing: false,
+            probing: None,
             opened: 0,
         }
     }
@@ -95,11 +97,14 @@ impl Breaker {
             BreakerState::Open => false,
             BreakerState::HalfOpen => {
                 self.state = BreakerState::HalfOpen;
-                if self.probing {
-                    false
-                } else {
-                    self.probing = true;
-                    true
+                match self.probing {
+                    Some(sent) if now.saturating_duration_since(sent) < self.config.cooldown => {
+                        false
+                    }
+                    _ => {
+                        self.probing = Some(now);
+                        true
+                    }
                 }
             }
         }
@@ -110,13 +115,19 @@ impl Breaker {
             self.state = BreakerState::Closed;
             self.opened_at = None;
         }
-        self.probing = false;
+        self.probing = None;
         self.failures.clear();
+    }
+
+    /// An outcome that says nothing about the target (an overload, a client's mistake, a
+    /// cancellation): a probe that ends so lets the next request probe.
+    pub fn on_neutral(&mut self, _now: Instant) {
+        self.probing = None;
     }
 
     /// Records a failure; returns true when it opened the breaker.
     pub fn on_failure(&mut self, now: Instant) -> bool {
-        if matches!(self.state(now), BreakerState::HalfOpen) || self.probing {
+        if matches!(self.state(now), BreakerState::HalfOpen) || self.probing.is_some() {
             self.open(now);
             return true;
         }
@@ -141,7 +152,7 @@ impl Breaker {
     fn open(&mut self, now: Instant) {
         self.state = BreakerState::Open;
         self.opened_at = Some(now);
-        self.probing = false;
+        self.probing = None;
         self.failures.clear();
         self.opened = self.opened.saturating_add(1);
     }
@@ -195,6 +206,25 @@ mod tests {
         assert_eq!(b.state(again), BreakerState::Closed);
         assert!(b.allow(again) && b.allow(again));
         assert_eq!(b.opened, 2);
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_does_not_hold_the_breaker_half_open() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(config());
+        for _ in 0..3 {
+            b.on_failure(t0);
+        }
+        let half = t0 + Duration::from_secs(5);
+        assert!(b.allow(half));
+        // Its request said nothing about the target: the next one probes.
+        b.on_neutral(half);
+        assert!(b.allow(half));
+        // This probe is lost (cancelled, never recorded): after a cooldown another goes.
+        assert!(!b.allow(half + Duration::from_secs(4)));
+        assert!(b.allow(half + Duration::from_secs(5)));
+        b.on_success(half + Duration::from_secs(5));
+        assert_eq!(b.state(half + Duration::from_secs(5)), BreakerState::Closed);
     }
 
     #[test]

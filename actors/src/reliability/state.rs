@@ -111,8 +111,14 @@ impl Reliability {
                     }
                 }
             }
-            Outcome::Neutral => {}
+            Outcome::Neutral => breaker.on_neutral(now),
         }
+    }
+
+    /// Forgets `target`'s breaker: the cause of its failures is gone (a peer that was dead is
+    /// alive again, a new incarnation).
+    pub fn reset(&self, target: &Target) {
+        lock(&self.breakers).remove(target);
     }
 
     /// A request starts: its retries draw on the budget it adds to.

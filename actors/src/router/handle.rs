@@ -265,6 +265,7 @@ impl RouterHandle {
             timeout,
             view.candidates_for(model, &cluster.links),
             tenant,
+            cluster.view.clone(),
         ))
     }
 
