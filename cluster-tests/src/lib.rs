@@ -455,3 +455,49 @@ pub fn ensure_test_model() {
         }
     });
 }
+
+/// Whether `view` (a node's `/admin/cluster`) shows `node` alive with `model` ready.
+pub fn serves_model(view: &Value, node: &str, model: &str) -> bool {
+    view["members"].as_array().into_iter().flatten().any(|m| {
+        m["node_id"] == node
+            && m["alive"] == true
+            && m["models"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x["name"] == model && x["state"] == "ready")
+    })
+}
+
+/// Whether `view` shows `node` alive with golek-tiny ready.
+pub fn serves(view: &Value, node: &str) -> bool {
+    serves_model(view, node, "golek-tiny")
+}
+
+/// The value of one Prometheus sample (exact name with labels) on `node`; 0 when absent.
+pub async fn metric(node: &Node, sample: &str) -> f64 {
+    let text = reqwest::get(node.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `spec` with the fault switches on (`debug.fault_injection`).
+pub fn faulty(spec: NodeSpec) -> NodeSpec {
+    faulty_with(spec, &[])
+}
+
+/// `spec` with the fault switches on and `settings` (`key=value`) set.
+pub fn faulty_with(mut spec: NodeSpec, settings: &[&str]) -> NodeSpec {
+    for kv in std::iter::once(&"debug.fault_injection=true").chain(settings) {
+        spec.args.push("--set".into());
+        spec.args.push(kv.to_string());
+    }
+    spec
+}

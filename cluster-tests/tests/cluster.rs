@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use golek_cluster_tests::{alive_members, wait_until, Ca, Models, Node, NodeSpec};
+use golek_cluster_tests::{alive_members, serves_model, wait_until, Ca, Models, Node, NodeSpec};
 use serde_json::{json, Value};
 
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -10,19 +10,6 @@ const CONVERGE: Duration = Duration::from_secs(20);
 fn completion(stream: bool) -> Value {
     json!({"model": "golek-tiny", "prompt": "the cluster", "max_tokens": 8,
            "temperature": 0, "ignore_eos": true, "stream": stream})
-}
-
-/// Whether `view` has `node` alive with `model` ready.
-fn serves(view: &Value, node: &str, model: &str) -> bool {
-    view["members"].as_array().into_iter().flatten().any(|m| {
-        m["node_id"] == node
-            && m["alive"] == true
-            && m["models"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|x| x["name"] == model && x["state"] == "ready")
-    })
 }
 
 /// Concatenated text of an SSE completion stream, and whether it ended with [DONE].
@@ -249,7 +236,7 @@ async fn nodes_converge_forward_fail_over_and_rejoin() {
     c.restart().await;
     assert!(
         wait_until(CONVERGE, || async {
-            serves(&a.cluster().await, "c", "golek-tiny")
+            serves_model(&a.cluster().await, "c", "golek-tiny")
         })
         .await,
         "{}",

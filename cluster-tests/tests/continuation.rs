@@ -6,42 +6,11 @@
 
 use std::time::Duration;
 
-use golek_cluster_tests::{actor, wait_until, Ca, Models, Node, NodeSpec};
+use golek_cluster_tests::{actor, faulty, metric, serves, wait_until, Ca, Models, Node, NodeSpec};
 use serde_json::{json, Value};
 
 const CONVERGE: Duration = Duration::from_secs(20);
 const PROMPT: &str = "the stream that outlives its node";
-
-fn faulty(spec: NodeSpec) -> NodeSpec {
-    let mut spec = spec;
-    spec.args = vec!["--set".into(), "debug.fault_injection=true".into()];
-    spec
-}
-
-fn serves(view: &Value, node: &str) -> bool {
-    view["members"].as_array().into_iter().flatten().any(|m| {
-        m["node_id"] == node
-            && m["alive"] == true
-            && m["models"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|x| x["name"] == "golek-tiny" && x["state"] == "ready")
-    })
-}
-
-async fn metric(node: &Node, sample: &str) -> f64 {
-    let text = reqwest::get(node.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// Three nodes: `b` and `c` serve golek-tiny (with fault switches), `a` serves nothing and is
 /// where clients come in.

@@ -7,22 +7,10 @@
 use std::time::{Duration, Instant};
 
 use golek_cluster_tests::netns::Lab;
-use golek_cluster_tests::{alive_members, wait_until, Ca, Models, Node, NodeSpec};
-use serde_json::{json, Value};
+use golek_cluster_tests::{alive_members, serves, wait_until, Ca, Models, Node, NodeSpec};
+use serde_json::json;
 
 const CONVERGE: Duration = Duration::from_secs(30);
-
-fn serves(view: &Value, node: &str) -> bool {
-    view["members"].as_array().into_iter().flatten().any(|m| {
-        m["node_id"] == node
-            && m["alive"] == true
-            && m["models"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|x| x["name"] == "golek-tiny" && x["state"] == "ready")
-    })
-}
 
 async fn complete(node: &Node) -> (u16, String) {
     let r = node

@@ -4,35 +4,10 @@
 
 use std::time::Duration;
 
-use golek_cluster_tests::{actor, wait_until, Ca, Models, Node, NodeSpec};
+use golek_cluster_tests::{actor, faulty, metric, serves, wait_until, Ca, Models, Node, NodeSpec};
 use serde_json::{json, Value};
 
 const CONVERGE: Duration = Duration::from_secs(20);
-
-fn serves(view: &Value, node: &str) -> bool {
-    view["members"].as_array().into_iter().flatten().any(|m| {
-        m["node_id"] == node
-            && m["alive"] == true
-            && m["models"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|x| x["name"] == "golek-tiny" && x["state"] == "ready")
-    })
-}
-
-async fn metric(node: &Node, sample: &str) -> f64 {
-    let text = reqwest::get(node.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
 
 async fn complete(node: &Node) -> reqwest::Response {
     node.post(
@@ -41,12 +16,6 @@ async fn complete(node: &Node) -> reqwest::Response {
                 "temperature": 0, "ignore_eos": true}),
     )
     .await
-}
-
-fn faulty(spec: NodeSpec) -> NodeSpec {
-    let mut spec = spec;
-    spec.args = vec!["--set".into(), "debug.fault_injection=true".into()];
-    spec
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

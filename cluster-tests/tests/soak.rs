@@ -8,37 +8,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use golek_cluster_tests::{wait_until, Ca, Models, Node, NodeSpec};
+use golek_cluster_tests::{faulty_with, serves, wait_until, Ca, Models, Node, NodeSpec};
 use serde_json::{json, Value};
 
 const CLIENTS: usize = 8;
-const PER_CLIENT: usize = 250;
 
 /// Fault switches on; breakers that probe again after 300 ms, so a soak of a few seconds
 /// sees them open and close many times.
-fn faulty(spec: NodeSpec) -> NodeSpec {
-    let mut spec = spec;
-    spec.args = [
-        "debug.fault_injection=true",
-        "reliability.breaker_cooldown_ms=300",
-    ]
-    .iter()
-    .flat_map(|kv| ["--set".to_string(), kv.to_string()])
-    .collect();
-    spec
+fn soaked(spec: NodeSpec) -> NodeSpec {
+    faulty_with(spec, &["reliability.breaker_cooldown_ms=300"])
 }
-
-fn serves(view: &Value, node: &str) -> bool {
-    view["members"].as_array().into_iter().flatten().any(|m| {
-        m["node_id"] == node
-            && m["alive"] == true
-            && m["models"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|x| x["name"] == "golek-tiny" && x["state"] == "ready")
-    })
-}
+const PER_CLIENT: usize = 250;
 
 /// One request's outcome: its HTTP status, the final answers it got (finishes plus errors) and
 /// the text of a finished one.
@@ -95,17 +75,17 @@ async fn ask(client: &reqwest::Client, url: &str, stream: bool) -> Answer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_request_gets_exactly_one_final_answer_under_random_faults() {
     let ca = Ca::new();
-    let b = Node::start(faulty(NodeSpec::new(
+    let b = Node::start(soaked(NodeSpec::new(
         "b",
         ca.issue("b"),
         Models::Generation,
     )))
     .await;
-    let c = Node::start(faulty(
+    let c = Node::start(soaked(
         NodeSpec::new("c", ca.issue("c"), Models::Generation).seed(b.spec.quic),
     ))
     .await;
-    let a = Node::start(faulty(
+    let a = Node::start(soaked(
         NodeSpec::new("a", ca.issue("a"), Models::None).seed(b.spec.quic),
     ))
     .await;

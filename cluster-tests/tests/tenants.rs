@@ -5,22 +5,10 @@
 
 use std::time::Duration;
 
-use golek_cluster_tests::{wait_until, Ca, Models, Node, NodeSpec};
+use golek_cluster_tests::{serves, wait_until, Ca, Models, Node, NodeSpec};
 use serde_json::{json, Value};
 
 const CONVERGE: Duration = Duration::from_secs(20);
-
-fn serves(view: &Value, node: &str) -> bool {
-    view["members"].as_array().into_iter().flatten().any(|m| {
-        m["node_id"] == node
-            && m["alive"] == true
-            && m["models"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|x| x["name"] == "golek-tiny" && x["state"] == "ready")
-    })
-}
 
 async fn complete(node: &Node, key: &str) -> u16 {
     reqwest::Client::new()
@@ -46,14 +34,17 @@ async fn make_key(node: &Node, body: Value) -> (String, String) {
 async fn keys_spread_by_gossip_and_limits_hold_where_requests_are_served() {
     let ca = Ca::new();
     let b = Node::start(NodeSpec::new("b", ca.issue("b"), Models::Generation)).await;
-    let a = Node::start(NodeSpec::new("a", ca.issue("a"), Models::None).seed(b.spec.quic)).await;
+    // a requires keys (so a revoked one is refused there); b serves anyone.
+    let mut spec = NodeSpec::new("a", ca.issue("a"), Models::None).seed(b.spec.quic);
+    spec.args = vec!["--set".into(), "auth.required=true".into()];
+    let a = Node::start(spec).await;
     assert!(
         wait_until(CONVERGE, || async { serves(&a.cluster().await, "b") }).await,
         "{}",
         a.cluster().await
     );
 
-    // Made on a, it works on b (which never saw the request that made it).
+    // Made on a (from its loopback, no admin key existing yet), b learns it: its own list.
     let (key, id) = make_key(&a, json!({"tenant": "acme"})).await;
     assert!(
         wait_until(CONVERGE, || async {

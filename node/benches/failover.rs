@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use golek_cluster_tests::{Ca, Models, Node, NodeSpec};
-use serde_json::{json, Value};
+use golek_cluster_tests::{serves, Ca, Models, Node, NodeSpec};
+use serde_json::json;
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -28,18 +28,6 @@ struct Done {
     failed: bool,
     latency: Duration,
     at: Duration,
-}
-
-fn serves(view: &Value, node: &str) -> bool {
-    view["members"].as_array().into_iter().flatten().any(|m| {
-        m["node_id"] == node
-            && m["alive"] == true
-            && m["models"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|x| x["name"] == "golek-tiny" && x["state"] == "ready")
-    })
 }
 
 async fn request(client: &reqwest::Client, url: &str, stream: bool) -> bool {

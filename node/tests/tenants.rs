@@ -163,8 +163,9 @@ async fn with_auth_on_keys_decide_who_may_do_what_and_survive_a_restart() {
 #[tokio::test]
 async fn tokens_per_minute_and_concurrency_hold_per_tenant() {
     let node = TestNode::start(&["--set", "debug.fault_injection=true"]).await;
-    // Auth off: no key is needed, but one sent is held to its tenant's limits.
+    // Auth off: no key is needed, an unknown one is ignored, a tenant's is held to its limits.
     assert_eq!(complete(&node, None, 2).await.status(), 200);
+    assert_eq!(complete(&node, Some("unused"), 2).await.status(), 200);
     let tpm = create_key(&node, &["--tenant", "tokens", "--tpm", "40"]);
     let solo = create_key(&node, &["--tenant", "solo", "--max-concurrency", "1"]);
 

@@ -326,7 +326,7 @@ mod tests {
         let err = decode_member(|k| v1.get(k).map(String::as_str)).unwrap_err();
         assert!(err.contains("golek.models"), "{err}");
         // Versions other than this one and the previous are refused by number.
-        for bad in ["3", "0", "65535", "x"] {
+        for bad in ["4", "1", "0", "65535", "x"] {
             let mut other = kv.clone();
             other.insert(KEY_VERSION.into(), bad.into());
             let err = decode_member(|k| other.get(k).map(String::as_str)).unwrap_err();
