@@ -32,6 +32,7 @@ pub const CLUSTER_FORWARD_SECONDS: &str = "golek_cluster_forward_seconds";
 pub const CLUSTER_RETRIES_TOTAL: &str = "golek_cluster_retries_total";
 pub const CLUSTER_CONTINUATIONS_TOTAL: &str = "golek_cluster_continuations_total";
 pub const ROUTE_FALLBACKS_TOTAL: &str = "golek_route_fallbacks_total";
+pub const CLUSTER_SERVED_DEADLINE_SECONDS: &str = "golek_cluster_served_deadline_seconds";
 pub const MODEL_BREAKER_OPEN_TOTAL: &str = "golek_model_outcome_breaker_open_total";
 pub const TENANT_REQUESTS_TOTAL: &str = "golek_tenant_requests_total";
 pub const TENANT_REJECTED_TOTAL: &str = "golek_tenant_rejected_total";
@@ -66,6 +67,10 @@ pub fn describe() {
     metrics::describe_counter!(
         MODEL_BREAKER_OPEN_TOTAL,
         "times a model's outcome breaker opened (its requests kept failing)"
+    );
+    metrics::describe_histogram!(
+        CLUSTER_SERVED_DEADLINE_SECONDS,
+        "the deadline left to requests peers forwarded here, as they arrived"
     );
     metrics::describe_counter!(
         ROUTE_FALLBACKS_TOTAL,

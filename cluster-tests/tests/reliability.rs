@@ -42,9 +42,9 @@ async fn a_peer_refusing_on_its_first_frame_is_replaced_by_another_replica() {
         a.cluster().await
     );
 
-    // `a` orders replicas by gossiped load (ties by id), so it mostly tries `b` first. `b`
-    // refuses: 429 first, then 503 on everything; the requests are served by `c` instead and
-    // the client never sees a refusal.
+    // `a` orders replicas by gossiped load (equals at random), so it tries `b` first about half
+    // the time. `b` refuses: 429 first, then 503 on everything; the requests are served by `c`
+    // instead and the client never sees a refusal.
     let armed = b
         .post(
             "/admin/debug/refuse/golek-tiny?n=4&code=overloaded",
@@ -72,7 +72,7 @@ async fn a_peer_refusing_on_its_first_frame_is_replaced_by_another_replica() {
             .map_or(Value::Null, |b| b["breaker"].clone())
     };
     let mut opened = false;
-    for i in 0..20 {
+    for i in 0..40 {
         let answer = complete(&a).await;
         assert_eq!(
             answer.status(),
@@ -182,4 +182,36 @@ async fn when_every_replica_fails_the_retry_budget_caps_the_attempts() {
     );
     let tree = a.get("/admin/reliability").await;
     assert!(tree["retries_refused"].as_u64().unwrap() >= 30, "{tree}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_deadline_travels_to_the_peer_that_serves_it() {
+    let ca = Ca::new();
+    let b = Node::start(NodeSpec::new("b", ca.issue("b"), Models::Generation)).await;
+    let a = Node::start(NodeSpec::new("a", ca.issue("a"), Models::None).seed(b.spec.quic)).await;
+    assert!(wait_until(CONVERGE, || async { serves(&a.cluster().await, "b") }).await);
+    let answer = reqwest::Client::new()
+        .post(a.url("/v1/completions"))
+        .header("x-golek-timeout-ms", "2000")
+        .json(&json!({"model": "golek-tiny", "prompt": "in time", "max_tokens": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // b saw one request from a peer, with at most the two seconds the client gave (less what
+    // a spent), not b's own five-minute default.
+    let count = metric(&b, "golek_cluster_served_deadline_seconds_count").await;
+    let sum = metric(&b, "golek_cluster_served_deadline_seconds_sum").await;
+    assert_eq!(count, 1.0);
+    assert!(sum > 1.0 && sum <= 2.0, "the deadline b saw: {sum} s");
+    // A body `timeout` (seconds) does the same when there is no header.
+    let answer = a
+        .post(
+            "/v1/completions",
+            &json!({"model": "golek-tiny", "prompt": "in time", "max_tokens": 2, "timeout": 3}),
+        )
+        .await;
+    assert_eq!(answer.status(), 200);
+    let sum = metric(&b, "golek_cluster_served_deadline_seconds_sum").await;
+    assert!(sum > 3.0 && sum <= 5.0, "the deadlines b saw: {sum} s");
 }

@@ -39,6 +39,19 @@ async fn a_client_deadline_bounds_its_request_and_a_bad_one_is_refused() {
     assert_eq!(cut.status(), 504, "{}", cut.text().await.unwrap());
     assert!(took < Duration::from_secs(5), "took {took:?}");
 
+    // The body's `timeout` (seconds) does the same; a bad one is refused naming it.
+    let started = Instant::now();
+    let mut body_deadline = long.clone();
+    body_deadline["timeout"] = json!(0.02);
+    let cut = node.post_json("/v1/completions", &body_deadline).await;
+    assert_eq!(cut.status(), 504, "{}", cut.text().await.unwrap());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    body_deadline["timeout"] = json!(-1);
+    let bad = node.post_json("/v1/completions", &body_deadline).await;
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "timeout", "{body}");
+
     // Without the header the same node still answers in full.
     let whole = node
         .post_json(

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct EmbeddingsRequestBody {
     pub model: String,
+    /// The request's deadline in seconds (as `x-golek-timeout-ms`, which wins when both are
+    /// sent); clamped to the node's `http.request_timeout_ms`.
+    #[serde(default)]
+    pub timeout: Option<f64>,
     /// A string, an array of strings, an array of token ids, or an array of token-id arrays.
     pub input: serde_json::Value,
     #[serde(default)]
@@ -131,6 +135,9 @@ pub struct StreamOptions {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GenerationRequestBody {
     pub model: String,
+    /// The request's deadline in seconds (see [`EmbeddingsRequestBody::timeout`]).
+    #[serde(default)]
+    pub timeout: Option<f64>,
     #[serde(default)]
     pub messages: Option<serde_json::Value>,
     #[serde(default)]

@@ -11,6 +11,22 @@ use golek_config::RemoteConnection;
 use crate::queue::{Job, JobQueue, Waited};
 use crate::{ProviderError, Result};
 
+/// The header a request's remaining deadline travels in, in milliseconds (to a remote Golek it
+/// is the client's deadline; any other server ignores it).
+pub const TIMEOUT_HEADER: &str = "x-golek-timeout-ms";
+
+/// `request` bounded by what remains of the job's deadline: the remote call times out with
+/// it, and the remaining milliseconds travel in `x-golek-timeout-ms`.
+pub fn within_deadline(request: reqwest::RequestBuilder, job: &Job) -> reqwest::RequestBuilder {
+    let left = job
+        .deadline
+        .saturating_duration_since(std::time::Instant::now())
+        .max(Duration::from_millis(1));
+    request
+        .timeout(left)
+        .header(TIMEOUT_HEADER, left.as_millis().to_string())
+}
+
 /// A one-worker runtime for the requests of one remote deployment.
 pub fn runtime(name: &str) -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -91,11 +91,7 @@ impl ClusterView {
     /// [`ClusterView::candidates`] with the peers whose breaker is open moved last (tried
     /// only when nothing else is left, and their breakers still decide).
     pub fn candidates_for(&self, model: &str, links: &peer::PeerLinks) -> Vec<peer::PeerAddr> {
-        let (closed, open): (Vec<_>, Vec<_>) = self
-            .candidates(model)
-            .into_iter()
-            .partition(|p| !links.is_open(&p.node_id));
-        closed.into_iter().chain(open).collect()
+        selection::open_last(self.candidates(model), |id| links.is_open(id))
     }
 
     /// Some peer's advert of `model`, whatever its state (for descriptions and errors).

@@ -274,6 +274,10 @@ async fn serve_one(
     let timeout = router.clamp_timeout(request.timeout_ms);
     // A peer's request runs here (never forwarded again); a QUIC client's is routed like HTTP.
     let tenant = request.tenant.as_deref().map(Arc::<str>::from);
+    if alpn == tls::ALPN_PEER {
+        metrics::histogram!(crate::metrics::CLUSTER_SERVED_DEADLINE_SECONDS)
+            .record(timeout.as_secs_f64());
+    }
     let submitted = if alpn == tls::ALPN_PEER {
         router.submit_local_as(&request.model, request.request, timeout, tenant)
     } else {

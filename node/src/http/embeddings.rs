@@ -65,7 +65,7 @@ pub async fn create(
     let bytes = read_body(&state, &headers, body).await?;
     let body: EmbeddingsRequestBody = validate::parse_json(&bytes)?;
     let valid = validate::embeddings(body)?;
-    let timeout = super::request_timeout(&state, &headers)?;
+    let timeout = super::request_timeout(&state, &headers, valid.timeout_ms)?;
     let model = valid.model.clone();
     let started = Instant::now();
     let outcome = run(&state, valid, timeout, super::auth::tenant_of(&headers)).await;

@@ -88,7 +88,8 @@ async fn run(
     let valid = validate::generation(body, kind == Kind::Chat).map_err(|e| fail("", e.into()))?;
     let model = valid.model.clone();
     // The model's limits (max_tokens against its context) are the router's: every door.
-    let timeout = super::request_timeout(state, &headers).map_err(|e| fail(&model, e))?;
+    let timeout =
+        super::request_timeout(state, &headers, valid.timeout_ms).map_err(|e| fail(&model, e))?;
     let n = valid.request.n;
     let wants_logprobs = valid.request.logprobs.is_some();
     let (mut events, mut prompt_tokens, mut cached_tokens, mut by) = match super::dispatch(

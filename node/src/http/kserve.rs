@@ -190,7 +190,7 @@ async fn infer_model(
         .map(|o| o.name.clone())
         .collect();
     let request = InferenceRequest::Tensors(TensorRequest { inputs, outputs });
-    let timeout = super::request_timeout(&state, &headers)?;
+    let timeout = super::request_timeout(&state, &headers, None)?;
     let (tensors, by) = match super::dispatch(
         &state,
         &entry.name,

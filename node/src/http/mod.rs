@@ -117,9 +117,12 @@ pub const TIMEOUT_HEADER: &str = "x-golek-timeout-ms";
 pub fn request_timeout(
     state: &AppState,
     headers: &axum::http::HeaderMap,
+    body_ms: Option<u64>,
 ) -> Result<std::time::Duration, ApiError> {
     let Some(raw) = headers.get(TIMEOUT_HEADER) else {
-        return Ok(state.config.http.request_timeout);
+        return Ok(body_ms.map_or(state.config.http.request_timeout, |ms| {
+            state.router.clamp_timeout(ms)
+        }));
     };
     let ms = raw
         .to_str()

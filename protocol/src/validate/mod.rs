@@ -75,6 +75,22 @@ pub struct ValidEmbeddings {
     pub request: InferenceRequest,
     pub encoding_format: EncodingFormat,
     pub dimensions: Option<u32>,
+    /// The body's `timeout`, in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+/// A body's `timeout` (seconds, above 0, at most a day) in milliseconds.
+fn body_timeout(timeout: Option<f64>) -> Result<Option<u64>, ErrorInfo> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_finite() && t > 0.0 && t <= 86_400.0 => {
+            Ok(Some(((t * 1000.0).ceil() as u64).max(1)))
+        }
+        Some(t) => Err(ErrorInfo::invalid(
+            "timeout",
+            format!("timeout: seconds above 0 and at most 86400, got {t}"),
+        )),
+    }
 }
 
 fn token_list(values: &[serde_json::Value], param: &str) -> Result<Vec<u32>, ErrorInfo> {
@@ -172,6 +188,7 @@ pub fn embeddings(body: EmbeddingsRequestBody) -> Result<ValidEmbeddings, ErrorI
         ));
     }
     Ok(ValidEmbeddings {
+        timeout_ms: body_timeout(body.timeout)?,
         model: body.model,
         request: InferenceRequest::Embeddings(EmbeddingsRequest { inputs }),
         encoding_format: body.encoding_format.unwrap_or_default(),
@@ -186,6 +203,8 @@ pub struct ValidGeneration {
     pub request: GenerateRequest,
     pub stream: bool,
     pub include_usage: bool,
+    /// The body's `timeout`, in milliseconds.
+    pub timeout_ms: Option<u64>,
 }
 
 fn in_range(
@@ -488,6 +507,7 @@ pub fn generation(body: GenerationRequestBody, chat: bool) -> Result<ValidGenera
     };
     request.check()?;
     Ok(ValidGeneration {
+        timeout_ms: body_timeout(body.timeout)?,
         model: body.model,
         request,
         stream,

@@ -137,7 +137,8 @@ async fn generate(
     job: &Job,
 ) -> std::result::Result<(), ErrorInfo> {
     let (path, body) = upstream_body(model, request);
-    let mut upstream = client.post(format!("{base_url}{path}")).json(&body);
+    let mut upstream =
+        remote::within_deadline(client.post(format!("{base_url}{path}")).json(&body), job);
     if let Some(key) = api_key {
         upstream = upstream.bearer_auth(key);
     }

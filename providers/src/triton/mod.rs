@@ -135,6 +135,7 @@ async fn infer(
     client: &reqwest::Client,
     url: &str,
     request: &TensorRequest,
+    job: &Job,
 ) -> std::result::Result<Vec<NamedTensor>, ErrorInfo> {
     let body = InferBody {
         id: None,
@@ -151,7 +152,7 @@ async fn infer(
                 .collect()
         }),
     };
-    let send = || client.post(url).json(&body).send();
+    let send = || remote::within_deadline(client.post(url).json(&body), job).send();
     let response = match send().await {
         Ok(r) => r,
         // No answer at all (a pooled connection the server had closed): once more, fresh.
@@ -212,7 +213,7 @@ async fn run(client: reqwest::Client, url: String, job: Job, name: String) {
         return;
     };
     let started = Instant::now();
-    let outcome = infer(&client, &format!("{url}/infer"), request).await;
+    let outcome = infer(&client, &format!("{url}/infer"), request, &job).await;
     let label = match &outcome {
         Ok(_) => "ok",
         Err(e) => e.code.as_str(),
