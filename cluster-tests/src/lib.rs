@@ -501,3 +501,34 @@ pub fn faulty_with(mut spec: NodeSpec, settings: &[&str]) -> NodeSpec {
     }
     spec
 }
+
+/// Two replicas of golek-tiny, `b` and `c` (their specs passed through `replica`), and an
+/// entry node `a` that serves nothing (through `entry`), started and converged: `a` sees both
+/// ready. Returned as `(a, b, c)`.
+pub async fn replicas_behind_an_entry(
+    replica: impl Fn(NodeSpec) -> NodeSpec,
+    entry: impl Fn(NodeSpec) -> NodeSpec,
+) -> (Node, Node, Node) {
+    let ca = Ca::new();
+    let b = Node::start(replica(NodeSpec::new(
+        "b",
+        ca.issue("b"),
+        Models::Generation,
+    )))
+    .await;
+    let c = Node::start(replica(
+        NodeSpec::new("c", ca.issue("c"), Models::Generation).seed(b.spec.quic),
+    ))
+    .await;
+    let a = Node::start(entry(
+        NodeSpec::new("a", ca.issue("a"), Models::None).seed(b.spec.quic),
+    ))
+    .await;
+    let converged = wait_until(Duration::from_secs(20), || async {
+        let view = a.cluster().await;
+        serves(&view, "b") && serves(&view, "c")
+    })
+    .await;
+    assert!(converged, "{}", a.cluster().await);
+    (a, b, c)
+}

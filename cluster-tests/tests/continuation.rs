@@ -6,38 +6,10 @@
 
 use std::time::Duration;
 
-use golek_cluster_tests::{actor, faulty, metric, serves, wait_until, Ca, Models, Node, NodeSpec};
+use golek_cluster_tests::{actor, faulty, metric, replicas_behind_an_entry, Node};
 use serde_json::{json, Value};
 
-const CONVERGE: Duration = Duration::from_secs(20);
 const PROMPT: &str = "the stream that outlives its node";
-
-/// Three nodes: `b` and `c` serve golek-tiny (with fault switches), `a` serves nothing and is
-/// where clients come in.
-async fn cluster() -> (Node, Node, Node) {
-    let ca = Ca::new();
-    let b = Node::start(faulty(NodeSpec::new(
-        "b",
-        ca.issue("b"),
-        Models::Generation,
-    )))
-    .await;
-    let c = Node::start(faulty(
-        NodeSpec::new("c", ca.issue("c"), Models::Generation).seed(b.spec.quic),
-    ))
-    .await;
-    let a = Node::start(NodeSpec::new("a", ca.issue("a"), Models::None).seed(b.spec.quic)).await;
-    assert!(
-        wait_until(CONVERGE, || async {
-            let view = a.cluster().await;
-            serves(&view, "b") && serves(&view, "c")
-        })
-        .await,
-        "{}",
-        a.cluster().await
-    );
-    (a, b, c)
-}
 
 fn body(max_tokens: u32, stream: bool) -> Value {
     json!({"model": "golek-tiny", "prompt": PROMPT, "max_tokens": max_tokens,
@@ -104,7 +76,7 @@ async fn set_fault(node: &Node, settings: Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_stream_hands_its_streams_to_another_replica() {
-    let (a, mut b, mut c) = cluster().await;
+    let (a, mut b, mut c) = replicas_behind_an_entry(faulty, |spec| spec).await;
     let reference = stream(&a, 48).await;
     assert!(reference.done && reference.error.is_none(), "{reference:?}");
     assert_eq!(reference.completion_tokens, Some(48));
@@ -190,7 +162,7 @@ async fn a_node_killed_mid_stream_hands_its_streams_to_another_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_cut_mid_stream_continues_on_the_other_replica() {
-    let (a, b, c) = cluster().await;
+    let (a, b, c) = replicas_behind_an_entry(faulty, |spec| spec).await;
     let reference = stream(&a, 40).await;
     assert!(reference.done && reference.error.is_none(), "{reference:?}");
 

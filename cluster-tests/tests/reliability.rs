@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use golek_cluster_tests::{actor, faulty, metric, serves, wait_until, Ca, Models, Node, NodeSpec};
+use golek_cluster_tests::{
+    actor, faulty, metric, replicas_behind_an_entry, serves, wait_until, Ca, Models, Node, NodeSpec,
+};
 use serde_json::{json, Value};
 
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -20,27 +22,7 @@ async fn complete(node: &Node) -> reqwest::Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_refusing_on_its_first_frame_is_replaced_by_another_replica() {
-    let ca = Ca::new();
-    let b = Node::start(faulty(NodeSpec::new(
-        "b",
-        ca.issue("b"),
-        Models::Generation,
-    )))
-    .await;
-    let c = Node::start(faulty(
-        NodeSpec::new("c", ca.issue("c"), Models::Generation).seed(b.spec.quic),
-    ))
-    .await;
-    let a = Node::start(NodeSpec::new("a", ca.issue("a"), Models::None).seed(b.spec.quic)).await;
-    assert!(
-        wait_until(CONVERGE, || async {
-            let view = a.cluster().await;
-            serves(&view, "b") && serves(&view, "c")
-        })
-        .await,
-        "{}",
-        a.cluster().await
-    );
+    let (a, b, c) = replicas_behind_an_entry(faulty, |spec| spec).await;
 
     // `a` orders replicas by gossiped load (equals at random), so it tries `b` first about half
     // the time. `b` refuses: 429 first, then 503 on everything; the requests are served by `c`
@@ -120,35 +102,19 @@ async fn a_peer_refusing_on_its_first_frame_is_replaced_by_another_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_replica_fails_the_retry_budget_caps_the_attempts() {
-    let ca = Ca::new();
-    let b = Node::start(faulty(NodeSpec::new(
-        "b",
-        ca.issue("b"),
-        Models::Generation,
-    )))
-    .await;
-    let c = Node::start(faulty(
-        NodeSpec::new("c", ca.issue("c"), Models::Generation).seed(b.spec.quic),
-    ))
-    .await;
     // Retries: a tenth of requests, nothing for free; breakers out of the way.
-    let mut spec = NodeSpec::new("a", ca.issue("a"), Models::None).seed(b.spec.quic);
-    spec.args = [
-        "reliability.retry_budget_ratio=0.1",
-        "reliability.retry_budget_min_per_s=0",
-        "reliability.breaker_failures=10000",
-    ]
-    .iter()
-    .flat_map(|kv| ["--set".to_string(), kv.to_string()])
-    .collect();
-    let a = Node::start(spec).await;
-    assert!(
-        wait_until(CONVERGE, || async {
-            let view = a.cluster().await;
-            serves(&view, "b") && serves(&view, "c")
-        })
-        .await
-    );
+    let (a, b, c) = replicas_behind_an_entry(faulty, |mut spec| {
+        spec.args = [
+            "reliability.retry_budget_ratio=0.1",
+            "reliability.retry_budget_min_per_s=0",
+            "reliability.breaker_failures=10000",
+        ]
+        .iter()
+        .flat_map(|kv| ["--set".to_string(), kv.to_string()])
+        .collect();
+        spec
+    })
+    .await;
     for node in [&b, &c] {
         let armed = node
             .post(

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use golek_cluster_tests::{faulty_with, serves, wait_until, Ca, Models, Node, NodeSpec};
+use golek_cluster_tests::{faulty_with, replicas_behind_an_entry, NodeSpec};
 use serde_json::{json, Value};
 
 const CLIENTS: usize = 8;
@@ -74,28 +74,7 @@ async fn ask(client: &reqwest::Client, url: &str, stream: bool) -> Answer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_request_gets_exactly_one_final_answer_under_random_faults() {
-    let ca = Ca::new();
-    let b = Node::start(soaked(NodeSpec::new(
-        "b",
-        ca.issue("b"),
-        Models::Generation,
-    )))
-    .await;
-    let c = Node::start(soaked(
-        NodeSpec::new("c", ca.issue("c"), Models::Generation).seed(b.spec.quic),
-    ))
-    .await;
-    let a = Node::start(soaked(
-        NodeSpec::new("a", ca.issue("a"), Models::None).seed(b.spec.quic),
-    ))
-    .await;
-    assert!(
-        wait_until(Duration::from_secs(20), || async {
-            let view = a.cluster().await;
-            serves(&view, "b") && serves(&view, "c")
-        })
-        .await
-    );
+    let (a, b, c) = replicas_behind_an_entry(soaked, soaked).await;
     let url = a.url("/v1/completions");
     let client = reqwest::Client::new();
     let reference = ask(&client, &url, false).await.text.expect("a clean run");
