@@ -124,8 +124,14 @@ async fn under_flood(
             })
         })
         .collect();
-    // Let the flood take its slot first.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the flood take its slot first: wait until it has been answered once.
+    let before = served.load(Ordering::Relaxed);
+    let flooding = node
+        .wait_until(Duration::from_secs(30), || async {
+            served.load(Ordering::Relaxed) > before
+        })
+        .await;
+    assert!(flooding, "the flood was never served");
     let median = median_latency(node, calm, 7).await;
     stop.store(true, Ordering::Relaxed);
     for f in flooders {

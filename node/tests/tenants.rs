@@ -48,6 +48,19 @@ async fn complete(node: &TestNode, key: Option<&str>, max_tokens: u32) -> reqwes
     request.send().await.unwrap()
 }
 
+/// GET `path` with `key`: its JSON answer.
+async fn get_json_as(node: &TestNode, path: &str, key: &str) -> Value {
+    node.client
+        .get(node.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn get(node: &TestNode, path: &str, key: Option<&str>) -> u16 {
     let mut request = node.client.get(node.url(path));
     if let Some(key) = key {
@@ -74,16 +87,7 @@ async fn with_auth_on_keys_decide_who_may_do_what_and_survive_a_restart() {
     let addr = node.base.trim_start_matches("http://").to_string();
     let acme = create_key(&node, &["--tenant", "acme", "--rpm", "3", "--key", &admin]);
     assert_eq!(get(&node, "/admin/keys", Some(&acme)).await, 403);
-    let forbidden: Value = node
-        .client
-        .get(node.url("/admin/actors"))
-        .bearer_auth(&acme)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let forbidden = get_json_as(&node, "/admin/actors", &acme).await;
     assert_eq!(
         forbidden["error"]["type"], "permission_error",
         "{forbidden}"
@@ -121,16 +125,7 @@ async fn with_auth_on_keys_decide_who_may_do_what_and_survive_a_restart() {
         !listed.contains(&acme) && !listed.contains("gk_"),
         "{listed}"
     );
-    let keys: Value = node
-        .client
-        .get(node.url("/admin/keys"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys = get_json_as(&node, "/admin/keys", &admin).await;
     let acme_id = keys["keys"]
         .as_array()
         .unwrap()
@@ -220,8 +215,16 @@ async fn tokens_per_minute_and_concurrency_hold_per_tenant() {
                 .as_u16()
         })
     };
-    // (Give the first one time to reach the worker.)
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Once the first is admitted (solo's second admitted request), it holds the permit.
+    let admitted = node
+        .wait_until(std::time::Duration::from_secs(10), || async {
+            node.metric("golek_tenant_requests_total{tenant=\"solo\"}")
+                .await
+                .unwrap_or(0.0)
+                >= 2.0
+        })
+        .await;
+    assert!(admitted, "the long request was never admitted");
     let refused = node
         .wait_until(std::time::Duration::from_secs(2), || async {
             complete(&node, Some(&solo), 1).await.status() == 429

@@ -226,6 +226,7 @@ impl ClusterManager {
             keys: args.keys.clone(),
             keys_seen: Mutex::new(Default::default()),
             generations: Mutex::new(Default::default()),
+            keys_published: Mutex::new(Default::default()),
         });
         let streams_rx = Arc::new(tokio::sync::Mutex::new(streams_rx));
         let loops = vec![

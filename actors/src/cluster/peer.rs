@@ -297,10 +297,10 @@ async fn serve_one(
     // The cut-link fault (for a peer's request): the stream is reset after this many events.
     let mut cut = match alpn == tls::ALPN_PEER {
         true => router
-            .entry(&request.model)
-            .ok()
-            .and_then(|e| e.faults)
-            .and_then(|f| f.take_cut()),
+            .table()
+            .models
+            .get(&request.model)
+            .and_then(|e| e.faults.as_ref()?.take_cut()),
         false => None,
     };
     loop {

@@ -41,6 +41,8 @@ pub struct Publisher {
     pub keys_seen: Mutex<HashMap<String, String>>,
     /// Each peer's newest incarnation (chitchat generation) seen.
     pub generations: Mutex<HashMap<String, u64>>,
+    /// The key list as last published, with the key version it was made at.
+    pub keys_published: Mutex<(u64, String)>,
 }
 
 /// The publisher as a supervised loop.
@@ -96,7 +98,7 @@ impl Publisher {
         let refused_logged = &self.refused_logged;
         let cluster_id = &self.cluster_id;
         let chitchat = &self.chitchat;
-        let my_keys = serde_json::to_string(&self.keys.tenants.list()).unwrap_or_default();
+        let my_keys = self.published_keys();
         let mut peer_keys: Vec<(String, String)> = Vec::new();
         let view = {
             let mut c = chitchat.lock().await;
@@ -203,6 +205,22 @@ impl Publisher {
         };
         self.merge_keys(peer_keys).await;
         view
+    }
+
+    /// This node's key list for gossip, remade only when a key changed since the last round.
+    fn published_keys(&self) -> String {
+        let version = self.keys.tenants.version();
+        let mut published = self
+            .keys_published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if published.0 != version || published.1.is_empty() {
+            *published = (
+                version,
+                serde_json::to_string(&self.keys.tenants.list()).unwrap_or_default(),
+            );
+        }
+        published.1.clone()
     }
 
     /// Merges the key lists peers published that changed since the last round (stored here,

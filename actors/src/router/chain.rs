@@ -44,14 +44,6 @@ impl RouterHandle {
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
     }
 
-    /// Every route, for listings.
-    pub fn routes(&self) -> Arc<Routes> {
-        self.routes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
     /// Runs a checked request down `route`'s targets.
     pub(super) fn submit_chain(
         &self,

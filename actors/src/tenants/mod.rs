@@ -9,7 +9,7 @@ pub mod keys;
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -43,6 +43,25 @@ struct Keys {
     by_id: BTreeMap<String, KeyRecord>,
     /// Live keys' hashes to their ids.
     live: HashMap<String, String>,
+    /// Each tenant with a live key, and the limits of its newest one (derived from `by_id`
+    /// when a key changes, so a request looks its tenant up once).
+    tenants: HashMap<String, TenantLimits>,
+}
+
+impl Keys {
+    fn derive_tenants(&mut self) {
+        let mut newest: HashMap<&str, &KeyRecord> = HashMap::new();
+        for r in self.by_id.values().filter(|r| r.live()) {
+            let entry = newest.entry(r.tenant.as_str()).or_insert(r);
+            if (r.created_unix_ms, &r.id) > (entry.created_unix_ms, &entry.id) {
+                *entry = r;
+            }
+        }
+        self.tenants = newest
+            .into_iter()
+            .map(|(t, r)| (t.to_string(), r.limits))
+            .collect();
+    }
 }
 
 /// Every key this node knows and every tenant's usage here.
@@ -50,6 +69,8 @@ struct Keys {
 pub struct Tenants {
     keys: RwLock<Keys>,
     usage: Mutex<HashMap<Arc<str>, Usage>>,
+    /// Bumped whenever a key record changes (what gossip publishes is remade only then).
+    version: AtomicU64,
 }
 
 /// A request admitted for a tenant: it counts against the tenant's concurrency until dropped.
@@ -99,7 +120,16 @@ impl Tenants {
                 changed.push(now);
             }
         }
+        if !changed.is_empty() {
+            keys.derive_tenants();
+            self.version.fetch_add(1, Ordering::SeqCst);
+        }
         changed
+    }
+
+    /// Changes with every key record that changes.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
     }
 
     /// The principal a secret stands for, if it is a live key.
@@ -135,9 +165,7 @@ impl Tenants {
     /// Whether `tenant` has a live key (metric labels take only those).
     pub fn knows(&self, tenant: &str) -> bool {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        keys.live
-            .values()
-            .any(|id| keys.by_id.get(id).is_some_and(|r| r.tenant == tenant))
+        keys.tenants.contains_key(tenant)
     }
 
     /// A metric label for a tenant: its name when it has a live key here, else `unknown`
@@ -153,18 +181,19 @@ impl Tenants {
     /// A tenant's limits: those of its newest live key.
     pub fn limits(&self, tenant: &str) -> TenantLimits {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        keys.by_id
-            .values()
-            .filter(|r| r.live() && r.tenant == tenant)
-            .max_by_key(|r| (r.created_unix_ms, r.id.clone()))
-            .map(|r| r.limits)
-            .unwrap_or_default()
+        keys.tenants.get(tenant).copied().unwrap_or_default()
     }
 
     /// Admits one request for `tenant` on this node, or refuses it (429, with when to retry)
     /// when the tenant is over its concurrency or its requests or tokens per minute.
     pub fn admit(&self, tenant: &Arc<str>) -> Result<TenantPermit, ErrorInfo> {
-        let limits = self.limits(tenant);
+        let (limits, label) = {
+            let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+            match keys.tenants.get(&**tenant) {
+                Some(l) => (*l, tenant.to_string()),
+                None => (TenantLimits::default(), "unknown".to_string()),
+            }
+        };
         let now = Instant::now();
         let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
         let u = usage.entry(tenant.clone()).or_insert_with(|| Usage {
@@ -178,7 +207,6 @@ impl Tenants {
             u.tokens = limits.tpm.map(|n| Bucket::new(n, now));
             u.limits = limits;
         }
-        let label = self.label(tenant);
         let refuse = |e: ErrorInfo, why: &'static str| {
             metrics::counter!(m::TENANT_REJECTED_TOTAL, "tenant" => label.clone(), "reason" => why)
                 .increment(1);
