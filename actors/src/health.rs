@@ -8,15 +8,20 @@ use std::sync::atomic::{AtomicU32, Ordering};
 #[derive(Debug)]
 pub struct Health {
     abandoned_workers: AtomicU32,
-    max_hung_workers: u32,
+    max_hung_workers: AtomicU32,
 }
 
 impl Health {
     pub fn new(max_hung_workers: u32) -> Self {
         Health {
             abandoned_workers: AtomicU32::new(0),
-            max_hung_workers,
+            max_hung_workers: AtomicU32::new(max_hung_workers),
         }
+    }
+
+    /// A changed `supervision.max_hung_workers` (run time).
+    pub fn set_max_hung_workers(&self, max: u32) {
+        self.max_hung_workers.store(max, Ordering::SeqCst);
     }
 
     /// A hung worker was given up on; returns the count so far.
@@ -32,7 +37,7 @@ impl Health {
 
     /// False once `max_hung_workers` workers were abandoned.
     pub fn healthy(&self) -> bool {
-        self.abandoned_workers() < self.max_hung_workers.max(1)
+        self.abandoned_workers() < self.max_hung_workers.load(Ordering::SeqCst).max(1)
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! SystemModule (root supervisor)
-//! ├── ConfigManager       the validated configuration, published as a watch
+//! ├── ConfigManager       the configuration and its run-time changes, published as a watch
 //! ├── ServiceRegistry     sled: node identity and deployments, flushed before acknowledged
 //! ├── ProviderSupervisor  restarts with backoff; restart intensity exceeded => breaker open
 //! │   └── ProviderActor*  one per deployed model: bounded queue + dedicated worker thread
@@ -27,16 +27,21 @@ mod health;
 mod loops;
 mod machine;
 pub mod metrics;
+pub mod observe;
 mod provider;
-mod registry;
+mod reconfigure;
+pub mod registry;
 pub mod reliability;
 mod router;
 mod system;
 mod tasks;
 pub mod tenants;
+pub mod trace;
 mod tree;
 
-pub use config_manager::{ConfigManager, ConfigMsg};
+pub use config_manager::{
+    ChangeRefused, ChangeReport, ConfigChange, ConfigManager, ConfigMsg, ConfigReport,
+};
 pub use error::{ActorError, ClusterError, Result};
 pub use health::Health;
 pub use loops::{loop_fn, LoopActor, LoopArgs, LoopFn};
@@ -45,6 +50,8 @@ pub use registry::{DeploymentRecord, RegistryMsg, ServiceRegistry, Store, STORE_
 pub use router::{
     EventRx, FaultSettings, ModelEntry, ModelState, ModelView, RouterHandle, Routes, RoutingTable,
 };
-pub use system::{start_node, start_node_at, Inspector, NodeHandle};
+pub use system::{
+    start_node, start_node_at, start_node_loaded, ConfigHandle, Inspector, NodeHandle,
+};
 pub use tasks::Tasks;
 pub use tree::ActorSnapshot;

@@ -42,7 +42,25 @@ pub const CLUSTER_PEER_BREAKER_OPEN_TOTAL: &str = "golek_cluster_peer_breaker_op
 /// Connections or members refused, by reason (tls, no_id, id_mismatch).
 pub const CLUSTER_REFUSED_TOTAL: &str = "golek_cluster_refused_total";
 
+pub const TRACE_SPANS_DROPPED_TOTAL: &str = "golek_trace_spans_dropped_total";
+pub const TRACE_SPANS_EXPORTED_TOTAL: &str = "golek_trace_spans_exported_total";
+pub const TRACE_EXPORT_FAILED_SPANS_TOTAL: &str = "golek_trace_export_failed_spans_total";
+pub const CONFIG_CHANGES_TOTAL: &str = "golek_config_changes_total";
+
 pub fn describe() {
+    metrics::describe_counter!(
+        TRACE_SPANS_DROPPED_TOTAL,
+        "finished spans dropped because the export queue was full (or no exporter ran)"
+    );
+    metrics::describe_counter!(TRACE_SPANS_EXPORTED_TOTAL, "spans sent over OTLP");
+    metrics::describe_counter!(
+        TRACE_EXPORT_FAILED_SPANS_TOTAL,
+        "spans the OTLP endpoint did not take"
+    );
+    metrics::describe_counter!(
+        CONFIG_CHANGES_TOTAL,
+        "run-time configuration changes by outcome (applied, refused)"
+    );
     metrics::describe_gauge!(NODE_INFO, "the node's id and version (always 1)");
     metrics::describe_gauge!(CLUSTER_MEMBERS, "cluster members by state");
     metrics::describe_counter!(GOSSIP_BYTES_TOTAL, "gossip bytes by direction");

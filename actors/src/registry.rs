@@ -1,6 +1,7 @@
 //! ServiceRegistry: the node's persistent registry in sled.
 //!
-//! Trees: `meta` (store format version, node id), `deployments` (one JSON record per served
+//! Trees: `meta` (store format version, node id, the run-time configuration layer as TOML),
+//! `deployments` (one JSON record per served
 //! model) and `keys` (API key records, hashed secrets only, by key id). Every write is flushed to disk before it is acknowledged. The store is opened once
 //! per process, by this actor.
 
@@ -17,6 +18,7 @@ pub const STORE_FORMAT_VERSION: u32 = 1;
 
 const FORMAT_KEY: &[u8] = b"format_version";
 const NODE_ID_KEY: &[u8] = b"node_id";
+const RUNTIME_CONFIG_KEY: &[u8] = b"runtime_config";
 
 /// A deployment as the registry keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,6 +190,38 @@ impl Store {
         self.db.flush_async().await?;
         Ok(())
     }
+
+    /// The run-time configuration layer (TOML text), if any change was made.
+    pub fn runtime_config(&self) -> Result<Option<String>> {
+        self.meta
+            .get(RUNTIME_CONFIG_KEY)?
+            .map(|raw| {
+                String::from_utf8(raw.to_vec())
+                    .map_err(|_| ActorError::Corrupt("runtime_config is not UTF-8".into()))
+            })
+            .transpose()
+    }
+
+    /// Replaces the run-time configuration layer (empty text removes it); flushed.
+    pub async fn set_runtime_config(&self, toml_text: &str) -> Result<()> {
+        if toml_text.trim().is_empty() {
+            self.meta.remove(RUNTIME_CONFIG_KEY)?;
+        } else {
+            self.meta.insert(RUNTIME_CONFIG_KEY, toml_text.as_bytes())?;
+        }
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+/// Reads the run-time configuration layer from the store under `data_dir` before the node
+/// starts (the store is closed again; the registry opens it for the node).
+pub async fn read_runtime_config(data_dir: &Path) -> Result<Option<String>> {
+    if !data_dir.join("registry").exists() {
+        return Ok(None);
+    }
+    let store = Store::open_waiting(data_dir, std::time::Duration::from_secs(5)).await?;
+    store.runtime_config()
 }
 
 fn decode(name: &str, raw: &[u8]) -> Result<DeploymentRecord> {
@@ -209,6 +243,8 @@ pub enum RegistryMsg {
     /// Stores key records (flushed before the reply).
     PutKeys(Vec<KeyRecord>, RpcReplyPort<Result<()>>),
     ListKeys(RpcReplyPort<Result<Vec<KeyRecord>>>),
+    /// Stores the run-time configuration layer (flushed before the reply).
+    PutRuntimeConfig(String, RpcReplyPort<Result<()>>),
     Flush(RpcReplyPort<Result<()>>),
 }
 
@@ -276,6 +312,9 @@ impl Actor for ServiceRegistry {
             RegistryMsg::ListKeys(reply) => {
                 let _ = reply.send(s.keys());
             }
+            RegistryMsg::PutRuntimeConfig(text, reply) => {
+                let _ = reply.send(s.set_runtime_config(&text).await);
+            }
             RegistryMsg::Flush(reply) => {
                 let _ = reply.send(s.flush().await);
             }
@@ -321,6 +360,16 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.node_id().unwrap(), id);
         assert_eq!(store.deployments().unwrap(), vec![record("a")]);
+        assert_eq!(store.runtime_config().unwrap(), None);
+        store
+            .set_runtime_config("[log]\nfilter = \"debug\"\n")
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.runtime_config().unwrap().unwrap().contains("debug"));
+        store.set_runtime_config("").await.unwrap();
+        assert_eq!(store.runtime_config().unwrap(), None);
         // Re-recording keeps the creation time.
         let mut again = record("a");
         again.created_unix_s = 99;

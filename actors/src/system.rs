@@ -6,17 +6,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use golek_config::NodeConfig;
+use golek_config::{LoadedConfig, NodeConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 
 use crate::cluster::{ClusterArgs, ClusterManager, ClusterMsg, SelfInfo};
-use crate::config_manager::{ConfigManager, ConfigMsg};
+use crate::config_manager::{
+    ChangeRefused, ChangeReport, ConfigArgs, ConfigChange, ConfigManager, ConfigMsg, ConfigReport,
+};
 use crate::health::Health;
+use crate::observe::{ObservabilityArgs, ObservabilityManager, ObservabilityMsg};
 use crate::provider::{ProviderSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::registry::{DeploymentRecord, RegistryMsg, ServiceRegistry};
 use crate::reliability::{Reliability, ReliabilityManager, ReliabilityMsg};
 use crate::router::{Router, RouterHandle, RoutingTable};
+use crate::tasks::Tasks;
 use crate::tenants::KeyStore;
 use crate::tree::ActorSnapshot;
 use crate::{ActorError, Result};
@@ -27,6 +31,8 @@ pub struct SystemModule;
 
 pub struct SystemArgs {
     config: Arc<NodeConfig>,
+    /// The layers `config` came from (run-time changes need them).
+    loaded: Option<LoadedConfig>,
     table: watch::Sender<Arc<RoutingTable>>,
     router: RouterHandle,
     /// Where the HTTP API listens (what the node advertises to peers).
@@ -38,6 +44,7 @@ pub struct Managers {
     pub config: ActorRef<ConfigMsg>,
     pub registry: ActorRef<RegistryMsg>,
     pub reliability: ActorRef<ReliabilityMsg>,
+    pub observability: ActorRef<ObservabilityMsg>,
     /// API keys: stored in the registry, read by requests.
     pub keys: KeyStore,
     pub providers: ActorRef<SupervisorMsg>,
@@ -53,6 +60,10 @@ pub enum SystemMsg {
 
 pub struct SystemState {
     managers: Managers,
+    /// `[telemetry]` as the node started, to start the ObservabilityManager again.
+    telemetry: golek_config::TelemetryConfig,
+    /// The subscriber that applies run-time configuration changes.
+    tasks: Tasks,
 }
 
 fn now_unix_s() -> u64 {
@@ -62,7 +73,7 @@ fn now_unix_s() -> u64 {
         .unwrap_or(0)
 }
 
-async fn call<M, T>(
+pub(crate) async fn call<M, T>(
     actor: &ActorRef<M>,
     name: &str,
     msg: impl FnOnce(RpcReplyPort<T>) -> M,
@@ -93,10 +104,6 @@ impl Actor for SystemModule {
             name: name.into(),
             message: e.to_string(),
         };
-        let (config_ref, _) =
-            Actor::spawn_linked(None, ConfigManager, config.clone(), cell.clone())
-                .await
-                .map_err(|e| spawn_err("ConfigManager", e))?;
         let (reliability, _) = Actor::spawn_linked(
             None,
             ReliabilityManager,
@@ -113,6 +120,18 @@ impl Actor for SystemModule {
         )
         .await
         .map_err(|e| spawn_err("ServiceRegistry", e))?;
+        let (config_ref, _) = Actor::spawn_linked(
+            None,
+            ConfigManager,
+            ConfigArgs {
+                config: config.clone(),
+                loaded: args.loaded,
+                registry: registry.clone(),
+            },
+            cell.clone(),
+        )
+        .await
+        .map_err(|e| spawn_err("ConfigManager", e))?;
         // The keys stored here, before anything is served.
         let keys = KeyStore::new(args.router.tenants().clone(), registry.clone());
         let loaded = keys
@@ -157,6 +176,7 @@ impl Actor for SystemModule {
             None
         };
         args.router.set_node_id(node_id.clone());
+        let observability = spawn_observability(&cell, &config.telemetry, &node_id).await?;
 
         // Record the deployments (flushed) before serving them.
         let mut models = Vec::new();
@@ -206,11 +226,23 @@ impl Actor for SystemModule {
         .await
         .map_err(|e| spawn_err("ProviderSupervisor", e))?;
 
+        // Run-time changes reach their owners from here on.
+        let tasks = Tasks::new();
+        let updates = call(&config_ref, "ConfigManager", ConfigMsg::Subscribe).await?;
+        tasks.spawn(crate::reconfigure::follow(
+            updates,
+            args.router.clone(),
+            providers.clone(),
+            observability.clone(),
+        ));
         Ok(SystemState {
+            tasks,
+            telemetry: config.telemetry.clone(),
             managers: Managers {
                 config: config_ref,
                 registry,
                 reliability,
+                observability,
                 keys,
                 providers,
                 cluster,
@@ -231,10 +263,19 @@ impl Actor for SystemModule {
                 let _ = reply.send(state.managers.clone());
             }
             SystemMsg::Snapshot(reply) => {
-                let snapshot = snapshot(&state.managers).await;
+                let snapshot = crate::tree::snapshot(&state.managers).await;
                 let _ = reply.send(snapshot);
             }
         }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.tasks.shutdown(Duration::from_secs(1)).await;
         Ok(())
     }
 
@@ -242,9 +283,24 @@ impl Actor for SystemModule {
         &self,
         myself: ActorRef<Self::Msg>,
         event: SupervisionEvent,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match event {
+            // Traces are no invariant of the node: their manager restarts alone (a new export
+            // thread; the process's subscriber and provider stay).
+            SupervisionEvent::ActorFailed(cell, err)
+                if cell.get_id() == state.managers.observability.get_id() =>
+            {
+                tracing::error!(error = %err, "the ObservabilityManager failed; starting it again");
+                let node_id = state.managers.node_id.clone();
+                match spawn_observability(&myself.get_cell(), &state.telemetry, &node_id).await {
+                    Ok(actor) => state.managers.observability = actor,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the ObservabilityManager again; stopping the node");
+                        myself.stop(Some(format!("ObservabilityManager: {e}")));
+                    }
+                }
+            }
             SupervisionEvent::ActorFailed(cell, err) => {
                 tracing::error!(actor = %cell.get_id(), error = %err, "a node manager failed; stopping the node");
                 myself.stop(Some(format!("manager failed: {err}")));
@@ -258,74 +314,22 @@ impl Actor for SystemModule {
     }
 }
 
-/// Asks each manager for its part of the tree; one that does not answer shows as such.
-async fn snapshot(managers: &Managers) -> ActorSnapshot {
-    let answered = |mut s: ActorSnapshot, ok: bool| {
-        if !ok {
-            s.state = "not_answering".into();
-        }
-        s
+async fn spawn_observability(
+    supervisor: &ractor::ActorCell,
+    telemetry: &golek_config::TelemetryConfig,
+    node_id: &str,
+) -> Result<ActorRef<ObservabilityMsg>> {
+    let args = ObservabilityArgs {
+        telemetry: telemetry.clone(),
+        node_id: node_id.to_string(),
     };
-    let mut root = ActorSnapshot::running("SystemModule", "system")
-        .with_detail("node_id", managers.node_id.clone().into());
-    let alive = |cell: &ractor::ActorCell| {
-        matches!(
-            cell.get_status(),
-            ractor::ActorStatus::Running | ractor::ActorStatus::Upgrading
-        )
-    };
-    root.children.push(answered(
-        ActorSnapshot::running("ConfigManager", "config_manager"),
-        alive(&managers.config.get_cell()),
-    ));
-    root.children.push(answered(
-        ActorSnapshot::running("ServiceRegistry", "registry")
-            .with_detail("node_id", managers.node_id.clone().into()),
-        alive(&managers.registry.get_cell()),
-    ));
-    let providers = call(
-        &managers.providers,
-        "ProviderSupervisor",
-        SupervisorMsg::Snapshot,
-    )
-    .await
-    .unwrap_or_else(|_| {
-        answered(
-            ActorSnapshot::running("ProviderSupervisor", "provider_supervisor"),
-            false,
-        )
-    });
-    root.children.push(providers);
-    root.children.push(
-        call(
-            &managers.reliability,
-            "ReliabilityManager",
-            ReliabilityMsg::Snapshot,
-        )
+    Actor::spawn_linked(None, ObservabilityManager, args, supervisor.clone())
         .await
-        .unwrap_or_else(|_| {
-            answered(
-                ActorSnapshot::running("ReliabilityManager", "reliability_manager"),
-                false,
-            )
-        }),
-    );
-    if let Some(cluster) = &managers.cluster {
-        let snapshot = call(cluster, "ClusterManager", ClusterMsg::Snapshot)
-            .await
-            .unwrap_or_else(|_| {
-                answered(
-                    ActorSnapshot::running("ClusterManager", "cluster_manager"),
-                    false,
-                )
-            });
-        root.children.push(snapshot);
-    }
-    root.children.push(answered(
-        ActorSnapshot::running("Router", "router"),
-        alive(&managers.router.get_cell()),
-    ));
-    root
+        .map(|(actor, _)| actor)
+        .map_err(|e| ActorError::Spawn {
+            name: "ObservabilityManager".into(),
+            message: e.to_string(),
+        })
 }
 
 /// Reads the supervision tree of a running node.
@@ -337,6 +341,33 @@ pub struct Inspector {
 impl Inspector {
     pub async fn actors(&self) -> Result<ActorSnapshot> {
         call(&self.system, "SystemModule", SystemMsg::Snapshot).await
+    }
+}
+
+/// Changes and shows a running node's configuration.
+#[derive(Clone)]
+pub struct ConfigHandle {
+    manager: ActorRef<ConfigMsg>,
+}
+
+impl ConfigHandle {
+    pub async fn change(
+        &self,
+        change: ConfigChange,
+    ) -> Result<std::result::Result<ChangeReport, ChangeRefused>> {
+        call(&self.manager, "ConfigManager", |r| {
+            ConfigMsg::Change(change, r)
+        })
+        .await
+    }
+
+    /// The effective configuration, its layers and what is pending (`None` without layers).
+    pub async fn report(&self) -> Result<Option<ConfigReport>> {
+        call(&self.manager, "ConfigManager", ConfigMsg::Show).await
+    }
+
+    pub async fn subscribe(&self) -> Result<watch::Receiver<Arc<NodeConfig>>> {
+        call(&self.manager, "ConfigManager", ConfigMsg::Subscribe).await
     }
 }
 
@@ -361,6 +392,20 @@ pub async fn start_node(config: Arc<NodeConfig>) -> Result<NodeHandle> {
 /// [`start_node`] for a node whose HTTP API listens on `http_addr` (a port the listener was
 /// given, for example): that is the address the cluster learns.
 pub async fn start_node_at(config: Arc<NodeConfig>, http_addr: SocketAddr) -> Result<NodeHandle> {
+    start(config, None, http_addr).await
+}
+
+/// [`start_node_at`] for a configuration loaded from its layers: it can then change while the
+/// node runs (`golek config set`, the file, SIGHUP).
+pub async fn start_node_loaded(loaded: LoadedConfig, http_addr: SocketAddr) -> Result<NodeHandle> {
+    start(Arc::new(loaded.config.clone()), Some(loaded), http_addr).await
+}
+
+async fn start(
+    config: Arc<NodeConfig>,
+    loaded: Option<LoadedConfig>,
+    http_addr: SocketAddr,
+) -> Result<NodeHandle> {
     crate::metrics::describe();
     golek_providers::describe_metrics();
     let (table_tx, table_rx) = watch::channel(Arc::new(RoutingTable::default()));
@@ -371,18 +416,13 @@ pub async fn start_node_at(config: Arc<NodeConfig>, http_addr: SocketAddr) -> Re
         Arc::new(Health::new(config.supervision.max_hung_workers)),
         Arc::new(Reliability::new(&config.reliability)),
     );
-    router.set_routes(
-        config
-            .routes
-            .iter()
-            .map(|(name, r)| (name.clone(), r.targets.clone().into()))
-            .collect(),
-    );
+    router.set_routes(crate::reconfigure::routes_of(&config));
     let (system, join) = Actor::spawn(
         None,
         SystemModule,
         SystemArgs {
             config: config.clone(),
+            loaded,
             table: table_tx,
             router: router.clone(),
             http_addr,
@@ -453,6 +493,21 @@ impl NodeHandle {
     /// A receiver that sees the configuration and every later change to it.
     pub async fn config_updates(&self) -> Result<watch::Receiver<Arc<NodeConfig>>> {
         call(&self.managers.config, "ConfigManager", ConfigMsg::Subscribe).await
+    }
+
+    /// Applies a run-time configuration change (validated whole, stored, then published).
+    pub async fn change_config(
+        &self,
+        change: ConfigChange,
+    ) -> Result<std::result::Result<ChangeReport, ChangeRefused>> {
+        self.config_handle().change(change).await
+    }
+
+    /// A cheap handle for changing and showing the configuration (for the admin API).
+    pub fn config_handle(&self) -> ConfigHandle {
+        ConfigHandle {
+            manager: self.managers.config.clone(),
+        }
     }
 
     /// Resolves when the actor system has stopped on its own (a manager failed).

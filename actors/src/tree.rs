@@ -5,6 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::ClusterMsg;
+use crate::provider::SupervisorMsg;
+use crate::reliability::ReliabilityMsg;
+use crate::system::{call, Managers};
+
 /// One actor and the actors it supervises.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActorSnapshot {
@@ -83,6 +88,90 @@ impl ActorSnapshot {
             child.collect_failing(&path, out);
         }
     }
+}
+
+/// Asks each manager for its part of the tree; one that does not answer shows as such.
+pub(crate) async fn snapshot(managers: &Managers) -> ActorSnapshot {
+    let answered = |mut s: ActorSnapshot, ok: bool| {
+        if !ok {
+            s.state = "not_answering".into();
+        }
+        s
+    };
+    let mut root = ActorSnapshot::running("SystemModule", "system")
+        .with_detail("node_id", managers.node_id.clone().into());
+    let alive = |cell: &ractor::ActorCell| {
+        matches!(
+            cell.get_status(),
+            ractor::ActorStatus::Running | ractor::ActorStatus::Upgrading
+        )
+    };
+    root.children.push(answered(
+        ActorSnapshot::running("ConfigManager", "config_manager"),
+        alive(&managers.config.get_cell()),
+    ));
+    root.children.push(answered(
+        ActorSnapshot::running("ServiceRegistry", "registry")
+            .with_detail("node_id", managers.node_id.clone().into()),
+        alive(&managers.registry.get_cell()),
+    ));
+    let providers = call(
+        &managers.providers,
+        "ProviderSupervisor",
+        SupervisorMsg::Snapshot,
+    )
+    .await
+    .unwrap_or_else(|_| {
+        answered(
+            ActorSnapshot::running("ProviderSupervisor", "provider_supervisor"),
+            false,
+        )
+    });
+    root.children.push(providers);
+    root.children.push(
+        call(
+            &managers.reliability,
+            "ReliabilityManager",
+            ReliabilityMsg::Snapshot,
+        )
+        .await
+        .unwrap_or_else(|_| {
+            answered(
+                ActorSnapshot::running("ReliabilityManager", "reliability_manager"),
+                false,
+            )
+        }),
+    );
+    if let Some(cluster) = &managers.cluster {
+        let snapshot = call(cluster, "ClusterManager", ClusterMsg::Snapshot)
+            .await
+            .unwrap_or_else(|_| {
+                answered(
+                    ActorSnapshot::running("ClusterManager", "cluster_manager"),
+                    false,
+                )
+            });
+        root.children.push(snapshot);
+    }
+    root.children.push(
+        call(
+            &managers.observability,
+            "ObservabilityManager",
+            crate::observe::ObservabilityMsg::Snapshot,
+        )
+        .await
+        .unwrap_or_else(|_| {
+            answered(
+                ActorSnapshot::running("ObservabilityManager", "observability"),
+                false,
+            )
+        }),
+    );
+    root.children.push(answered(
+        ActorSnapshot::running("Router", "router"),
+        alive(&managers.router.get_cell()),
+    ));
+    root
 }
 
 #[cfg(test)]

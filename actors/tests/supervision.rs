@@ -36,6 +36,7 @@ fn config(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> Arc<NodeConfig>
             file: None,
             env,
             cli,
+            ..Default::default()
         })
         .unwrap()
         .config,

@@ -38,6 +38,7 @@ async fn stopping_a_clustered_node_ends_every_task_it_started() {
             set("models.smollm2-135m-instruct.enabled", "false"),
             set("models.all-minilm-l6-v2.enabled", "false"),
         ],
+        ..Default::default()
     };
     let loaded = golek_config::load(&inputs).expect("config");
 

@@ -18,6 +18,9 @@ pub enum Source {
     Env(String),
     /// A command-line flag, as the user wrote it.
     Cli(String),
+    /// A change made while the node ran (`golek config set`, `PUT /admin/config`), kept in the
+    /// node's store.
+    Runtime,
 }
 
 impl std::fmt::Display for Source {
@@ -27,6 +30,7 @@ impl std::fmt::Display for Source {
             Source::File(path) => write!(f, "file {}", path.display()),
             Source::Env(var) => write!(f, "env {var}"),
             Source::Cli(flag) => write!(f, "flag {flag}"),
+            Source::Runtime => f.write_str("run-time change"),
         }
     }
 }
@@ -59,9 +63,22 @@ impl Layer {
         base: &toml::Table,
         pairs: impl IntoIterator<Item = (Vec<String>, String, Source)>,
     ) -> Result<Self, ConfigError> {
+        Self::override_values(
+            base,
+            pairs
+                .into_iter()
+                .map(|(segments, raw, source)| (segments, parse_scalar(&raw), source)),
+        )
+    }
+
+    /// [`Layer::overrides`] with values already typed (a run-time change's document).
+    pub fn override_values(
+        base: &toml::Table,
+        pairs: impl IntoIterator<Item = (Vec<String>, toml::Value, Source)>,
+    ) -> Result<Self, ConfigError> {
         let mut table = toml::Table::new();
         let mut sources = Provenance::new();
-        for (segments, raw, source) in pairs {
+        for (segments, value, source) in pairs {
             if segments.is_empty() || segments.iter().any(|s| s.is_empty()) {
                 return Err(ConfigError::BadOverride {
                     source_name: source.to_string(),
@@ -79,7 +96,6 @@ impl Layer {
                     .and_then(|v| v.as_table());
                 resolved.push(key);
             }
-            let value = parse_scalar(&raw);
             insert_path(&mut table, &resolved, value).map_err(|message| {
                 ConfigError::BadOverride {
                     source_name: source.to_string(),
@@ -99,7 +115,7 @@ fn same_key(existing: &str, wanted: &str) -> bool {
 
 /// A value given as a string on the command line or in the environment: a TOML literal when it
 /// parses as one (`8`, `true`, `"x"`, `[1, 2]`), else the string itself.
-fn parse_scalar(raw: &str) -> toml::Value {
+pub(crate) fn parse_scalar(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match toml::from_str::<toml::Table>(&doc) {
         Ok(mut t) => t
@@ -109,7 +125,11 @@ fn parse_scalar(raw: &str) -> toml::Value {
     }
 }
 
-fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+pub(crate) fn insert_path(
+    table: &mut toml::Table,
+    path: &[String],
+    value: toml::Value,
+) -> Result<(), String> {
     let (last, parents) = path.split_last().ok_or("empty key path")?;
     let mut cursor = table;
     for (i, segment) in parents.iter().enumerate() {

@@ -1,7 +1,9 @@
 //! Golek's node configuration: typed, layered, validated.
 //!
 //! Layers, lowest first: built-in defaults (`defaults.toml`), a TOML file (`--config PATH`),
-//! the environment (`GOLEK_SECTION__KEY=value`, segments joined by `__`), command-line flags.
+//! the environment (`GOLEK_SECTION__KEY=value`, segments joined by `__`), command-line flags,
+//! and the changes made while the node ran (kept in its store; see [`runtime`]). Which keys
+//! change without a restart is said once, in [`hot`].
 //! Unknown keys are errors. [`load`] merges the layers, remembers where each value came from,
 //! and validates everything in one pass, reporting every bad field with its key path, the value
 //! and the reason.
@@ -9,8 +11,10 @@
 //! The environment map is passed in, never read here, so tests do not touch the process
 //! environment.
 
+pub mod hot;
 mod layers;
 mod node_config;
+pub mod runtime;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -18,12 +22,12 @@ use std::path::{Path, PathBuf};
 
 pub use layers::{Provenance, Source};
 pub use node_config::{
-    AuthConfig, ClusterConfig, DebugConfig, GgufParams, HttpConfig, ModelConfig, NodeConfig,
-    NodeSection, OnnxParams, OnnxPipeline, OpenaiParams, ProviderKind, ProviderParams,
-    ReliabilityConfig, RemoteConnection, RemoteTls, RouteConfig, RuntimeConfig, SupervisionConfig,
-    TritonParams,
+    AuthConfig, ClusterConfig, DebugConfig, GgufParams, HttpConfig, LogConfig, LogFormat,
+    ModelConfig, NodeConfig, NodeSection, OnnxParams, OnnxPipeline, OpenaiParams, ProviderKind,
+    ProviderParams, ReliabilityConfig, RemoteConnection, RemoteTls, RouteConfig, RuntimeConfig,
+    SupervisionConfig, TelemetryConfig, TritonParams,
 };
-pub use validate::FieldError;
+pub use validate::{filter_problem, FieldError};
 
 use layers::Layer;
 
@@ -69,6 +73,8 @@ pub struct ConfigInputs {
     pub env: BTreeMap<String, String>,
     /// Command-line overrides: the dotted key path, the value, and the flag as written.
     pub cli: Vec<CliOverride>,
+    /// The run-time changes (the top layer), as kept in the node's store.
+    pub runtime: toml::Table,
 }
 
 #[derive(Debug, Clone)]
@@ -94,19 +100,21 @@ pub struct LoadedConfig {
     pub config: NodeConfig,
     pub provenance: Provenance,
     merged: toml::Table,
+    /// What it was built from, to build it again with a change.
+    inputs: ConfigInputs,
+    /// The file's text as last read.
+    file_text: Option<String>,
 }
 
 impl LoadedConfig {
     /// The effective configuration, one `key = value  # source` line per value.
     pub fn show(&self) -> String {
         let mut out = String::new();
-        for (path, value) in layers::leaves(&self.merged) {
-            let source = self
-                .provenance
-                .get(&path)
-                .map(ToString::to_string)
-                .unwrap_or_else(|| "default".to_string());
-            out.push_str(&format!("{path} = {value}  # {source}\n"));
+        for entry in self.entries() {
+            out.push_str(&format!(
+                "{} = {}  # {}\n",
+                entry.key, entry.value, entry.source
+            ));
         }
         out
     }
@@ -134,6 +142,13 @@ pub fn load(inputs: &ConfigInputs) -> Result<LoadedConfig, ConfigError> {
         inputs,
         file.as_ref().map(|(path, text)| (*path, text.as_str())),
     )
+}
+
+/// Is the environment variable `name` configuration? `GOLEK_SECTION__KEY` is; a `GOLEK_*`
+/// name without `__` (`GOLEK_HOME`, `GOLEK_API_KEY`) is not and is left alone.
+fn env_key(name: &str) -> Option<&str> {
+    name.strip_prefix(ENV_PREFIX)
+        .filter(|rest| rest.contains("__"))
 }
 
 /// [`load`] with the file layer given as text instead of read: `path` names it in errors and
@@ -169,7 +184,7 @@ fn build(inputs: &ConfigInputs, file: Option<(&Path, &str)>) -> Result<LoadedCon
 
     let (so_far, _) = layers::merge(layers.clone());
     let env_pairs = inputs.env.iter().filter_map(|(name, value)| {
-        let rest = name.strip_prefix(ENV_PREFIX)?;
+        let rest = env_key(name)?;
         let segments = rest.split("__").map(str::to_string).collect();
         Some((segments, value.clone(), Source::Env(name.clone())))
     });
@@ -184,14 +199,24 @@ fn build(inputs: &ConfigInputs, file: Option<(&Path, &str)>) -> Result<LoadedCon
     let cli_layer = Layer::overrides(&so_far, cli_pairs)?;
     layers.push(cli_layer);
 
+    if !inputs.runtime.is_empty() {
+        layers.push(Layer::uniform(inputs.runtime.clone(), Source::Runtime));
+    }
+
     let (merged, provenance) = layers::merge(layers);
     let home = inputs.env.get("HOME").map(PathBuf::from);
     let config = validate::build_and_validate(&merged, &provenance, home.as_deref())
         .map_err(ConfigError::Invalid)?;
+    let mut inputs = inputs.clone();
+    if let Some((path, _)) = file {
+        inputs.file = Some(path.to_path_buf());
+    }
     Ok(LoadedConfig {
         config,
         provenance,
         merged,
+        inputs,
+        file_text: file.map(|(_, text)| text.to_string()),
     })
 }
 

@@ -20,6 +20,8 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     pub reliability: ReliabilityConfig,
     pub auth: AuthConfig,
+    pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
     /// Deployments by served model name; disabled ones are dropped.
     pub models: BTreeMap<String, ModelConfig>,
     /// Fallback chains by served name.
@@ -102,6 +104,41 @@ pub struct HttpConfig {
     pub retry_after_s: u32,
     /// Admin routes answer clients other than loopback (without auth on).
     pub admin_from_anywhere: bool,
+}
+
+/// The node's log: what is written and how.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogConfig {
+    /// Which events are logged: a level (`info`) or `target=level` directives, comma-separated
+    /// (`info,golek_actors::cluster=debug`), as `RUST_LOG` takes them.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable text on a terminal, JSON lines otherwise.
+    Auto,
+    Text,
+    Json,
+}
+
+/// Traces: spans exported over OTLP/HTTP (protobuf).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TelemetryConfig {
+    /// The collector's traces URL (`http://host:4318/v1/traces`); unset: no export.
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces recorded (0 to 1); a request that arrives with a sampled parent
+    /// is recorded whatever this says.
+    pub sampling_ratio: f64,
+    /// Finished spans held for export; beyond it spans are dropped (and counted), never waited
+    /// for.
+    pub queue_spans: usize,
+    /// Most spans one export carries.
+    pub batch_spans: usize,
+    /// How often the queue is exported when it holds fewer than a batch.
+    pub export_interval: Duration,
 }
 
 /// API keys and tenants.

@@ -17,7 +17,7 @@ fn with_file(name: &str) -> ConfigInputs {
     ConfigInputs {
         file: Some(examples().join(name)),
         env: env(&[("HOME", "/home/test")]),
-        cli: vec![],
+        ..Default::default()
     }
 }
 
@@ -95,6 +95,7 @@ fn layers_apply_in_order_defaults_file_env_cli() {
             "127.0.0.1:1003",
             "--http-addr",
         )],
+        ..Default::default()
     };
     let loaded = load(&inputs).unwrap();
     let c = &loaded.config;
@@ -147,6 +148,7 @@ fn relative_paths_follow_the_layer_that_set_them() {
         file: Some(file),
         env: env(&[("HOME", "/h"), ("GOLEK_NODE__DATA_DIR", "~/state")]),
         cli: vec![],
+        ..Default::default()
     })
     .unwrap();
     let ProviderParams::Onnx(p) = &loaded.config.models["t"].params else {
@@ -226,6 +228,7 @@ fn validation_errors_say_which_layer_set_the_value_and_all_are_reported() {
             "5000",
             "--set",
         )],
+        ..Default::default()
     })
     .unwrap_err();
     let errors = err.field_errors();
@@ -518,4 +521,45 @@ targets = ["golek-tiny", "remote"]
     .config;
     assert_eq!(ok.routes["chat"].targets, ["golek-tiny", "remote"]);
     assert_eq!(ok.reliability.max_continuations, 2);
+}
+
+/// `config/examples/node.toml` marks each key `# hot` or `# restart`, as [`hot::is_hot`] says,
+/// and documents every key of the defaults outside `[models]`.
+#[test]
+fn the_example_marks_each_key_hot_or_restart_only_as_the_code_does() {
+    let text = std::fs::read_to_string(examples().join("node.toml")).unwrap();
+    let mut section = String::new();
+    let mut marked = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let bare = line.trim_start_matches('#').trim();
+        if bare.starts_with('[') && bare.ends_with(']') && !bare.contains('=') {
+            section = bare.trim_matches(['[', ']']).to_string();
+            continue;
+        }
+        let Some((key, rest)) = bare.split_once(" = ") else {
+            continue;
+        };
+        if !key.chars().all(|c| c.is_ascii_lowercase() || c == '_') || section.is_empty() {
+            continue;
+        }
+        let path = format!("{section}.{key}");
+        let tag = if rest.contains("# hot") {
+            true
+        } else if rest.contains("# restart") {
+            false
+        } else {
+            panic!("{path} is not marked # hot or # restart in node.toml");
+        };
+        assert_eq!(tag, hot::is_hot(&path), "{path} is marked wrongly");
+        marked.insert(path);
+    }
+    let defaults: toml::Table = toml::from_str(DEFAULTS).unwrap();
+    for (path, _) in layers::leaves(&defaults) {
+        if !path.starts_with("models.") {
+            assert!(
+                marked.contains(&path),
+                "{path} is not documented in node.toml"
+            );
+        }
+    }
 }

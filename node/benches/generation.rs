@@ -105,6 +105,8 @@ fn in_process(model: &Path, threads: u32, slots: u32, streams: usize, n: u32) ->
             deadline: now + std::time::Duration::from_secs(600),
             outcome: Default::default(),
             tenant: None,
+            span: tracing::Span::none(),
+            queued: None,
         })
         .expect("submit");
         receivers.push(rx);

@@ -128,8 +128,46 @@ pub enum ModelCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Print the effective configuration and the layer each value came from.
-    Show(ConfigArgs),
+    /// Print the effective configuration and the layer each value came from; with `--http`, a
+    /// running node's (its run-time changes included, and what waits for a restart).
+    Show {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// A running node's HTTP address.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+        /// Print JSON (with `--http`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change one key of a running node, e.g. `golek config set log.filter debug`. Hot keys
+    /// apply at once; the others at the next start. Kept across restarts.
+    Set {
+        /// The key, as a dotted path (`models.NAME.queue_capacity`).
+        #[arg(value_name = "KEY")]
+        path: String,
+        value: String,
+        #[command(flatten)]
+        node: crate::keys_cli::NodeArgs,
+    },
+    /// Remove a running node's run-time value of KEY (it falls back to the file, the
+    /// environment, the flags or the default).
+    Unset {
+        #[arg(value_name = "KEY")]
+        path: String,
+        #[command(flatten)]
+        node: crate::keys_cli::NodeArgs,
+    },
+    /// Make a running node read its configuration file again (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        node: crate::keys_cli::NodeArgs,
+    },
+    /// With the node stopped: forget every run-time change kept in its data dir.
+    Reset {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
 }
 
 /// The flags that build the configuration (the top layer, above file and environment).
@@ -224,12 +262,17 @@ impl ConfigArgs {
             file: self.config.clone(),
             env: std::env::vars().collect(),
             cli,
+            ..Default::default()
         };
         Ok(golek_config::load(&inputs)?)
     }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // `serve` installs the configured log once its configuration is loaded.
+    if !matches!(cli.command, Command::Serve(_)) {
+        crate::init_tracing();
+    }
     match cli.command {
         Command::Serve(args) => {
             let loaded = args.load()?;
@@ -238,15 +281,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .thread_name("golek-rt")
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(crate::serve(loaded, crate::server::shutdown_signal()))
+            runtime.block_on(async {
+                // The log as configured, run-time changes included, before anything logs.
+                let loaded = crate::with_stored_changes(loaded).await?;
+                let traces = crate::telemetry::layer(&loaded.config.telemetry);
+                crate::logging::install(&crate::logging::start_config(&loaded), traces);
+                crate::serve(loaded, crate::server::shutdown_signal()).await
+            })
         }
-        Command::Config {
-            command: ConfigCommand::Show(args),
-        } => {
-            let loaded = args.load()?;
-            print!("{}", loaded.show());
-            Ok(())
-        }
+        Command::Config { command } => crate::config_cli::run(command),
         Command::Cluster { command } => cluster_command(command),
         Command::Status { http, json } => crate::status::actors_command(&http, json),
         Command::Key { command } => crate::keys_cli::run(command),
@@ -440,4 +483,13 @@ fn infer_command(args: InferArgs) -> anyhow::Result<()> {
         client.close().await;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -44,13 +44,14 @@ pub enum KeyCommand {
 pub struct NodeArgs {
     /// The node's HTTP address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    http: String,
+    pub http: String,
     /// An admin key (when the node has auth on).
     #[arg(long, env = "GOLEK_API_KEY", hide_env_values = true)]
-    key: Option<String>,
+    pub key: Option<String>,
 }
 
-fn call(
+/// Calls a node's admin API; a non-2xx answer is an error with the node's message.
+pub(crate) fn call(
     node: &NodeArgs,
     method: reqwest::Method,
     path: &str,

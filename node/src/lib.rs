@@ -5,22 +5,20 @@
 //! [`golek_actors::NodeHandle`].
 
 pub mod cli;
+mod config_cli;
 pub mod http;
 mod keys_cli;
+pub mod logging;
 mod metrics;
+mod reload;
 mod server;
 mod status;
+pub mod telemetry;
 
-pub use server::serve;
+pub use server::{serve, with_stored_changes};
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr as text, filtered by `RUST_LOG` (default `info`), for commands that load no
+/// configuration and for embedders; `golek serve` installs the configured log instead.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+    logging::install_default();
 }

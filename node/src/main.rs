@@ -1,10 +1,9 @@
-//! The `golek` binary: parse the command line, start logging, run the command.
+//! The `golek` binary: parse the command line, run the command (which starts the log).
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = golek_node::cli::Cli::parse();
-    golek_node::init_tracing();
     match golek_node::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -33,27 +33,60 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Runs a node until `shutdown` resolves, then shuts it down gracefully.
+/// The configuration with the run-time layer stored in its data dir (the changes made while the
+/// node last ran), validated whole like any change.
+pub async fn with_stored_changes(loaded: LoadedConfig) -> anyhow::Result<LoadedConfig> {
+    let dir = loaded.config.node.data_dir.clone();
+    let Some(text) = golek_actors::registry::read_runtime_config(&dir)
+        .await
+        .context("cannot read the run-time configuration changes from the store")?
+    else {
+        return Ok(loaded);
+    };
+    let layer: toml::Table = toml::from_str(&text)
+        .context("the stored run-time configuration changes are not valid TOML")?;
+    loaded.with_runtime_layer(layer).with_context(|| {
+        format!(
+            "the run-time configuration changes stored in {} no longer fit this configuration; with the node stopped, `golek config reset --data-dir {}` removes them",
+            dir.display(),
+            dir.display()
+        )
+    })
+}
+
+/// Runs a node until `shutdown` resolves, then shuts it down gracefully. The run-time changes
+/// stored in its data dir apply on top of `loaded`.
 pub async fn serve(
     loaded: LoadedConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let prometheus = crate::metrics::install().context("cannot install the metrics recorder")?;
-    let config = Arc::new(loaded.config);
+    let loaded = with_stored_changes(loaded).await?;
+    let config = Arc::new(loaded.config.clone());
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
         .with_context(|| format!("cannot listen on {} (http.addr)", config.http.addr))?;
     let addr = listener.local_addr()?;
     // The whole node starts under its supervision tree, the cluster side included.
-    let node = golek_actors::start_node_at(config.clone(), addr)
+    let file = loaded.file().map(std::path::Path::to_path_buf);
+    let node = golek_actors::start_node_loaded(loaded, addr)
         .await
         .context("cannot start the node")?;
     let node_id = node.node_id.clone();
+    crate::logging::set_node_id(&node_id);
+    let config_handle = node.config_handle();
+    let updates = config_handle
+        .subscribe()
+        .await
+        .context("cannot follow the configuration")?;
+    let followers =
+        crate::reload::start(config_handle.clone(), config.clone(), updates.clone(), file);
     tracing::info!(%addr, %node_id, models = config.models.len(), "golek listening");
 
     let app = http::app(AppState {
         node_id: node_id.clone(),
-        config: config.clone(),
+        config: updates.clone(),
+        config_handle,
         router: node.router.clone(),
         inspector: node.inspector(),
         keys: node.keys(),
@@ -77,7 +110,9 @@ pub async fn serve(
         let _ = signalled_tx.send(());
     })
     .into_future();
-    let grace = config.http.shutdown_grace;
+    // `http.shutdown_grace_ms` as it is when the signal comes (it changes at run time).
+    let live = updates;
+    let grace = move || live.borrow().http.shutdown_grace;
     tokio::select! {
         result = server => result.context("the HTTP server failed")?,
         _ = node.stopped() => {
@@ -85,14 +120,15 @@ pub async fn serve(
         }
         _ = async {
             if signalled_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
+                tokio::time::sleep(grace()).await;
             } else {
                 std::future::pending::<()>().await;
             }
         } => {
-            tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace period over; dropping the requests still running");
+            tracing::warn!(grace_ms = grace().as_millis() as u64, "shutdown grace period over; dropping the requests still running");
         }
     }
+    followers.abort();
     node.shutdown()
         .await
         .context("cannot stop the node cleanly")?;

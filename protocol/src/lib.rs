@@ -19,6 +19,7 @@ pub mod kserve;
 pub mod limits;
 pub mod model;
 pub mod openai;
+pub mod trace;
 pub mod validate;
 
 pub use error::{ErrorCode, ErrorInfo};

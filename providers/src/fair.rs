@@ -70,6 +70,8 @@ mod tests {
             deadline: now + Duration::from_secs(60),
             outcome: OutcomeHook::default(),
             tenant: tenant.map(Into::into),
+            span: tracing::Span::none(),
+            queued: None,
         }
     }
 

@@ -10,6 +10,7 @@ mod fair;
 mod faults;
 #[cfg(feature = "gguf")]
 pub mod gguf;
+mod heartbeat;
 mod metrics;
 #[cfg(feature = "onnx")]
 pub mod onnx;

@@ -8,8 +8,8 @@
 //! nothing else is queued, a lone request runs at once instead of paying the window.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use golek_protocol::ErrorInfo;
 
 use crate::fair::FairLines;
 pub use crate::faults::Faults;
+use crate::heartbeat::Heartbeat;
 use crate::metrics as m;
 pub use crate::outcome::OutcomeHook;
 
@@ -36,9 +37,24 @@ pub struct Job {
     pub outcome: OutcomeHook,
     /// The tenant it is for: the queue serves its tenants in turn.
     pub tenant: Option<std::sync::Arc<str>>,
+    /// The request's span: the work done for it on the worker is inside the request's trace.
+    pub span: tracing::Span,
+    /// Open while the job waits in the queue (closed when a worker takes it).
+    pub queued: Option<tracing::Span>,
 }
 
 impl Job {
+    /// A span of the work done for this job (`prefill`, `decode`, `batch`, `upstream`), a child of the
+    /// request's span; it ends when dropped.
+    pub fn work_span(&self, name: &'static str) -> tracing::Span {
+        match name {
+            "prefill" => tracing::info_span!(parent: &self.span, "prefill"),
+            "decode" => tracing::info_span!(parent: &self.span, "decode"),
+            "upstream" => tracing::info_span!(parent: &self.span, "upstream"),
+            _ => tracing::info_span!(parent: &self.span, "batch"),
+        }
+    }
+
     /// True when the client is gone or the deadline passed: the job need not run.
     pub fn is_abandoned(&self) -> bool {
         self.events.is_closed() || Instant::now() >= self.deadline
@@ -63,41 +79,6 @@ impl Job {
     }
 }
 
-/// The worker's sign of life: when it last touched its queue and whether it holds work. A
-/// worker that holds work and has not come back to its queue for long is hung.
-#[derive(Debug)]
-struct Heartbeat {
-    epoch: Instant,
-    beat_ms: AtomicU64,
-    busy: AtomicBool,
-}
-
-impl Heartbeat {
-    fn new() -> Self {
-        Heartbeat {
-            epoch: Instant::now(),
-            beat_ms: AtomicU64::new(0),
-            busy: AtomicBool::new(false),
-        }
-    }
-
-    fn beat(&self, busy: bool) {
-        let ms = self.epoch.elapsed().as_millis().min(u64::MAX as u128) as u64;
-        self.beat_ms.store(ms, Ordering::SeqCst);
-        self.busy.store(busy, Ordering::SeqCst);
-    }
-
-    /// How long the worker has held work without coming back to its queue (`None` when idle).
-    fn stalled_for(&self) -> Option<Duration> {
-        if !self.busy.load(Ordering::SeqCst) {
-            return None;
-        }
-        let now = self.epoch.elapsed();
-        let beat = Duration::from_millis(self.beat_ms.load(Ordering::SeqCst));
-        Some(now.saturating_sub(beat))
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
     #[error("the model's queue is full")]
@@ -109,14 +90,17 @@ pub enum SubmitError {
 struct Shared {
     model: String,
     depth: AtomicUsize,
-    capacity: usize,
+    /// The cap on `depth`; changes at run time ([`JobSender::set_limits`]).
+    capacity: AtomicUsize,
+    /// The batching window in microseconds; changes at run time.
+    max_delay_us: AtomicU64,
     heartbeat: Heartbeat,
 }
 
 /// The submitting side; cheap to clone.
 #[derive(Clone)]
 pub struct JobSender {
-    tx: mpsc::SyncSender<Job>,
+    tx: mpsc::Sender<Job>,
     shared: Arc<Shared>,
 }
 
@@ -124,20 +108,27 @@ impl JobSender {
     pub fn try_submit(&self, job: Job) -> Result<(), SubmitError> {
         // Count first so the worker never sees depth underflow. Jobs the worker took off the
         // channel into its tenants' lines still count: the depth, not the channel, is the cap.
-        if self.shared.depth.fetch_add(1, Ordering::SeqCst) >= self.shared.capacity.max(1) {
+        // The channel itself is unbounded so that the cap can change while jobs wait.
+        if self.shared.depth.fetch_add(1, Ordering::SeqCst) >= self.capacity().max(1) {
             self.shared.depth.fetch_sub(1, Ordering::SeqCst);
             return Err(SubmitError::Full);
         }
-        match self.tx.try_send(job) {
+        match self.tx.send(job) {
             Ok(()) => Ok(()),
-            Err(err) => {
+            Err(SendError(_)) => {
                 self.shared.depth.fetch_sub(1, Ordering::SeqCst);
-                Err(match err {
-                    TrySendError::Full(_) => SubmitError::Full,
-                    TrySendError::Disconnected(_) => SubmitError::Closed,
-                })
+                Err(SubmitError::Closed)
             }
         }
+    }
+
+    /// A new queue capacity and batching window, applied at once: jobs already queued beyond a
+    /// smaller capacity still run; new ones are refused until the queue is under it.
+    pub fn set_limits(&self, capacity: usize, max_delay: Duration) {
+        self.shared.capacity.store(capacity, Ordering::SeqCst);
+        self.shared
+            .max_delay_us
+            .store(micros(max_delay), Ordering::SeqCst);
     }
 
     /// Jobs waiting for the worker.
@@ -146,7 +137,7 @@ impl JobSender {
     }
 
     pub fn capacity(&self) -> usize {
-        self.shared.capacity
+        self.shared.capacity.load(Ordering::SeqCst)
     }
 
     /// How long the worker has held work without coming back to its queue; `None` while it
@@ -174,7 +165,6 @@ pub struct JobQueue {
     shared: Arc<Shared>,
     faults: Arc<Faults>,
     max_batch_rows: usize,
-    max_delay: Duration,
     /// A job taken while filling a batch that did not fit; it opens the next batch.
     held: RefCell<Option<Job>>,
     /// Jobs off the channel, one line per tenant, taken in turn (still counted in the depth).
@@ -191,11 +181,12 @@ pub fn job_queue(
     max_delay: Duration,
     faults: Arc<Faults>,
 ) -> (JobSender, JobQueue) {
-    let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+    let (tx, rx) = mpsc::channel();
     let shared = Arc::new(Shared {
         model: model.to_string(),
         depth: AtomicUsize::new(0),
-        capacity,
+        capacity: AtomicUsize::new(capacity),
+        max_delay_us: AtomicU64::new(micros(max_delay)),
         heartbeat: Heartbeat::new(),
     });
     (
@@ -208,7 +199,6 @@ pub fn job_queue(
             shared,
             faults,
             max_batch_rows: max_batch_rows.max(1),
-            max_delay,
             held: RefCell::new(None),
             lines: RefCell::new(FairLines::default()),
             last_batch_rows: Cell::new(0),
@@ -216,9 +206,18 @@ pub fn job_queue(
     )
 }
 
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
 impl JobQueue {
     pub fn model(&self) -> &str {
         &self.shared.model
+    }
+
+    /// The batching window as it is now.
+    pub fn max_delay(&self) -> Duration {
+        Duration::from_micros(self.shared.max_delay_us.load(Ordering::SeqCst))
     }
 
     pub fn max_batch_rows(&self) -> usize {
@@ -231,7 +230,9 @@ impl JobQueue {
     }
 
     /// A job goes to the worker: it now holds work; an armed hang blocks it here.
-    fn took(&self, job: Job) -> Job {
+    fn took(&self, mut job: Job) -> Job {
+        // Its wait in the queue ends here.
+        job.queued = None;
         self.shared.heartbeat.beat(true);
         if let Some(hang) = self.faults.take_hang() {
             tracing::warn!(model = %self.shared.model, hang_ms = hang.as_millis() as u64, "fault injection: worker hangs");
@@ -318,7 +319,7 @@ impl JobQueue {
             }
             let mut rows = first.request.batch_rows();
             let mut batch = vec![first];
-            let until = Instant::now() + self.max_delay;
+            let until = Instant::now() + self.max_delay();
             let wait_for_more = self.last_batch_rows.get() > 1;
             while rows < self.max_batch_rows {
                 let next = match self.try_next() {
@@ -385,6 +386,8 @@ mod tests {
                 deadline: now + Duration::from_secs(60),
                 outcome: OutcomeHook::default(),
                 tenant: None,
+                span: tracing::Span::none(),
+                queued: None,
             },
             rx,
         )
@@ -402,6 +405,16 @@ mod tests {
         assert_eq!(tx.depth(), 2);
         assert!(q.next().is_some());
         assert_eq!(tx.depth(), 1);
+        // A larger cap applies at once; a smaller one keeps what waits and refuses new jobs.
+        tx.set_limits(3, Duration::ZERO);
+        let (e, _re) = job(1);
+        let (f, _rf) = job(1);
+        tx.try_submit(e).unwrap();
+        tx.try_submit(f).unwrap();
+        tx.set_limits(1, Duration::ZERO);
+        let (g, _rg) = job(1);
+        assert_eq!(tx.try_submit(g).unwrap_err(), SubmitError::Full);
+        assert_eq!(tx.depth(), 3);
         drop(q);
         let (d, _rd) = job(1);
         assert_eq!(tx.try_submit(d).unwrap_err(), SubmitError::Closed);
@@ -495,6 +508,8 @@ mod tests {
             deadline: past,
             outcome: OutcomeHook::default(),
             tenant: None,
+            span: tracing::Span::none(),
+            queued: None,
         })
         .unwrap();
         let (fresh, _fresh_rx) = job(1);

@@ -179,11 +179,15 @@ where
         let permit = runtime
             .block_on(permits.clone().acquire_owned())
             .map_err(|e| ProviderError::Inference(e.to_string()))?;
+        let work = job.work_span("upstream");
         let running = task(job);
-        runtime.spawn(async move {
-            running.await;
-            drop(permit);
-        });
+        runtime.spawn(tracing::Instrument::instrument(
+            async move {
+                running.await;
+                drop(permit);
+            },
+            work,
+        ));
     }
     let _ = runtime.block_on(permits.acquire_many(max_in_flight as u32));
     Ok(())

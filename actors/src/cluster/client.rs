@@ -111,7 +111,8 @@ impl QuicClient {
             model: model.to_string(),
             request,
             timeout_ms: timeout.as_millis() as u64,
-            traceparent: None,
+            // The caller's trace, when it runs in one.
+            traceparent: crate::trace::current_traceparent(),
             from_node: self.client_id.clone(),
             tenant: None,
         })?;

@@ -58,7 +58,9 @@ impl PeerLinks {
         let (tx, rx) = mpsc::unbounded_channel();
         let links = self.clone();
         let model = model.to_string();
-        self.tasks.spawn(async move {
+        // The forwarding task is part of the request's trace.
+        let request_span = tracing::Span::current();
+        let forwarding = async move {
             let deadline = Instant::now() + timeout;
             links.on_request();
             let mut queue: VecDeque<PeerAddr> = candidates.iter().cloned().collect();
@@ -103,12 +105,23 @@ impl PeerLinks {
                     last.get_or_insert_with(|| {
                         ErrorInfo::new(
                             ErrorCode::Unavailable,
-                            format!("node {}: its breaker is half-open, its probe is out", member.node_id),
+                            format!(
+                                "node {}: its breaker is half-open, its probe is out",
+                                member.node_id
+                            ),
                         )
                     });
                     continue;
                 }
                 attempts += 1;
+                // One span a hop: the peer's server span is its child.
+                let hop = tracing::info_span!(
+                    "peer_hop",
+                    otel.name = %format!("forward {model}"),
+                    otel.kind = "client",
+                    peer = %member.node_id,
+                    attempt = attempts,
+                );
                 let frame = ForwardRequest {
                     version: PEER_PROTOCOL_VERSION,
                     model: model.clone(),
@@ -116,13 +129,18 @@ impl PeerLinks {
                     timeout_ms: deadline
                         .saturating_duration_since(Instant::now())
                         .as_millis() as u64,
-                    traceparent: None,
+                    traceparent: crate::trace::outgoing(&hop).map(|t| t.header()),
                     from_node: links.self_id.clone(),
                     tenant: tenant.as_deref().map(str::to_string),
                 };
                 let started = Instant::now();
                 let peer = member.node_id.clone();
-                match links.forward_one(&member, &frame, &tx, &mut resume).await {
+                let outcome = tracing::Instrument::instrument(
+                    links.forward_one(&member, &frame, &tx, &mut resume),
+                    hop,
+                )
+                .await;
+                match outcome {
                     Ok(()) => {
                         links.record(&peer, Outcome::Success);
                         metrics::counter!(m::CLUSTER_FORWARDED_TOTAL, "peer" => peer.clone(), "outcome" => "ok").increment(1);
@@ -211,7 +229,9 @@ impl PeerLinks {
                 ),
             };
             let _ = tx.send(Err(info));
-        });
+        };
+        self.tasks
+            .spawn(tracing::Instrument::instrument(forwarding, request_span));
         rx
     }
 

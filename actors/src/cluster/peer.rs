@@ -278,11 +278,28 @@ async fn serve_one(
         metrics::histogram!(crate::metrics::CLUSTER_SERVED_DEADLINE_SECONDS)
             .record(timeout.as_secs_f64());
     }
-    let submitted = if alpn == tls::ALPN_PEER {
-        router.submit_local_as(&request.model, request.request, timeout, tenant)
-    } else {
-        router.submit(&request.model, request.request, timeout)
-    };
+    // This node's part of the caller's trace: a peer's hop span (or a QUIC client's own
+    // context) is the parent. It lasts until the answer is sent.
+    let span = tracing::info_span!(
+        "peer_request",
+        otel.name = %format!("serve {}", request.model),
+        otel.kind = "server",
+        from = %peer_id,
+        model = %request.model,
+        trace_id = tracing::field::Empty,
+    );
+    let incoming = request
+        .traceparent
+        .as_deref()
+        .and_then(golek_protocol::trace::TraceParent::parse);
+    crate::trace::begin(&span, incoming, None);
+    let submitted = span.in_scope(|| {
+        if alpn == tls::ALPN_PEER {
+            router.submit_local_as(&request.model, request.request, timeout, tenant)
+        } else {
+            router.submit(&request.model, request.request, timeout)
+        }
+    });
     tracing::debug!(from = %peer_id, model = %request.model, node = self_id, "serving a forwarded request");
     let mut events = match submitted {
         Ok(rx) => rx,

@@ -101,13 +101,22 @@ impl QuicNode {
         addr: SocketAddr,
         config: &quinn::ClientConfig,
     ) -> Result<(quinn::Connection, String), ClusterError> {
-        let connecting = self
-            .endpoint
-            .connect_with(config.clone(), addr, tls::SERVER_NAME)
-            .map_err(|source| ClusterError::Dial { addr, source })?;
-        let connection = connecting
+        // On a task of its own, outside any request's span: quinn's connection task takes the
+        // current span as its parent, and a cached connection would hold the request's trace
+        // open for the connection's lifetime.
+        let endpoint = self.endpoint.clone();
+        let config = config.clone();
+        let dialing = tokio::spawn(async move {
+            let connecting = endpoint
+                .connect_with(config, addr, tls::SERVER_NAME)
+                .map_err(|source| ClusterError::Dial { addr, source })?;
+            connecting
+                .await
+                .map_err(|source| ClusterError::Handshake { addr, source })
+        });
+        let connection = dialing
             .await
-            .map_err(|source| ClusterError::Handshake { addr, source })?;
+            .map_err(|e| ClusterError::Join(format!("dialing {addr} stopped: {e}")))??;
         let id = tls::peer_node_id(&connection).ok_or(ClusterError::NoNodeId { addr })?;
         self.record(addr, &id);
         Ok((connection, id))

@@ -44,6 +44,8 @@ pub enum ProviderMsg {
     Exited(WorkerExit),
     /// Look at the worker's heartbeat (sent on a timer).
     CheckProgress,
+    /// `supervision.hang_timeout_s` changed at run time.
+    SetHangTimeout(std::time::Duration),
 }
 
 pub struct ProviderState {
@@ -146,6 +148,10 @@ impl Actor for ProviderActor {
                     name: state.name.clone(),
                     generation: state.generation,
                 });
+                Ok(())
+            }
+            ProviderMsg::SetHangTimeout(timeout) => {
+                state.hang_timeout = timeout;
                 Ok(())
             }
             ProviderMsg::CheckProgress => {

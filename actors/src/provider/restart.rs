@@ -50,6 +50,11 @@ pub struct RestartTracker {
 }
 
 impl RestartTracker {
+    /// A new policy (run time); the failures seen so far still count.
+    pub fn set_policy(&mut self, policy: RestartPolicy) {
+        self.policy = policy;
+    }
+
     pub fn new(policy: RestartPolicy) -> Self {
         Self {
             policy,

@@ -50,6 +50,9 @@ pub enum SupervisorMsg {
     },
     /// Stop every child (shutdown); failures after this are not restarted.
     StopAll(RpcReplyPort<()>),
+    /// The configuration changed at run time: the models' queue limits and the supervision
+    /// policy apply to running workers and to every later restart.
+    Reconfigure(Arc<golek_config::NodeConfig>),
     Snapshot(RpcReplyPort<ActorSnapshot>),
 }
 
@@ -107,6 +110,21 @@ impl ProviderSupervisor {
             Err(err) => {
                 let reason = format!("cannot start provider actor: {err}");
                 Self::on_child_failure(myself, state, name.to_string(), reason);
+            }
+        }
+    }
+
+    fn reconfigure(state: &mut SupervisorState, config: &golek_config::NodeConfig) {
+        let policy = RestartPolicy::from(&config.supervision);
+        state.hang_timeout = config.supervision.hang_timeout;
+        for (name, child) in &mut state.children {
+            if let Some(model) = config.models.get(name) {
+                child.config.queue_capacity = model.queue_capacity;
+                child.config.max_queue_delay = model.max_queue_delay;
+            }
+            child.tracker.set_policy(policy.clone());
+            if let Some(actor) = &child.actor {
+                let _ = actor.cast(super::ProviderMsg::SetHangTimeout(state.hang_timeout));
             }
         }
     }
@@ -334,6 +352,7 @@ impl Actor for ProviderSupervisor {
             SupervisorMsg::Snapshot(reply) => {
                 let _ = reply.send(Self::snapshot(state));
             }
+            SupervisorMsg::Reconfigure(config) => Self::reconfigure(state, &config),
             SupervisorMsg::StopAll(reply) => {
                 state.stopping = true;
                 state.timers.shutdown(Duration::from_secs(1)).await;

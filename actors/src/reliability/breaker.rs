@@ -68,6 +68,11 @@ pub struct Breaker {
 }
 
 impl Breaker {
+    /// A new policy; the state and the failures seen so far stay.
+    pub fn set_config(&mut self, config: BreakerConfig) {
+        self.config = config;
+    }
+
     pub fn new(config: BreakerConfig) -> Self {
         Breaker {
             config,

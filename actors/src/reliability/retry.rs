@@ -30,6 +30,12 @@ impl RetryBudget {
         }
     }
 
+    /// A new ratio and floor; what was saved up stays.
+    pub fn set_policy(&mut self, ratio: f64, min_per_s: u32) {
+        self.ratio_permille = (ratio.clamp(0.0, 10.0) * 1000.0) as u64;
+        self.min_per_s = u64::from(min_per_s);
+    }
+
     fn refill(&mut self, now: Instant) {
         let ms = now.saturating_duration_since(self.last_refill).as_millis() as u64;
         if ms > 0 {

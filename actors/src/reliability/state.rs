@@ -38,8 +38,9 @@ impl Target {
 }
 
 pub struct Reliability {
-    config: ReliabilityConfig,
-    breaker_config: BreakerConfig,
+    /// Changes at run time ([`Reliability::reconfigure`]).
+    config: Mutex<ReliabilityConfig>,
+    breaker_config: Mutex<BreakerConfig>,
     breakers: Mutex<BTreeMap<Target, Breaker>>,
     budget: Mutex<RetryBudget>,
 }
@@ -51,8 +52,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Reliability {
     pub fn new(config: &ReliabilityConfig) -> Self {
         Reliability {
-            config: config.clone(),
-            breaker_config: BreakerConfig::from(config),
+            config: Mutex::new(config.clone()),
+            breaker_config: Mutex::new(BreakerConfig::from(config)),
             breakers: Mutex::new(BTreeMap::new()),
             budget: Mutex::new(RetryBudget::new(
                 config.retry_budget_ratio,
@@ -64,15 +65,32 @@ impl Reliability {
 
     /// Times one stream may move to another replica.
     pub fn max_continuations(&self) -> u32 {
-        self.config.max_continuations
+        lock(&self.config).max_continuations
+    }
+
+    /// Applies a changed `[reliability]`: every breaker (open ones keep their state and count)
+    /// and the retry budget (keeping what it has saved) take the new policy at once.
+    pub fn reconfigure(&self, config: &ReliabilityConfig) {
+        let breaker_config = BreakerConfig::from(config);
+        for breaker in lock(&self.breakers).values_mut() {
+            breaker.set_config(breaker_config.clone());
+        }
+        *lock(&self.breaker_config) = breaker_config;
+        lock(&self.budget).set_policy(config.retry_budget_ratio, config.retry_budget_min_per_s);
+        *lock(&self.config) = config.clone();
+    }
+
+    fn new_breaker(&self) -> Breaker {
+        Breaker::new(lock(&self.breaker_config).clone())
     }
 
     /// Whether `target`'s breaker lets a request through now (a half-open one lets one probe).
     pub fn allow(&self, target: &Target) -> bool {
+        let fresh = self.new_breaker();
         let mut breakers = lock(&self.breakers);
         breakers
             .entry(target.clone())
-            .or_insert_with(|| Breaker::new(self.breaker_config.clone()))
+            .or_insert(fresh)
             .allow(Instant::now())
     }
 
@@ -86,10 +104,9 @@ impl Reliability {
     /// Feeds one request's outcome to `target`'s breaker.
     pub fn record(&self, target: &Target, outcome: Outcome) {
         let now = Instant::now();
+        let fresh = self.new_breaker();
         let mut breakers = lock(&self.breakers);
-        let breaker = breakers
-            .entry(target.clone())
-            .or_insert_with(|| Breaker::new(self.breaker_config.clone()));
+        let breaker = breakers.entry(target.clone()).or_insert(fresh);
         match outcome {
             Outcome::Success => breaker.on_success(now),
             Outcome::Failure => {
@@ -165,16 +182,17 @@ impl Reliability {
                        "opened": b.opened})
             })
             .collect();
+        let config = lock(&self.config).clone();
         json!({
             "targets": targets,
             "retries_refused": self.retries_refused(),
             "config": {
-                "max_continuations": self.config.max_continuations,
-                "breaker_failures": self.config.breaker_failures,
-                "breaker_window_ms": self.config.breaker_window.as_millis() as u64,
-                "breaker_cooldown_ms": self.config.breaker_cooldown.as_millis() as u64,
-                "retry_budget_ratio": self.config.retry_budget_ratio,
-                "retry_budget_min_per_s": self.config.retry_budget_min_per_s,
+                "max_continuations": config.max_continuations,
+                "breaker_failures": config.breaker_failures,
+                "breaker_window_ms": config.breaker_window.as_millis() as u64,
+                "breaker_cooldown_ms": config.breaker_cooldown.as_millis() as u64,
+                "retry_budget_ratio": config.retry_budget_ratio,
+                "retry_budget_min_per_s": config.retry_budget_min_per_s,
             },
         })
     }

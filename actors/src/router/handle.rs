@@ -1,6 +1,7 @@
 //! What request handlers use: reads the published table, checks a request (the one authority
 //! every door goes through), submits to a model's queue or forwards to a peer.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,10 +25,8 @@ pub type EventRx = mpsc::UnboundedReceiver<Result<InferenceEvent, ErrorInfo>>;
 #[derive(Clone)]
 pub struct RouterHandle {
     pub(super) table: watch::Receiver<Arc<RoutingTable>>,
-    retry_after_s: u32,
-    /// The node's longest deadline (`http.request_timeout_ms`): client and peer deadlines are
-    /// clamped to it.
-    max_timeout: Duration,
+    /// `http.retry_after_s` and `http.request_timeout_ms`, which change at run time.
+    limits: Arc<Limits>,
     health: Arc<Health>,
     /// Set once when the node joins a cluster; shared by every clone.
     cluster: Arc<OnceLock<ClusterHandle>>,
@@ -44,6 +43,14 @@ pub struct RouterHandle {
 /// The tenant a request is for, when it came with a key.
 pub type Tenant = Option<Arc<str>>;
 
+/// The request path's limits from `[http]`, shared by every clone of the handle.
+#[derive(Debug)]
+struct Limits {
+    retry_after_s: AtomicU32,
+    /// The node's longest deadline: client and peer deadlines are clamped to it.
+    max_timeout_ms: AtomicU64,
+}
+
 impl RouterHandle {
     pub fn new(
         table: watch::Receiver<Arc<RoutingTable>>,
@@ -54,8 +61,10 @@ impl RouterHandle {
     ) -> Self {
         Self {
             table,
-            retry_after_s,
-            max_timeout,
+            limits: Arc::new(Limits {
+                retry_after_s: AtomicU32::new(retry_after_s),
+                max_timeout_ms: AtomicU64::new(max_timeout.as_millis().min(u64::MAX as u128) as u64),
+            }),
             health,
             cluster: Arc::new(OnceLock::new()),
             node_id: Arc::new(OnceLock::new()),
@@ -83,7 +92,18 @@ impl RouterHandle {
     /// A deadline a client or peer asked for, in milliseconds, clamped to the node's maximum
     /// (and to at least one millisecond).
     pub fn clamp_timeout(&self, timeout_ms: u64) -> Duration {
-        Duration::from_millis(timeout_ms.max(1)).min(self.max_timeout)
+        Duration::from_millis(timeout_ms.max(1)).min(self.max_timeout())
+    }
+
+    /// Applies changed `http.retry_after_s` and `http.request_timeout_ms` (run time).
+    pub fn set_limits(&self, retry_after_s: u32, max_timeout: Duration) {
+        self.limits
+            .retry_after_s
+            .store(retry_after_s, Ordering::Relaxed);
+        self.limits.max_timeout_ms.store(
+            max_timeout.as_millis().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     /// The node's own health (hung workers abandoned).
@@ -93,7 +113,7 @@ impl RouterHandle {
 
     /// The node's longest deadline.
     pub fn max_timeout(&self) -> Duration {
-        self.max_timeout
+        Duration::from_millis(self.limits.max_timeout_ms.load(Ordering::Relaxed))
     }
 
     /// Lets requests reach the cluster's other nodes.
@@ -111,7 +131,7 @@ impl RouterHandle {
 
     /// Seconds a client should wait after an "overloaded" answer.
     pub fn retry_after_s(&self) -> u32 {
-        self.retry_after_s
+        self.limits.retry_after_s.load(Ordering::Relaxed)
     }
 
     /// Waits until `predicate` holds for the table, or `timeout` passes.
@@ -224,7 +244,7 @@ impl RouterHandle {
         tenant: Tenant,
     ) -> Result<EventRx, ErrorInfo> {
         self.checked(model, &request)?;
-        let timeout = timeout.min(self.max_timeout);
+        let timeout = timeout.min(self.max_timeout());
         match self.route(model) {
             Some(targets) => Ok(self.submit_chain(model, targets, request, timeout, tenant)),
             None => self.dispatch_checked(model, request, timeout, tenant),
@@ -288,7 +308,7 @@ impl RouterHandle {
         tenant: Tenant,
     ) -> Result<EventRx, ErrorInfo> {
         self.checked(model, &request)?;
-        self.local(model, request, timeout.min(self.max_timeout), tenant)
+        self.local(model, request, timeout.min(self.max_timeout()), tenant)
     }
 
     /// The checks every door's request passes (once, whichever way it is routed).
@@ -429,6 +449,9 @@ impl RouterHandle {
                 }
             }),
             tenant,
+            // The request's span (HTTP, a peer's, a QUIC client's) and its wait in the queue.
+            queued: Some(tracing::info_span!("queue_wait", model = %entry.name)),
+            span: tracing::Span::current(),
         };
         match sender.try_submit(job) {
             Ok(()) => {

@@ -16,11 +16,13 @@ use crate::node_config::*;
 
 mod cluster;
 mod gguf;
+mod observe;
 mod onnx;
 mod reliability;
 mod remote;
 
 use gguf::gguf_params;
+pub use observe::filter_problem;
 use onnx::onnx_params;
 use remote::{openai_params, triton_params};
 
@@ -55,6 +57,8 @@ struct RawConfig {
     cluster: cluster::RawCluster,
     reliability: reliability::RawReliability,
     auth: RawAuth,
+    log: observe::RawLog,
+    telemetry: observe::RawTelemetry,
     #[serde(default)]
     models: BTreeMap<String, RawModel>,
     #[serde(default)]
@@ -191,7 +195,7 @@ impl Checker<'_> {
     }
 
     /// An http(s) base URL, without a trailing slash.
-    fn base_url(&mut self, path: &str, value: &str, example: &str) -> String {
+    pub(super) fn base_url(&mut self, path: &str, value: &str, example: &str) -> String {
         let url = value.trim_end_matches('/').to_string();
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
             self.fail(
@@ -377,6 +381,8 @@ pub(crate) fn build_and_validate(
 
     let cluster = cluster::cluster_section(raw.cluster, &assets_dir, &mut c);
     let reliability = reliability::reliability_section(raw.reliability, &mut c);
+    let log = observe::log_section(raw.log, &mut c);
+    let telemetry = observe::telemetry_section(raw.telemetry, &mut c);
 
     let mut models = BTreeMap::new();
     for (name, model) in raw.models {
@@ -435,6 +441,8 @@ pub(crate) fn build_and_validate(
             auth: AuthConfig {
                 required: raw.auth.required,
             },
+            log: log?,
+            telemetry: telemetry?,
             models,
             routes,
         })

@@ -68,7 +68,7 @@ pub async fn authenticate(
                 Some(p) => Some(p),
                 // With auth off an unknown key is no key: clients such as OpenAI's always
                 // send one ("unused", "sk-..."), and the node serves anyone anyway.
-                None if !state.config.auth.required => None,
+                None if !state.config().auth.required => None,
                 None => {
                     return deny(
                         ErrorCode::Unauthorized,
@@ -78,7 +78,7 @@ pub async fn authenticate(
             }
         }
     };
-    let auth_on = state.config.auth.required;
+    let auth_on = state.config().auth.required;
     if path.starts_with("/admin") {
         match &principal {
             Some(p) if p.admin => {}
@@ -101,7 +101,7 @@ pub async fn authenticate(
             }
             None => {}
         }
-        if !auth_on && !loopback && !state.config.http.admin_from_anywhere {
+        if !auth_on && !loopback && !state.config().http.admin_from_anywhere {
             return deny(
                 ErrorCode::Forbidden,
                 "admin routes answer only loopback clients (turn on [auth] or set http.admin_from_anywhere = true)",

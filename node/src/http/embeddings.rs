@@ -25,7 +25,7 @@ pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Vec<u8>, ApiError> {
-    let limit = state.config.http.max_body_bytes;
+    let limit = state.config().http.max_body_bytes;
     let too_large = || {
         ApiError::from(ErrorInfo::new(
             ErrorCode::PayloadTooLarge,

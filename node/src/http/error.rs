@@ -36,6 +36,12 @@ impl From<ErrorInfo> for ApiError {
     }
 }
 
+impl From<golek_actors::ActorError> for ApiError {
+    fn from(err: golek_actors::ActorError) -> Self {
+        ApiError::from(ErrorInfo::new(ErrorCode::Unavailable, err.to_string()))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.info.code.http_status())

@@ -2,6 +2,7 @@
 
 mod auth;
 mod choices;
+mod config;
 mod embeddings;
 mod error;
 mod generate;
@@ -9,13 +10,12 @@ mod keys;
 mod kserve;
 mod models;
 mod ops;
+pub mod trace;
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::Request;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use golek_actors::RouterHandle;
@@ -25,19 +25,27 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::ApiError;
 
-use crate::metrics as m;
-
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub node_id: String,
-    pub config: Arc<NodeConfig>,
+    /// The configuration as it is now (hot keys change while the node runs).
+    pub config: tokio::sync::watch::Receiver<Arc<NodeConfig>>,
+    /// Changes and shows the configuration (`/admin/config`).
+    pub config_handle: golek_actors::ConfigHandle,
     pub router: RouterHandle,
     /// Reads the supervision tree (`/admin/actors`).
     pub inspector: golek_actors::Inspector,
     /// API keys (`/admin/keys`).
     pub keys: golek_actors::tenants::KeyStore,
     pub prometheus: PrometheusHandle,
+}
+
+impl AppState {
+    /// The configuration now: a cheap copy of a pointer, taken once per use.
+    pub fn config(&self) -> Arc<NodeConfig> {
+        self.config.borrow().clone()
+    }
 }
 
 /// Routes a validated request to `model` and waits (up to the request timeout) for its first
@@ -120,7 +128,7 @@ pub fn request_timeout(
     body_ms: Option<u64>,
 ) -> Result<std::time::Duration, ApiError> {
     let Some(raw) = headers.get(TIMEOUT_HEADER) else {
-        return Ok(body_ms.map_or(state.config.http.request_timeout, |ms| {
+        return Ok(body_ms.map_or(state.router.max_timeout(), |ms| {
             state.router.clamp_timeout(ms)
         }));
     };
@@ -192,6 +200,9 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/cluster", get(ops::admin_cluster))
         .route("/admin/actors", get(ops::admin_actors))
         .route("/admin/reliability", get(ops::reliability))
+        .route("/admin/config", get(config::show).put(config::put))
+        .route("/admin/config/reload", post(config::reload))
+        .route("/admin/config/{*key}", axum::routing::delete(config::unset))
         .route("/admin/keys", get(keys::list).post(keys::create))
         .route("/admin/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/admin/debug/crash/{model}", post(ops::crash))
@@ -205,7 +216,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
-        .layer(middleware::from_fn(record))
+        .layer(middleware::from_fn(trace::traced))
         .with_state(state)
 }
 
@@ -225,21 +236,4 @@ async fn method_not_allowed(request: Request) -> ApiError {
             request.uri().path()
         ),
     ))
-}
-
-/// Counts and times every request by its route pattern (never the raw path: bounded labels).
-async fn record(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(m::HTTP_REQUESTS_TOTAL, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
 }

@@ -1,7 +1,5 @@
 //! Health, readiness, metrics and the admin view.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -25,7 +23,7 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
                 "reason": format!(
                     "{} hung workers were abandoned (supervision.max_hung_workers = {}); restart the node",
                     health.abandoned_workers(),
-                    state.config.supervision.max_hung_workers
+                    state.config().supervision.max_hung_workers
                 ),
             })),
         )
@@ -35,18 +33,10 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 /// Ready once every configured model is loaded, the node is healthy and no actor of its
 /// supervision tree is failing (restarting, breaker open, hung); 503 with what is not otherwise.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let table = state.router.table();
-    let models: BTreeMap<&str, &str> = table
-        .models
-        .values()
-        .map(|e| (e.name.as_str(), e.state.as_str()))
-        .collect();
-    let failing = match state.inspector.actors().await {
-        Ok(tree) => tree.failing(),
-        Err(e) => vec![e.to_string()],
-    };
-    let ready = table.all_ready() && state.router.health().healthy() && failing.is_empty();
-    let status = if ready {
+    let tree = state.inspector.actors().await.map_err(|e| e.to_string());
+    let readiness =
+        golek_actors::observe::readiness(&state.router.table(), state.router.health(), tree);
+    let status = if readiness.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -54,9 +44,9 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (
         status,
         Json(json!({
-            "status": if ready { "ready" } else { "not_ready" },
-            "models": models,
-            "failing_actors": failing,
+            "status": if readiness.ready { "ready" } else { "not_ready" },
+            "models": readiness.models,
+            "failing_actors": readiness.failing_actors,
         })),
     )
 }
@@ -108,7 +98,7 @@ pub async fn admin_actors(
 }
 
 fn faults_enabled(state: &AppState) -> Result<(), ApiError> {
-    if state.config.debug.fault_injection {
+    if state.config().debug.fault_injection {
         Ok(())
     } else {
         Err(ErrorInfo::new(

@@ -69,6 +69,10 @@ impl Scheduler<'_> {
             return;
         }
         seq.generated += 1;
+        if seq.generated == 1 {
+            // Prefill is over with the first token: decoding starts.
+            seq.work = seq.job.work_span("decode");
+        }
         seq.unsent_ids.push(token.0 as u32);
         seq.unsent_logprobs.extend(logprobs);
         metrics::counter!(m::GEN_TOKENS_TOTAL, "model" => name).increment(1);

@@ -58,6 +58,9 @@ pub(super) struct Sequence {
     pub(super) cached_tokens: u32,
     /// For the extra choices of an `n > 1` request: the slot prefilling the shared prompt.
     pub(super) waits_for: Option<usize>,
+    /// The work under way for it: `prefill` until its first token, then `decode` (a span in
+    /// the request's trace; it ends with the sequence).
+    pub(super) work: tracing::Span,
 }
 
 pub(super) struct Slot {
@@ -354,6 +357,7 @@ impl<'a> Scheduler<'a> {
                 ignore_eos: request.sampling.ignore_eos,
                 cached_tokens: reuse as u32,
                 waits_for: (!primary).then_some(first),
+                work: job.work_span("prefill"),
             });
         }
         Ok(())

@@ -70,6 +70,8 @@ pub(super) fn submit(tx: &JobSender, request: InferenceRequest) -> Rx {
         deadline: now + Duration::from_secs(120),
         outcome: Default::default(),
         tenant: None,
+        span: tracing::Span::none(),
+        queued: None,
     })
     .unwrap();
     rx

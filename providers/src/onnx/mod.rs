@@ -125,6 +125,8 @@ impl OnnxProvider {
             }
             return;
         };
+        // Each job's share of the batch is a span in its own trace (open while the batch runs).
+        let _work: Vec<tracing::Span> = jobs.iter().map(|(j, _)| j.work_span("batch")).collect();
         // Tokenize per job, so a bad input fails only its own request.
         let mut ready = Vec::with_capacity(jobs.len());
         for (job, request) in jobs {
@@ -240,6 +242,7 @@ impl Provider for OnnxProvider {
                         embeddings.push((job, r));
                     }
                     InferenceRequest::Tensors(r) => {
+                        let _work = job.work_span("batch");
                         let outcome = self.run_tensors(r);
                         job.emit(
                             outcome

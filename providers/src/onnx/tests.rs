@@ -58,6 +58,8 @@ fn submit(
         deadline: now + Duration::from_secs(60),
         outcome: Default::default(),
         tenant: None,
+        span: tracing::Span::none(),
+        queued: None,
     })
     .unwrap();
     rx

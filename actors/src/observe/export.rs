@@ -1,0 +1,261 @@
+//! The trace export pipeline: finished spans go into a bounded queue (a full queue drops the
+//! span and counts it; a request never waits), and one thread sends them in batches over
+//! OTLP/HTTP (protobuf).
+//!
+//! [`Pipeline`] is built once per process, with the tracer provider; the ObservabilityManager
+//! starts its export thread ([`Exporting`]) and, on a restart, a new one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use golek_config::TelemetryConfig;
+use opentelemetry::trace::{Link, SpanKind, TraceId};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    Sampler, SamplingResult, ShouldSample, Span, SpanData, SpanExporter as _, SpanProcessor,
+};
+use opentelemetry_sdk::Resource;
+
+use crate::metrics as m;
+
+/// What the provider, the request path and the ObservabilityManager share.
+#[derive(Debug)]
+pub struct Pipeline {
+    queue: Mutex<Option<SyncSender<SpanData>>>,
+    /// Decides new traces: parent-based, the ratio of `telemetry.sampling_ratio` (hot).
+    sampler: RwLock<Sampler>,
+    pub dropped: AtomicU64,
+    pub exported: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn sampler_for(ratio: f64) -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+}
+
+impl Pipeline {
+    pub fn new(sampling_ratio: f64) -> Arc<Pipeline> {
+        Arc::new(Pipeline {
+            queue: Mutex::new(None),
+            sampler: RwLock::new(sampler_for(sampling_ratio)),
+            dropped: AtomicU64::new(0),
+            exported: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        })
+    }
+
+    /// A changed `telemetry.sampling_ratio`, for the next traces.
+    pub fn set_sampling_ratio(&self, ratio: f64) {
+        *self.sampler.write().unwrap_or_else(|p| p.into_inner()) = sampler_for(ratio);
+    }
+
+    /// The span processor to give the tracer provider.
+    pub fn processor(self: &Arc<Self>) -> QueueProcessor {
+        QueueProcessor(self.clone())
+    }
+
+    /// The sampler to give the tracer provider.
+    pub fn sampler(self: &Arc<Self>) -> LiveSampler {
+        LiveSampler(self.clone())
+    }
+
+    fn drop_span(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::TRACE_SPANS_DROPPED_TOTAL).increment(1);
+    }
+}
+
+/// Hands finished, sampled spans to the export thread without waiting.
+#[derive(Debug)]
+pub struct QueueProcessor(Arc<Pipeline>);
+
+impl SpanProcessor for QueueProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        let queue = lock(&self.0.queue);
+        let sent = match queue.as_ref() {
+            Some(q) => q.try_send(span).is_ok(),
+            None => false,
+        };
+        if !sent {
+            // Full, or no exporter running: dropped and counted, never waited for.
+            self.0.drop_span();
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// The pipeline's sampler as it is now.
+#[derive(Debug, Clone)]
+pub struct LiveSampler(Arc<Pipeline>);
+
+impl ShouldSample for LiveSampler {
+    fn should_sample(
+        &self,
+        parent_context: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        self.0
+            .sampler
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+    }
+}
+
+/// A running export thread; [`Exporting::stop`] (or dropping it) sends what is queued and ends
+/// it.
+pub struct Exporting {
+    pipeline: Arc<Pipeline>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Exporting {
+    /// Starts exporting `pipeline`'s spans to `telemetry.otlp_endpoint` as `node_id`.
+    pub fn start(
+        pipeline: Arc<Pipeline>,
+        telemetry: &TelemetryConfig,
+        node_id: &str,
+    ) -> std::io::Result<Exporting> {
+        let Some(endpoint) = telemetry.otlp_endpoint.clone() else {
+            return Ok(Exporting {
+                pipeline,
+                thread: None,
+            });
+        };
+        let (tx, rx) = mpsc::sync_channel(telemetry.queue_spans.max(1));
+        let resource = Resource::builder()
+            .with_service_name("golek")
+            .with_attributes([
+                KeyValue::new("service.instance.id", node_id.to_string()),
+                KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            ])
+            .build();
+        let batch = telemetry.batch_spans.max(1);
+        let interval = telemetry.export_interval;
+        let shared = pipeline.clone();
+        let thread = std::thread::Builder::new()
+            .name("golek-otlp".into())
+            .spawn(move || export_loop(&shared, rx, &endpoint, resource, batch, interval))?;
+        *lock(&pipeline.queue) = Some(tx);
+        Ok(Exporting {
+            pipeline,
+            thread: Some(thread),
+        })
+    }
+
+    /// Closes the queue; the thread sends what it holds and ends (waited for up to `grace`).
+    pub fn stop(&mut self, grace: Duration) {
+        lock(&self.pipeline.queue).take();
+        if let Some(thread) = self.thread.take() {
+            let deadline = Instant::now() + grace;
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                tracing::warn!(
+                    "the trace exporter did not finish in time; its last spans may be lost"
+                );
+            }
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for Exporting {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(2));
+    }
+}
+
+fn export_loop(
+    pipeline: &Pipeline,
+    rx: mpsc::Receiver<SpanData>,
+    endpoint: &str,
+    resource: Resource,
+    batch_size: usize,
+    interval: Duration,
+) {
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    // Built here: its blocking HTTP client must not live on an async runtime's thread.
+    let built = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint)
+        .with_protocol(Protocol::HttpBinary)
+        .with_timeout(Duration::from_secs(10))
+        .build();
+    let mut exporter = match built {
+        Ok(exporter) => exporter,
+        Err(err) => {
+            tracing::error!(%endpoint, %err, "cannot build the OTLP exporter; spans are dropped");
+            for _ in rx.iter() {
+                pipeline.drop_span();
+            }
+            return;
+        }
+    };
+    exporter.set_resource(&resource);
+    tracing::info!(%endpoint, "exporting traces over OTLP/HTTP");
+    let mut open = true;
+    let mut last_error: Option<Instant> = None;
+    while open {
+        let mut batch = Vec::with_capacity(batch_size);
+        let until = Instant::now() + interval;
+        while batch.len() < batch_size {
+            let left = until.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(span) => batch.push(span),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let n = batch.len() as u64;
+        match futures_executor::block_on(exporter.export(batch)) {
+            Ok(()) => {
+                pipeline.exported.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!(m::TRACE_SPANS_EXPORTED_TOTAL).increment(n);
+            }
+            Err(err) => {
+                pipeline.failed.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!(m::TRACE_EXPORT_FAILED_SPANS_TOTAL).increment(n);
+                // One warning a minute at most: a collector that is down must not flood the log.
+                if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(%endpoint, %err, spans = n, "cannot export traces");
+                    last_error = Some(Instant::now());
+                }
+            }
+        }
+    }
+    let _ = exporter.shutdown();
+}
