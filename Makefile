@@ -26,4 +26,5 @@ bench: setup
 	bash bench/chat.sh
 	bash bench/proxy.sh
 	bash bench/failover.sh
+	bash bench/tracing.sh
 	bash bench/cluster.sh

@@ -415,6 +415,7 @@ mod tests {
         let (g, _rg) = job(1);
         assert_eq!(tx.try_submit(g).unwrap_err(), SubmitError::Full);
         assert_eq!(tx.depth(), 3);
+        tx.set_limits(8, Duration::ZERO);
         drop(q);
         let (d, _rd) = job(1);
         assert_eq!(tx.try_submit(d).unwrap_err(), SubmitError::Closed);

@@ -114,14 +114,29 @@ impl QuicNode {
                 .await
                 .map_err(|source| ClusterError::Handshake { addr, source })
         });
-        let connection = dialing
-            .await
-            .map_err(|e| ClusterError::Join(format!("dialing {addr} stopped: {e}")))??;
+        // A peer that does not answer the handshake soon is as good as down: the request moves
+        // on to another replica instead of waiting out the idle timeout.
+        let abort = dialing.abort_handle();
+        let connection = match tokio::time::timeout(DIAL_TIMEOUT, dialing).await {
+            Ok(joined) => {
+                joined.map_err(|e| ClusterError::Join(format!("dialing {addr} stopped: {e}")))??
+            }
+            Err(_) => {
+                abort.abort();
+                return Err(ClusterError::Join(format!(
+                    "no QUIC handshake with {addr} within {} ms",
+                    DIAL_TIMEOUT.as_millis()
+                )));
+            }
+        };
         let id = tls::peer_node_id(&connection).ok_or(ClusterError::NoNodeId { addr })?;
         self.record(addr, &id);
         Ok((connection, id))
     }
 }
+
+/// How long a dial may take before the peer counts as unreachable.
+const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The accept loop as a supervised loop: streams of the peer and client protocols go to
 /// `streams`; each connection is served by a tracked task.

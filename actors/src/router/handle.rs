@@ -243,6 +243,8 @@ impl RouterHandle {
         timeout: Duration,
         tenant: Tenant,
     ) -> Result<EventRx, ErrorInfo> {
+        // Resolution and selection (a chain, here or a peer); attempts are its children.
+        let _route = tracing::info_span!("route", model = %model).entered();
         self.checked(model, &request)?;
         let timeout = timeout.min(self.max_timeout());
         match self.route(model) {

@@ -13,14 +13,28 @@ pub struct BenchNode {
 
 impl BenchNode {
     /// Starts the node with `--set` overrides.
+    #[allow(dead_code)]
     pub fn start(sets: &[String]) -> BenchNode {
+        Self::start_under(sets, &[])
+    }
+
+    /// [`BenchNode::start`] run by `wrapper` (a command and its arguments, e.g. valgrind's),
+    /// which gets the `golek` path after them.
+    pub fn start_under(sets: &[String], wrapper: &[String]) -> BenchNode {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let data = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_golek"));
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_golek"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_golek")),
+        };
         cmd.args([
             "serve",
             "--http-addr",
@@ -34,6 +48,11 @@ impl BenchNode {
         let child = cmd
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
+            .stderr(if wrapper.is_empty() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("golek starts");
         BenchNode {
@@ -44,8 +63,15 @@ impl BenchNode {
     }
 
     /// Waits until `/readyz` answers 200.
+    #[allow(dead_code)]
     pub async fn wait_ready(&self, client: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        self.wait_ready_within(client, Duration::from_secs(60))
+            .await
+    }
+
+    /// [`BenchNode::wait_ready`] for up to `within`.
+    pub async fn wait_ready_within(&self, client: &reqwest::Client, within: Duration) {
+        let deadline = Instant::now() + within;
         while !matches!(client.get(format!("{}/readyz", self.base)).send().await, Ok(r) if r.status() == 200)
         {
             assert!(Instant::now() < deadline, "node not ready");

@@ -63,8 +63,10 @@ pub async fn create(
     body: Body,
 ) -> Result<axum::response::Response, ApiError> {
     let bytes = read_body(&state, &headers, body).await?;
-    let body: EmbeddingsRequestBody = validate::parse_json(&bytes)?;
-    let valid = validate::embeddings(body)?;
+    let valid = tracing::info_span!("validate").in_scope(|| {
+        let body: EmbeddingsRequestBody = validate::parse_json(&bytes)?;
+        Ok::<_, ApiError>(validate::embeddings(body)?)
+    })?;
     let timeout = super::request_timeout(&state, &headers, valid.timeout_ms)?;
     let model = valid.model.clone();
     let started = Instant::now();

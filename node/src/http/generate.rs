@@ -83,9 +83,11 @@ async fn run(
     let bytes = read_body(state, &headers, body)
         .await
         .map_err(|e| fail("", e))?;
-    let body: GenerationRequestBody =
-        validate::parse_json(&bytes).map_err(|e| fail("", e.into()))?;
-    let valid = validate::generation(body, kind == Kind::Chat).map_err(|e| fail("", e.into()))?;
+    let valid = tracing::info_span!("validate").in_scope(|| {
+        let body: GenerationRequestBody =
+            validate::parse_json(&bytes).map_err(|e| fail("", e.into()))?;
+        validate::generation(body, kind == Kind::Chat).map_err(|e| fail("", e.into()))
+    })?;
     let model = valid.model.clone();
     // The model's limits (max_tokens against its context) are the router's: every door.
     let timeout =
