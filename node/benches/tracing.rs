@@ -148,8 +148,12 @@ async fn instructions(client: &reqwest::Client, sets: &[String], path: Path, n: 
     control(&["--dump"]);
     control(&["--instr=off"]);
     drop(node);
+    // The dump asked for (`callgrind.out.1`), not the one written at exit.
     let mut total = 0f64;
     for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        if entry.path().extension().and_then(|e| e.to_str()) != Some("1") {
+            continue;
+        }
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         if let Some(line) = text
             .lines()
