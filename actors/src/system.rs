@@ -365,10 +365,6 @@ impl ConfigHandle {
     pub async fn report(&self) -> Result<Option<ConfigReport>> {
         call(&self.manager, "ConfigManager", ConfigMsg::Show).await
     }
-
-    pub async fn subscribe(&self) -> Result<watch::Receiver<Arc<NodeConfig>>> {
-        call(&self.manager, "ConfigManager", ConfigMsg::Subscribe).await
-    }
 }
 
 /// A running node's actor system.
@@ -493,14 +489,6 @@ impl NodeHandle {
     /// A receiver that sees the configuration and every later change to it.
     pub async fn config_updates(&self) -> Result<watch::Receiver<Arc<NodeConfig>>> {
         call(&self.managers.config, "ConfigManager", ConfigMsg::Subscribe).await
-    }
-
-    /// Applies a run-time configuration change (validated whole, stored, then published).
-    pub async fn change_config(
-        &self,
-        change: ConfigChange,
-    ) -> Result<std::result::Result<ChangeReport, ChangeRefused>> {
-        self.config_handle().change(change).await
     }
 
     /// A cheap handle for changing and showing the configuration (for the admin API).

@@ -7,6 +7,8 @@
 //! with a valid change is for its subscribers: hot keys ([`crate::hot`]) apply at once, the
 //! others are reported as pending until the next start.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::layers::{self, Layer, Source};
@@ -157,10 +159,8 @@ impl LoadedConfig {
 
     /// Leaves whose values differ between `self` and `other`, in key order.
     pub fn changed_keys(&self, other: &LoadedConfig) -> Vec<String> {
-        let mine: std::collections::BTreeMap<_, _> =
-            layers::leaves(&self.merged).into_iter().collect();
-        let theirs: std::collections::BTreeMap<_, _> =
-            layers::leaves(&other.merged).into_iter().collect();
+        let mine: BTreeMap<_, _> = layers::leaves(&self.merged).into_iter().collect();
+        let theirs: BTreeMap<_, _> = layers::leaves(&other.merged).into_iter().collect();
         let mut keys: Vec<String> = mine
             .iter()
             .filter(|(k, v)| theirs.get(*k) != Some(v))
@@ -175,18 +175,17 @@ impl LoadedConfig {
     /// Restart-only keys whose value now differs from the one in `started` (what the node runs
     /// with).
     pub fn pending(&self, started: &LoadedConfig) -> Vec<Pending> {
-        let value_of = |loaded: &LoadedConfig, key: &str| {
-            layers::leaves(&loaded.merged)
-                .into_iter()
-                .find(|(k, _)| k == key)
-                .map(|(k, v)| shown(&k, &v))
+        let running: BTreeMap<_, _> = layers::leaves(&started.merged).into_iter().collect();
+        let next: BTreeMap<_, _> = layers::leaves(&self.merged).into_iter().collect();
+        let shown_at = |values: &BTreeMap<String, toml::Value>, key: &str| {
+            values.get(key).map(|v| shown(key, v))
         };
         self.changed_keys(started)
             .into_iter()
             .filter(|key| !crate::hot::is_hot(key))
             .map(|key| Pending {
-                running: value_of(started, &key),
-                next: value_of(self, &key),
+                running: shown_at(&running, &key),
+                next: shown_at(&next, &key),
                 key,
             })
             .collect()

@@ -75,8 +75,8 @@ pub async fn serve(
     let node_id = node.node_id.clone();
     crate::logging::set_node_id(&node_id);
     let config_handle = node.config_handle();
-    let updates = config_handle
-        .subscribe()
+    let updates = node
+        .config_updates()
         .await
         .context("cannot follow the configuration")?;
     let followers =

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,21 +132,29 @@ async fn a_queue_capacity_raised_under_load_applies_without_a_restart_or_a_faile
 
     // Steady load (within the small queue) runs across the change.
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
     let steady: Vec<_> = (0..2)
         .map(|_| {
             let client = node.client.clone();
             let url = node.url("/v1/completions");
-            let stop = stop.clone();
+            let (stop, done) = (stop.clone(), done.clone());
             tokio::spawn(async move {
                 let mut statuses = Vec::new();
                 while !stop.load(Ordering::SeqCst) {
                     statuses.push(complete(&client, &url, 16).await);
+                    done.fetch_add(1, Ordering::SeqCst);
                 }
                 statuses
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The change lands while the steady load is under way.
+    assert!(
+        node.wait_until(Duration::from_secs(10), || async {
+            done.load(Ordering::SeqCst) >= 2
+        })
+        .await
+    );
     let (ok, out, err) = golek(&[
         "config",
         "set",

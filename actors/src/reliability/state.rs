@@ -80,17 +80,17 @@ impl Reliability {
         *lock(&self.config) = config.clone();
     }
 
+    /// Taken with `breakers` held (the order `reconfigure` keeps too).
     fn new_breaker(&self) -> Breaker {
         Breaker::new(lock(&self.breaker_config).clone())
     }
 
     /// Whether `target`'s breaker lets a request through now (a half-open one lets one probe).
     pub fn allow(&self, target: &Target) -> bool {
-        let fresh = self.new_breaker();
         let mut breakers = lock(&self.breakers);
         breakers
             .entry(target.clone())
-            .or_insert(fresh)
+            .or_insert_with(|| self.new_breaker())
             .allow(Instant::now())
     }
 
@@ -104,9 +104,10 @@ impl Reliability {
     /// Feeds one request's outcome to `target`'s breaker.
     pub fn record(&self, target: &Target, outcome: Outcome) {
         let now = Instant::now();
-        let fresh = self.new_breaker();
         let mut breakers = lock(&self.breakers);
-        let breaker = breakers.entry(target.clone()).or_insert(fresh);
+        let breaker = breakers
+            .entry(target.clone())
+            .or_insert_with(|| self.new_breaker());
         match outcome {
             Outcome::Success => breaker.on_success(now),
             Outcome::Failure => {

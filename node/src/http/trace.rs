@@ -50,7 +50,7 @@ pub async fn traced(request: Request, next: Next) -> Response {
         .map(str::to_string);
     let span = tracing::info_span!(
         "http_request",
-        otel.name = %format!("{method} {route}"),
+        otel.name = tracing::field::Empty,
         otel.kind = "server",
         request_id = %request_id,
         trace_id = tracing::field::Empty,
@@ -58,6 +58,9 @@ pub async fn traced(request: Request, next: Next) -> Response {
         http.route = %route,
         http.response.status_code = tracing::field::Empty,
     );
+    if golek_actors::trace::otel_installed() {
+        span.record("otel.name", format!("{method} {route}").as_str());
+    }
     let hop = golek_actors::trace::begin(&span, incoming, tracestate.as_deref());
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
