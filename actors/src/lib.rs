@@ -28,6 +28,7 @@ mod loops;
 mod machine;
 pub mod metrics;
 pub mod observe;
+pub mod placement;
 mod provider;
 mod reconfigure;
 pub mod registry;

@@ -42,12 +42,28 @@ pub const CLUSTER_PEER_BREAKER_OPEN_TOTAL: &str = "golek_cluster_peer_breaker_op
 /// Connections or members refused, by reason (tls, no_id, id_mismatch).
 pub const CLUSTER_REFUSED_TOTAL: &str = "golek_cluster_refused_total";
 
+/// Model file bytes sent to peers, by peer.
+pub const MODEL_BYTES_SENT_TOTAL: &str = "golek_model_bytes_sent_total";
+/// Model file bytes fetched, by source (a peer's id).
+pub const MODEL_BYTES_FETCHED_TOTAL: &str = "golek_model_bytes_fetched_total";
+/// Model file chunks that did not match their manifest, by the peer that sent them.
+pub const MODEL_CORRUPT_CHUNKS_TOTAL: &str = "golek_model_corrupt_chunks_total";
+
 pub const TRACE_SPANS_DROPPED_TOTAL: &str = "golek_trace_spans_dropped_total";
 pub const TRACE_SPANS_EXPORTED_TOTAL: &str = "golek_trace_spans_exported_total";
 pub const TRACE_EXPORT_FAILED_SPANS_TOTAL: &str = "golek_trace_export_failed_spans_total";
 pub const CONFIG_CHANGES_TOTAL: &str = "golek_config_changes_total";
 
 pub fn describe() {
+    metrics::describe_counter!(MODEL_BYTES_SENT_TOTAL, "model file bytes sent to peers");
+    metrics::describe_counter!(
+        MODEL_BYTES_FETCHED_TOTAL,
+        "model file bytes fetched, by source"
+    );
+    metrics::describe_counter!(
+        MODEL_CORRUPT_CHUNKS_TOTAL,
+        "model file chunks that did not match their manifest, by sender"
+    );
     metrics::describe_counter!(
         TRACE_SPANS_DROPPED_TOTAL,
         "finished spans dropped because the export queue was full (or no exporter ran)"

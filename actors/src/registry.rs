@@ -2,13 +2,16 @@
 //!
 //! Trees: `meta` (store format version, node id, the run-time configuration layer as TOML),
 //! `deployments` (one JSON record per served
-//! model) and `keys` (API key records, hashed secrets only, by key id). Every write is flushed to disk before it is acknowledged. The store is opened once
+//! model), `keys` (API key records, hashed secrets only, by key id) and `desired` (the
+//! cluster's run-time deployments, tombstones included, one JSON record by name). Every write is flushed to disk before it is acknowledged. The store is opened once
 //! per process, by this actor.
 
 use std::path::{Path, PathBuf};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
+
+use golek_protocol::deploy::DesiredRecord;
 
 use crate::tenants::KeyRecord;
 use crate::{ActorError, Result};
@@ -39,6 +42,7 @@ pub struct Store {
     meta: sled::Tree,
     deployments: sled::Tree,
     keys: sled::Tree,
+    desired: sled::Tree,
     path: PathBuf,
 }
 
@@ -53,6 +57,7 @@ impl Store {
         let meta = db.open_tree("meta")?;
         let deployments = db.open_tree("deployments")?;
         let keys = db.open_tree("keys")?;
+        let desired = db.open_tree("desired")?;
         match meta.get(FORMAT_KEY)? {
             Some(raw) => {
                 let found = <[u8; 4]>::try_from(raw.as_ref())
@@ -75,6 +80,7 @@ impl Store {
             meta,
             deployments,
             keys,
+            desired,
             path,
         })
     }
@@ -123,6 +129,38 @@ impl Store {
             self.db.flush_async().await?;
         }
         Ok(())
+    }
+
+    /// Stores run-time deployment records (replacing those of the same names), flushed.
+    pub async fn put_desired(&self, records: &[DesiredRecord]) -> Result<()> {
+        for r in records {
+            let bytes = serde_json::to_vec(r)
+                .map_err(|e| ActorError::Corrupt(format!("cannot encode deployment: {e}")))?;
+            self.desired.insert(r.name.as_bytes(), bytes)?;
+        }
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Forgets run-time deployment records (expired tombstones), flushed.
+    pub async fn remove_desired(&self, names: &[String]) -> Result<()> {
+        for n in names {
+            self.desired.remove(n.as_bytes())?;
+        }
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn desired(&self) -> Result<Vec<DesiredRecord>> {
+        let mut out = Vec::new();
+        for item in self.desired.iter() {
+            let (name, raw) = item?;
+            let name = String::from_utf8_lossy(&name).to_string();
+            out.push(serde_json::from_slice(&raw).map_err(|e| {
+                ActorError::Corrupt(format!("run-time deployment {name:?} cannot be read: {e}"))
+            })?);
+        }
+        Ok(out)
     }
 
     /// Records a deployment (keeping the creation time of an existing one) and flushes.
@@ -245,6 +283,10 @@ pub enum RegistryMsg {
     ListKeys(RpcReplyPort<Result<Vec<KeyRecord>>>),
     /// Stores the run-time configuration layer (flushed before the reply).
     PutRuntimeConfig(String, RpcReplyPort<Result<()>>),
+    /// Stores run-time deployment records (flushed before the reply).
+    PutDesired(Vec<DesiredRecord>, RpcReplyPort<Result<()>>),
+    RemoveDesired(Vec<String>, RpcReplyPort<Result<()>>),
+    ListDesired(RpcReplyPort<Result<Vec<DesiredRecord>>>),
     Flush(RpcReplyPort<Result<()>>),
 }
 
@@ -314,6 +356,15 @@ impl Actor for ServiceRegistry {
             }
             RegistryMsg::PutRuntimeConfig(text, reply) => {
                 let _ = reply.send(s.set_runtime_config(&text).await);
+            }
+            RegistryMsg::PutDesired(records, reply) => {
+                let _ = reply.send(s.put_desired(&records).await);
+            }
+            RegistryMsg::RemoveDesired(names, reply) => {
+                let _ = reply.send(s.remove_desired(&names).await);
+            }
+            RegistryMsg::ListDesired(reply) => {
+                let _ = reply.send(s.desired());
             }
             RegistryMsg::Flush(reply) => {
                 let _ = reply.send(s.flush().await);

@@ -50,6 +50,8 @@ pub struct Managers {
     pub providers: ActorRef<SupervisorMsg>,
     pub cluster: Option<ActorRef<ClusterMsg>>,
     pub router: ActorRef<crate::router::RouterMsg>,
+    /// Run-time deployments: the desired state and the PlacementManager.
+    pub placement: crate::placement::PlacementHandle,
     pub node_id: String,
 }
 
@@ -140,6 +142,13 @@ impl Actor for SystemModule {
             .map_err(|e| ActorError::Corrupt(e.message))?;
         tracing::info!(keys = loaded, "API keys loaded");
         let mut node_id = call(&registry, "ServiceRegistry", RegistryMsg::NodeId).await?;
+        // The run-time deployments stored here, versioned by the id the node serves under.
+        let placed_as = config.cluster.node_id.clone().unwrap_or(node_id.clone());
+        let desired = Arc::new(
+            crate::placement::Desired::load(placed_as, registry.clone())
+                .await
+                .map_err(|e| ActorError::Corrupt(e.message))?,
+        );
         // In a cluster the node is known by the id its certificate names: the ClusterManager
         // checks it and the registry stores it, so every report agrees.
         let cluster = if config.cluster.enabled() {
@@ -148,6 +157,7 @@ impl Actor for SystemModule {
                 data_dir: config.node.data_dir.clone(),
                 http_addr: args.http_addr,
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                labels: config.node.labels.clone(),
             };
             let (cluster, _) = Actor::spawn_linked(
                 None,
@@ -159,6 +169,7 @@ impl Actor for SystemModule {
                     policy: (&config.supervision).into(),
                     reliability: args.router.reliability().clone(),
                     keys: keys.clone(),
+                    desired: desired.clone(),
                 },
                 cell.clone(),
             )
@@ -226,6 +237,27 @@ impl Actor for SystemModule {
         .await
         .map_err(|e| spawn_err("ProviderSupervisor", e))?;
 
+        let placement = crate::placement::spawn(
+            &myself.get_cell(),
+            crate::placement::PlacementArgs {
+                desired,
+                providers: providers.clone(),
+                router: args.router.clone(),
+                node_id: node_id.clone(),
+                config: config.placement.clone(),
+                assets_dir: config.node.assets_dir.clone(),
+                reserved: config
+                    .models
+                    .keys()
+                    .chain(config.routes.keys())
+                    .cloned()
+                    .collect(),
+                interval: config.cluster.gossip_interval,
+            },
+        )
+        .await
+        .map_err(|e| spawn_err("PlacementManager", e))?;
+
         // Run-time changes reach their owners from here on.
         let tasks = Tasks::new();
         let updates = call(&config_ref, "ConfigManager", ConfigMsg::Subscribe).await?;
@@ -247,6 +279,7 @@ impl Actor for SystemModule {
                 providers,
                 cluster,
                 router,
+                placement,
                 node_id,
             },
         })
@@ -478,6 +511,11 @@ impl NodeHandle {
     /// The node's API keys (create, revoke, list).
     pub fn keys(&self) -> KeyStore {
         self.managers.keys.clone()
+    }
+
+    /// Run-time deployments (the admin API's `/admin/deployments`).
+    pub fn placement(&self) -> crate::placement::PlacementHandle {
+        self.managers.placement.clone()
     }
 
     pub fn inspector(&self) -> Inspector {

@@ -1,20 +1,209 @@
 //! Trace context on the request path: the span that serves a request begins (or continues) a
 //! W3C trace, and a hop to a peer sends it on.
 //!
-//! With traces exported (the OpenTelemetry layer installed), the ids are OpenTelemetry's, so a
-//! request served by another node is one trace with parent and child spans on both. Without
-//! it, the node still continues the caller's trace id (or starts one), returns it, logs it and
-//! sends it to peers, kept in the span's extensions.
+//! Whether a request is traced is decided once, where it arrives ([`decide`]): parent-based
+//! when the caller sent a `traceparent`, else by `telemetry.sampling_ratio`. The spans of a
+//! traced request reach the OpenTelemetry layer, whose ids then are the request's, so a request
+//! served by another node is one trace with parent and child spans on both. The spans of an
+//! untraced one never reach it ([`Sampled`]): the node still continues the caller's trace id
+//! (or starts one), returns it, logs it and sends it to peers, kept in the span's extensions,
+//! at the cost of tracing off.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use golek_protocol::trace::TraceParent;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-use tracing::Span;
+use tracing::subscriber::Interest;
+use tracing::{Metadata, Span, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
 static OTEL: AtomicBool = AtomicBool::new(false);
+
+/// `telemetry.sampling_ratio` as `f64` bits (hot: [`set_sampling_ratio`]).
+static RATIO: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The decision for the span an [`ingress`] call is creating on this thread.
+    static INGRESS: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// The share of new traces exported, from 0 to 1 (outside is clamped).
+pub fn set_sampling_ratio(ratio: f64) {
+    let ratio = if ratio.is_nan() {
+        0.0
+    } else {
+        ratio.clamp(0.0, 1.0)
+    };
+    RATIO.store(ratio.to_bits(), Ordering::Relaxed);
+}
+
+/// Whether a request that arrives with `incoming` (the caller's trace context) is traced:
+/// as the caller's says when it sent one, else by the sampling ratio; never when traces are
+/// not exported.
+pub fn decide(incoming: Option<&TraceParent>) -> bool {
+    if !otel_installed() {
+        return false;
+    }
+    match incoming {
+        Some(parent) => parent.sampled,
+        None => {
+            let ratio = f64::from_bits(RATIO.load(Ordering::Relaxed));
+            ratio >= 1.0 || (ratio > 0.0 && fastrand::f64() < ratio)
+        }
+    }
+}
+
+/// Creates the span `make` makes (the one a request that arrives is served in) as traced or
+/// not as `traced` says, whatever span is current; its children follow it.
+pub fn ingress(traced: bool, make: impl FnOnce() -> Span) -> Span {
+    INGRESS.with(|d| d.set(Some(traced)));
+    let span = make();
+    INGRESS.with(|d| d.set(None));
+    span
+}
+
+/// The filter in front of the OpenTelemetry layer: Golek's own spans (at info and above) of
+/// traced requests. A span is traced when [`ingress`] made it so, or when the span current
+/// where it is created is traced (spans with an explicit parent are created with the parent
+/// entered, see `Job::work_span`). Untraced requests cost the layer next to nothing: while no
+/// traced span is open, nothing is looked up.
+#[derive(Default)]
+pub struct Sampled;
+
+/// Traced spans open now, in this process.
+static OPEN: AtomicU64 = AtomicU64::new(0);
+
+/// Golek's own crates, at info and above (a dependency's spans never become traces).
+fn ours(meta: &Metadata<'_>) -> bool {
+    *meta.level() <= tracing::Level::INFO && meta.target().starts_with("golek_")
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Filter<S> for Sampled {
+    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        if !ours(meta) {
+            return false;
+        }
+        if meta.is_span() {
+            if let Some(traced) = INGRESS.with(Cell::get) {
+                return traced;
+            }
+        }
+        // The current span as this filter sees it: the innermost traced one.
+        OPEN.load(Ordering::Relaxed) > 0 && cx.lookup_current().is_some()
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if ours(meta) {
+            Interest::sometimes()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::INFO)
+    }
+
+    fn on_new_span(
+        &self,
+        _attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _cx: Context<'_, S>,
+    ) {
+        OPEN.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_close(&self, _id: tracing::span::Id, _cx: Context<'_, S>) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Wraps the filtered OpenTelemetry layer: while no traced span is open, entering, leaving,
+/// recording on and closing spans skip it (its filter would look each span up only to find
+/// it untraced). Span creation, events and the filter's own calls always go through.
+pub struct WhileTraced<L>(pub L);
+
+impl<S, L> tracing_subscriber::Layer<S> for WhileTraced<L>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    L: tracing_subscriber::Layer<S>,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        self.0.on_register_dispatch(subscriber)
+    }
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.0.on_layer(subscriber)
+    }
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        self.0.register_callsite(meta)
+    }
+    fn enabled(&self, meta: &Metadata<'_>, cx: Context<'_, S>) -> bool {
+        self.0.enabled(meta, cx)
+    }
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        cx: Context<'_, S>,
+    ) {
+        self.0.on_new_span(attrs, id, cx)
+    }
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        cx: Context<'_, S>,
+    ) {
+        if OPEN.load(Ordering::Relaxed) > 0 {
+            self.0.on_record(id, values, cx)
+        }
+    }
+    fn on_follows_from(
+        &self,
+        id: &tracing::span::Id,
+        follows: &tracing::span::Id,
+        cx: Context<'_, S>,
+    ) {
+        if OPEN.load(Ordering::Relaxed) > 0 {
+            self.0.on_follows_from(id, follows, cx)
+        }
+    }
+    fn event_enabled(&self, event: &tracing::Event<'_>, cx: Context<'_, S>) -> bool {
+        self.0.event_enabled(event, cx)
+    }
+    fn on_event(&self, event: &tracing::Event<'_>, cx: Context<'_, S>) {
+        self.0.on_event(event, cx)
+    }
+    fn on_enter(&self, id: &tracing::span::Id, cx: Context<'_, S>) {
+        if OPEN.load(Ordering::Relaxed) > 0 {
+            self.0.on_enter(id, cx)
+        }
+    }
+    fn on_exit(&self, id: &tracing::span::Id, cx: Context<'_, S>) {
+        if OPEN.load(Ordering::Relaxed) > 0 {
+            self.0.on_exit(id, cx)
+        }
+    }
+    fn on_close(&self, id: tracing::span::Id, cx: Context<'_, S>) {
+        if OPEN.load(Ordering::Relaxed) > 0 {
+            self.0.on_close(id, cx)
+        }
+    }
+    fn on_id_change(&self, old: &tracing::span::Id, new: &tracing::span::Id, cx: Context<'_, S>) {
+        self.0.on_id_change(old, new, cx)
+    }
+    unsafe fn downcast_raw(&self, id: std::any::TypeId) -> Option<*const ()> {
+        if id == std::any::TypeId::of::<Self>() {
+            return Some(self as *const Self as *const ());
+        }
+        // SAFETY: forwarded as is; the inner layer answers for its own types.
+        unsafe { self.0.downcast_raw(id) }
+    }
+}
 
 /// Says that the OpenTelemetry layer is installed in this process (the node's start-up).
 pub fn set_otel_installed() {
@@ -63,11 +252,16 @@ pub fn remote_context(parent: &TraceParent, tracestate: Option<&str>) -> opentel
     opentelemetry::Context::new().with_remote_span_context(sc)
 }
 
-/// Makes `span` (one that serves a request: HTTP, QUIC client, peer) the next hop of the
-/// caller's trace, or the root of a new one; records its `trace_id` field and returns this
-/// hop's context (what the response's `traceparent` says).
-pub fn begin(span: &Span, incoming: Option<TraceParent>, tracestate: Option<&str>) -> TraceParent {
-    if otel_installed() {
+/// Makes `span` (one that serves a request: HTTP, QUIC client, peer, made by [`ingress`] with
+/// `traced`) the next hop of the caller's trace, or the root of a new one; records its
+/// `trace_id` field and returns this hop's context (what the response's `traceparent` says).
+pub fn begin(
+    span: &Span,
+    traced: bool,
+    incoming: Option<TraceParent>,
+    tracestate: Option<&str>,
+) -> TraceParent {
+    if traced {
         if let Some(parent) = &incoming {
             let _ = span.set_parent(remote_context(parent, tracestate));
         }

@@ -167,6 +167,20 @@ pub(crate) async fn snapshot(managers: &Managers) -> ActorSnapshot {
             )
         }),
     );
+    root.children.push(
+        call(
+            &managers.placement.manager,
+            "PlacementManager",
+            crate::placement::PlacementMsg::Snapshot,
+        )
+        .await
+        .unwrap_or_else(|_| {
+            answered(
+                ActorSnapshot::running("PlacementManager", "placement"),
+                false,
+            )
+        }),
+    );
     root.children.push(answered(
         ActorSnapshot::running("Router", "router"),
         alive(&managers.router.get_cell()),

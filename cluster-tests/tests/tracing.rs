@@ -81,11 +81,15 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
     (url, got)
 }
 
-fn exporting(mut spec: NodeSpec, url: &str) -> NodeSpec {
+fn exporting(spec: NodeSpec, url: &str) -> NodeSpec {
+    sampling(spec, url, 1.0)
+}
+
+fn sampling(mut spec: NodeSpec, url: &str, ratio: f64) -> NodeSpec {
     for kv in [
         format!("telemetry.otlp_endpoint={url}"),
         "telemetry.export_interval_ms=100".to_string(),
-        "telemetry.sampling_ratio=1.0".to_string(),
+        format!("telemetry.sampling_ratio={ratio}"),
     ] {
         spec.args.push("--set".into());
         spec.args.push(kv);
@@ -217,4 +221,102 @@ async fn a_forwarded_request_is_one_trace_across_both_nodes() {
         assert_eq!(s.parent, served.span_id, "{work} under b's server span");
     }
     assert!(spans.iter().all(|s| s.service == "golek"));
+}
+
+/// Streams a short completion with `traceparent` (if any); returns the answer's `traceparent`.
+async fn complete(node: &Node, traceparent: Option<&str>) -> String {
+    let mut request = reqwest::Client::new()
+        .post(node.url("/v1/completions"))
+        .json(
+            &json!({"model": "golek-tiny", "prompt": "sample me", "max_tokens": 2,
+                "ignore_eos": true, "stream": true}),
+        );
+    if let Some(t) = traceparent {
+        request = request.header("traceparent", t);
+    }
+    let answer = request.send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let back = answer.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(answer.text().await.unwrap().contains("[DONE]"));
+    back
+}
+
+/// The trace id of a `traceparent` header value.
+fn trace_of(traceparent: &str) -> String {
+    traceparent.split('-').nth(1).unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_is_decided_where_a_request_arrives_and_follows_the_caller() {
+    let (url, got) = receiver().await;
+    let ca = Ca::new();
+    let node = Node::start(sampling(
+        NodeSpec::new("s", ca.issue("s"), Models::Generation),
+        &url,
+        0.0,
+    ))
+    .await;
+    // Sampling 0: a request of its own is not traced, nor is one whose caller did not sample;
+    // both still get a trace id back, marked not sampled.
+    let own = complete(&node, None).await;
+    assert!(own.ends_with("-00"), "{own}");
+    let unsampled = "0af7651916cd43dd8448eb211c80319c";
+    let back = complete(&node, Some(&format!("00-{unsampled}-b7ad6b7169203331-00"))).await;
+    assert!(
+        back.starts_with(&format!("00-{unsampled}-")) && back.ends_with("-00"),
+        "{back}"
+    );
+    // A caller that sampled is followed, down to the work on the model's thread.
+    let sampled = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let back = complete(&node, Some(&format!("00-{sampled}-00f067aa0ba902b7-01"))).await;
+    assert!(
+        back.starts_with(&format!("00-{sampled}-")) && back.ends_with("-01"),
+        "{back}"
+    );
+    let names = |trace: &str| -> Vec<String> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.trace_id == trace)
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            let n = names(sampled);
+            ["POST ", "queue_wait", "prefill", "decode"]
+                .iter()
+                .all(|want| n.iter().any(|s| s.starts_with(want)))
+        })
+        .await,
+        "the sampled caller's trace: {:#?}",
+        got.lock().unwrap()
+    );
+    // What ended before it would have been exported with it or before.
+    for trace in [trace_of(&own), unsampled.to_string()] {
+        assert!(names(&trace).is_empty(), "{trace} was exported");
+    }
+
+    // The ratio is hot: at 1, a request of its own is traced.
+    let changed = reqwest::Client::new()
+        .put(node.url("/admin/config"))
+        .body("[telemetry]\nsampling_ratio = 1.0\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200, "{}", changed.text().await.unwrap());
+    let own = complete(&node, None).await;
+    assert!(own.ends_with("-01"), "{own}");
+    let trace = trace_of(&own);
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            names(&trace).iter().any(|n| n == "decode")
+        })
+        .await,
+        "{trace} exported after the ratio changed: {:#?}",
+        got.lock().unwrap()
+    );
 }

@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 pub use layers::{Provenance, Source};
 pub use node_config::{
     AuthConfig, ClusterConfig, DebugConfig, GgufParams, HttpConfig, LogConfig, LogFormat,
-    ModelConfig, NodeConfig, NodeSection, OnnxParams, OnnxPipeline, OpenaiParams, ProviderKind,
-    ProviderParams, ReliabilityConfig, RemoteConnection, RemoteTls, RouteConfig, RuntimeConfig,
-    SupervisionConfig, TelemetryConfig, TritonParams,
+    ModelConfig, NodeConfig, NodeSection, OnnxParams, OnnxPipeline, OpenaiParams, PlacementConfig,
+    ProviderKind, ProviderParams, ReliabilityConfig, RemoteConnection, RemoteTls, RouteConfig,
+    RuntimeConfig, SupervisionConfig, TelemetryConfig, TritonParams,
 };
-pub use validate::{filter_problem, FieldError};
+pub use validate::{filter_problem, validate_deployment, FieldError};
 
 use layers::Layer;
 

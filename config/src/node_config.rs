@@ -22,6 +22,7 @@ pub struct NodeConfig {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub telemetry: TelemetryConfig,
+    pub placement: PlacementConfig,
     /// Deployments by served model name; disabled ones are dropped.
     pub models: BTreeMap<String, ModelConfig>,
     /// Fallback chains by served name.
@@ -44,6 +45,21 @@ pub struct ReliabilityConfig {
     pub retry_budget_min_per_s: u32,
 }
 
+/// Where run-time deployments' replicas run, and when they move.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlacementConfig {
+    /// A node dead this long loses its replicas to the next nodes in the hash order.
+    pub move_after: Duration,
+    /// A node back from the dead takes replicas again only after it has been alive this long.
+    pub return_after: Duration,
+    /// A replica needs its model file's size times this in memory.
+    pub memory_factor: f64,
+    /// How long an undeployed name is remembered (so a node that was away learns of it).
+    pub tombstone_ttl: Duration,
+    /// How long a replica being stopped may finish its requests.
+    pub drain_timeout: Duration,
+}
+
 /// A fallback chain: the served name's requests go to the first of `targets` that can take
 /// them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,6 +73,8 @@ pub struct NodeSection {
     pub data_dir: PathBuf,
     /// Where the setup script put the runtime library and the default models.
     pub assets_dir: PathBuf,
+    /// What deployments' label selectors match; gossiped.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Membership in a cluster: on when `tls_dir` holds this node's certificate.

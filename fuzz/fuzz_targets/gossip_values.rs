@@ -1,11 +1,13 @@
 //! The gossip value decoders (`cluster::decode_member`): values are whatever another member
 //! published under its keys. The input is read as `key=value` records separated by NUL (a key
-//! `0`..`4` stands for a known key), and also as the value of each known key in turn.
+//! `0`..`4` stands for a known key), and also as the value of each known key in turn, and as
+//! a desired-state list (`golek.deployments`, `deploy::DesiredList::decode`).
 #![no_main]
 
 use std::collections::BTreeMap;
 
 use golek_protocol::cluster::{decode_member, encode_member, MemberAdvert};
+use golek_protocol::deploy::DesiredList;
 use libfuzzer_sys::fuzz_target;
 
 const KEYS: [&str; 5] = [
@@ -58,6 +60,15 @@ fuzz_target!(|data: &[u8]| {
     }
     check(|k| kv.get(k).copied());
     check(|_| Some(text));
+    // A decoded desired-state list encodes to one that decodes to the same records.
+    if let Ok(list) = DesiredList::decode(text) {
+        let again = serde_json::to_string(&list).expect("a decoded list encodes");
+        let back = DesiredList::decode(&again).expect("an encoded list decodes");
+        assert_eq!(back.records.len(), list.records.len());
+        for (a, b) in back.records.iter().zip(&list.records) {
+            assert_eq!((&a.name, &a.version), (&b.name, &b.version));
+        }
+    }
     for key in &KEYS[1..] {
         check(|k| match k {
             _ if k == *key => Some(text),

@@ -154,6 +154,18 @@ async fn instructions(client: &reqwest::Client, sets: &[String], path: Path, n: 
         if entry.path().extension().and_then(|e| e.to_str()) != Some("1") {
             continue;
         }
+        // `KEEP_CALLGRIND=DIR` keeps each dump there, for `callgrind_annotate`.
+        if let Ok(keep) = std::env::var("KEEP_CALLGRIND") {
+            let _ = std::fs::create_dir_all(&keep);
+            let mode = sets
+                .iter()
+                .find(|s| s.starts_with("telemetry.sampling_ratio"))
+                .map_or("off", String::as_str);
+            let name = format!("{}-{mode}", path.name())
+                .replace(['/', ' ', '(', ')', '=', '.'], "_")
+                + ".out";
+            let _ = std::fs::copy(entry.path(), std::path::Path::new(&keep).join(name));
+        }
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         if let Some(line) = text
             .lines()
@@ -198,7 +210,12 @@ fn main() {
     );
     rt.spawn(async move { axum::serve(rx, app).await });
 
-    let paths = [Path::Embeddings, Path::Gateway];
+    // `--only gateway` (or `embeddings`) measures one path.
+    let only = arg("--only");
+    let paths: Vec<Path> = [Path::Embeddings, Path::Gateway]
+        .into_iter()
+        .filter(|p| only.as_deref().is_none_or(|o| p.name().contains(o)))
+        .collect();
     let client = reqwest::Client::new();
     let nodes: Vec<BenchNode> = MODES
         .iter()

@@ -124,6 +124,19 @@ pub enum ModelCommand {
         #[arg(long)]
         if_missing: bool,
     },
+    /// Deploy a model cluster-wide at run time: every node places its replicas alike.
+    Deploy(crate::model_cli::DeployArgs),
+    /// Undeploy a run-time deployment: its replicas drain and stop on every node.
+    Undeploy {
+        name: String,
+        #[command(flatten)]
+        node: crate::keys_cli::NodeArgs,
+    },
+    /// List the run-time deployments and their replicas.
+    List {
+        #[command(flatten)]
+        node: crate::keys_cli::NodeArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -316,6 +329,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {} ({size})", path.display());
             Ok(())
         }
+        Command::Model {
+            command: ModelCommand::Deploy(args),
+        } => crate::model_cli::deploy(args),
+        Command::Model {
+            command: ModelCommand::Undeploy { name, node },
+        } => crate::model_cli::undeploy(&name, &node),
+        Command::Model {
+            command: ModelCommand::List { node },
+        } => crate::model_cli::list(&node),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod http;
 mod keys_cli;
 pub mod logging;
 mod metrics;
+mod model_cli;
 mod reload;
 mod server;
 mod status;

@@ -20,10 +20,12 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 /// The OpenTelemetry layer, when traces are exported (built by [`crate::telemetry`]).
-pub type OtelLayer = tracing_subscriber::filter::Filtered<
-    tracing_opentelemetry::OpenTelemetryLayer<Registry, opentelemetry_sdk::trace::Tracer>,
-    tracing_subscriber::filter::Targets,
-    Registry,
+pub type OtelLayer = golek_actors::trace::WhileTraced<
+    tracing_subscriber::filter::Filtered<
+        tracing_opentelemetry::OpenTelemetryLayer<Registry, opentelemetry_sdk::trace::Tracer>,
+        golek_actors::trace::Sampled,
+        Registry,
+    >,
 >;
 
 /// Applies a filter text to the installed subscriber.

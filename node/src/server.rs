@@ -90,6 +90,7 @@ pub async fn serve(
         router: node.router.clone(),
         inspector: node.inspector(),
         keys: node.keys(),
+        placement: node.placement(),
         prometheus,
     });
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();

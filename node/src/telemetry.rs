@@ -4,18 +4,9 @@
 
 use golek_config::TelemetryConfig;
 use opentelemetry::trace::TracerProvider as _;
-use tracing_subscriber::filter::Targets;
 use tracing_subscriber::Layer;
 
 use crate::logging::OtelLayer;
-
-/// Golek's own spans only (at info and above): a dependency's spans never become traces.
-fn targets() -> Targets {
-    Targets::new()
-        .with_target("golek_node", tracing::Level::INFO)
-        .with_target("golek_actors", tracing::Level::INFO)
-        .with_target("golek_providers", tracing::Level::INFO)
-}
 
 /// The layer to install, or `None` when traces are not exported.
 pub fn layer(telemetry: &TelemetryConfig) -> Option<OtelLayer> {
@@ -30,9 +21,18 @@ pub fn layer(telemetry: &TelemetryConfig) -> Option<OtelLayer> {
     std::mem::forget(provider);
     golek_actors::observe::install_pipeline(pipeline);
     golek_actors::trace::set_otel_installed();
-    Some(
+    // Golek's own spans of traced requests only ([`golek_actors::trace::Sampled`]); each span
+    // carries its name and fields, not where in the code or on which thread it began (what
+    // that costs per span is most of what a trace costs), and OpenTelemetry's own context is
+    // not switched at every poll (nothing here reads it).
+    Some(golek_actors::trace::WhileTraced(
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
-            .with_filter(targets()),
-    )
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
+            .with_filter(golek_actors::trace::Sampled),
+    ))
 }

@@ -96,11 +96,17 @@ pub struct MemberAdvert {
 /// The version of the gossip values this build publishes.
 /// 2: model states and provider descriptions are typed (same JSON as version 1 wrote, now
 /// decoded strictly), and this key is published.
-pub const GOSSIP_VERSION: u16 = 3;
+/// 4: `golek.deployments` (the desired state of run-time deployments) is published, and
+/// model states may be `warming` or `draining`.
+pub const GOSSIP_VERSION: u16 = 4;
 
 /// The gossip key under which a node publishes every API key record it knows (JSON list;
 /// hashed secrets only). Added in gossip version 3.
 pub const KEY_API_KEYS: &str = "golek.api_keys";
+
+/// The gossip key under which a node publishes every run-time deployment record it knows
+/// (a [`crate::deploy::DesiredList`] as JSON, tombstones included). Added in version 4.
+pub const KEY_DESIRED: &str = "golek.deployments";
 
 const KEY_VERSION: &str = "golek.gossip_version";
 const KEY_NODE: &str = "golek.node";
@@ -326,7 +332,10 @@ mod tests {
         let err = decode_member(|k| v1.get(k).map(String::as_str)).unwrap_err();
         assert!(err.contains("golek.models"), "{err}");
         // Versions other than this one and the previous are refused by number.
-        for bad in ["4", "1", "0", "65535", "x"] {
+        let mut previous = kv.clone();
+        previous.insert(KEY_VERSION.into(), (GOSSIP_VERSION - 1).to_string());
+        assert!(decode_member(|k| previous.get(k).map(String::as_str)).is_ok());
+        for bad in ["5", "2", "1", "0", "65535", "x"] {
             let mut other = kv.clone();
             other.insert(KEY_VERSION.into(), bad.into());
             let err = decode_member(|k| other.get(k).map(String::as_str)).unwrap_err();

@@ -11,6 +11,7 @@
 mod checks;
 pub mod cluster;
 pub mod cluster_v2;
+pub mod deploy;
 mod error;
 pub mod generation;
 pub mod half;

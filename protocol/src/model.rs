@@ -11,7 +11,11 @@ use crate::inference::Capabilities;
 pub enum ModelState {
     /// The worker is loading the model.
     Loading,
+    /// Loaded; one short request runs before it takes traffic.
+    Warming,
     Ready,
+    /// Being stopped (undeployed or moved): it finishes what it holds and takes nothing new.
+    Draining,
     /// The worker failed; a restart is scheduled.
     Restarting,
     /// Too many restarts in the window: refused until the cooldown ends.
@@ -29,7 +33,9 @@ impl ModelState {
     pub fn as_str(&self) -> &'static str {
         match self {
             ModelState::Loading => "loading",
+            ModelState::Warming => "warming",
             ModelState::Ready => "ready",
+            ModelState::Draining => "draining",
             ModelState::Restarting => "restarting",
             ModelState::BreakerOpen => "breaker_open",
             ModelState::Hung => "hung",

@@ -47,6 +47,9 @@ impl Job {
     /// A span of the work done for this job (`prefill`, `decode`, `batch`, `upstream`), a child of the
     /// request's span; it ends when dropped.
     pub fn work_span(&self, name: &'static str) -> tracing::Span {
+        // Created inside the request's span (not only with it as parent): whether a span is
+        // traced follows the span current where it is made.
+        let _inside = self.span.enter();
         match name {
             "prefill" => tracing::info_span!(parent: &self.span, "prefill"),
             "decode" => tracing::info_span!(parent: &self.span, "decode"),
@@ -132,6 +135,11 @@ impl JobSender {
     }
 
     /// Jobs waiting for the worker.
+    /// Nothing queued and nothing in the worker's hands.
+    pub fn is_idle(&self) -> bool {
+        self.depth() == 0 && !self.shared.heartbeat.busy.load(Ordering::SeqCst)
+    }
+
     pub fn depth(&self) -> usize {
         self.shared.depth.load(Ordering::SeqCst)
     }

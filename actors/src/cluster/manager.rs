@@ -46,6 +46,8 @@ pub struct ClusterArgs {
     pub reliability: Arc<crate::reliability::Reliability>,
     /// API keys: published to peers and merged from theirs.
     pub keys: crate::tenants::KeyStore,
+    /// Run-time deployments: published to peers and merged from theirs.
+    pub desired: Arc<crate::placement::Desired>,
 }
 
 pub enum ClusterMsg {
@@ -194,7 +196,7 @@ impl ClusterManager {
             http_addr: me.http_addr.to_string(),
             quic_addr: advertise.to_string(),
             version: me.version.clone(),
-            labels: Default::default(),
+            labels: me.labels.clone(),
         };
         let machine = shared_resources();
         let first = advert(&node_advert, &args.router, &links, &machine);
@@ -224,9 +226,11 @@ impl ClusterManager {
             faults: faults.clone(),
             refused_logged: Mutex::new(Default::default()),
             keys: args.keys.clone(),
-            keys_seen: Mutex::new(Default::default()),
+            keys_seen: Default::default(),
             generations: Mutex::new(Default::default()),
             keys_published: Mutex::new(Default::default()),
+            desired: args.desired.clone(),
+            desired_seen: Default::default(),
         });
         let streams_rx = Arc::new(tokio::sync::Mutex::new(streams_rx));
         let loops = vec![

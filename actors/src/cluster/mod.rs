@@ -48,6 +48,9 @@ pub struct Member {
     pub http_addr: Option<String>,
     pub quic_addr: Option<String>,
     pub version: Option<String>,
+    /// Its `[node] labels` (what deployments' selectors match).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     pub models: Vec<ModelAdvert>,
     pub load: LoadAdvert,
     pub resources: ResourcesAdvert,
@@ -138,4 +141,5 @@ pub struct SelfInfo {
     pub data_dir: std::path::PathBuf,
     pub http_addr: SocketAddr,
     pub version: String,
+    pub labels: std::collections::BTreeMap<String, String>,
 }

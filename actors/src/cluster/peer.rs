@@ -280,19 +280,25 @@ async fn serve_one(
     }
     // This node's part of the caller's trace: a peer's hop span (or a QUIC client's own
     // context) is the parent. It lasts until the answer is sent.
-    let span = tracing::info_span!(
-        "peer_request",
-        otel.name = %format!("serve {}", request.model),
-        otel.kind = "server",
-        from = %peer_id,
-        model = %request.model,
-        trace_id = tracing::field::Empty,
-    );
     let incoming = request
         .traceparent
         .as_deref()
         .and_then(golek_protocol::trace::TraceParent::parse);
-    crate::trace::begin(&span, incoming, None);
+    let traced = crate::trace::decide(incoming.as_ref());
+    let span = crate::trace::ingress(traced, || {
+        tracing::info_span!(
+            "peer_request",
+            otel.name = tracing::field::Empty,
+            otel.kind = "server",
+            from = %peer_id,
+            model = %request.model,
+            trace_id = tracing::field::Empty,
+        )
+    });
+    if traced {
+        span.record("otel.name", format!("serve {}", request.model).as_str());
+    }
+    crate::trace::begin(&span, traced, incoming, None);
     let submitted = span.in_scope(|| {
         if alpn == tls::ALPN_PEER {
             router.submit_local_as(&request.model, request.request, timeout, tenant)

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chitchat::ChitchatId;
-use golek_protocol::cluster::{decode_member, encode_member, LoadAdvert, NodeAdvert, KEY_API_KEYS};
+use golek_protocol::cluster::{
+    decode_member, encode_member, LoadAdvert, NodeAdvert, KEY_API_KEYS, KEY_DESIRED,
+};
 use golek_providers::Faults;
 use tokio::sync::watch;
 
@@ -38,11 +40,37 @@ pub struct Publisher {
     /// API keys: this node's are published, its peers' merged in.
     pub keys: KeyStore,
     /// The key list each peer published last (merged only when it changes).
-    pub keys_seen: Mutex<HashMap<String, String>>,
+    pub keys_seen: Seen,
     /// Each peer's newest incarnation (chitchat generation) seen.
     pub generations: Mutex<HashMap<String, u64>>,
     /// The key list as last published, with the key version it was made at.
     pub keys_published: Mutex<(u64, String)>,
+    /// Run-time deployments: every record this node knows is published, its peers' merged in.
+    pub desired: Arc<crate::placement::Desired>,
+    /// The desired-state list each peer published last (merged only when it changes).
+    pub desired_seen: Seen,
+}
+
+/// The value each peer published last under one key (so a value is merged only when it
+/// changes).
+#[derive(Default)]
+pub struct Seen(Mutex<HashMap<String, String>>);
+
+impl Seen {
+    fn is_new(&self, node: &str, value: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(node)
+            .is_none_or(|seen| seen != value)
+    }
+
+    fn remember(&self, node: String, value: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node, value);
+    }
 }
 
 /// The publisher as a supervised loop.
@@ -100,12 +128,15 @@ impl Publisher {
         let chitchat = &self.chitchat;
         let my_keys = self.published_keys();
         let mut peer_keys: Vec<(String, String)> = Vec::new();
+        let mut peer_desired: Vec<(String, String)> = Vec::new();
+        let my_desired = self.desired.published();
         let view = {
             let mut c = chitchat.lock().await;
             for (k, v) in encode_member(&me) {
                 c.self_node_state().set(k, v);
             }
             c.self_node_state().set(KEY_API_KEYS, my_keys);
+            c.self_node_state().set(KEY_DESIRED, my_desired);
             let self_id = c.self_chitchat_id().clone();
             let live: HashSet<ChitchatId> = c.live_nodes().cloned().collect();
             let mut members = Vec::new();
@@ -136,6 +167,9 @@ impl Publisher {
                 if !is_self {
                     if let Some(list) = state.get(KEY_API_KEYS) {
                         peer_keys.push((id.node_id.to_string(), list.to_string()));
+                    }
+                    if let Some(list) = state.get(KEY_DESIRED) {
+                        peer_desired.push((id.node_id.to_string(), list.to_string()));
                     }
                 }
                 let advert = match decode_member(|k| state.get(k)) {
@@ -170,6 +204,7 @@ impl Publisher {
                         http_addr: node.as_ref().map(|n| n.http_addr.clone()),
                         quic_addr: node.as_ref().map(|n| n.quic_addr.clone()),
                         version: node.as_ref().map(|n| n.version.clone()),
+                        labels: node.as_ref().map(|n| n.labels.clone()).unwrap_or_default(),
                         models,
                         load,
                         resources,
@@ -204,6 +239,7 @@ impl Publisher {
             }
         };
         self.merge_keys(peer_keys).await;
+        self.merge_desired(peer_desired).await;
         view
     }
 
@@ -223,17 +259,39 @@ impl Publisher {
         published.1.clone()
     }
 
+    /// Merges the desired-state lists peers published that changed since the last round
+    /// (records newer than this node's are stored, flushed, then take effect).
+    async fn merge_desired(&self, lists: Vec<(String, String)>) {
+        for (node, list) in lists {
+            if !self.desired_seen.is_new(&node, &list) {
+                continue;
+            }
+            let records = match golek_protocol::deploy::DesiredList::decode(&list) {
+                Ok(l) => l.records,
+                Err(e) => {
+                    tracing::warn!(%node, "cluster: ignoring its deployments: {e}");
+                    continue;
+                }
+            };
+            match self.desired.merge(records).await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(%node, records = n, "cluster: deployments learned from a peer");
+                    }
+                    self.desired_seen.remember(node, list);
+                }
+                Err(e) => {
+                    tracing::warn!(%node, "cluster: cannot store its deployments: {}", e.message)
+                }
+            }
+        }
+    }
+
     /// Merges the key lists peers published that changed since the last round (stored here,
     /// flushed, before they take effect). A bad list is logged with its node and skipped.
     async fn merge_keys(&self, lists: Vec<(String, String)>) {
         for (node, list) in lists {
-            let unchanged = self
-                .keys_seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&node)
-                .is_some_and(|seen| *seen == list);
-            if unchanged {
+            if !self.keys_seen.is_new(&node, &list) {
                 continue;
             }
             let records: Vec<KeyRecord> = match serde_json::from_str(&list) {
@@ -248,10 +306,7 @@ impl Publisher {
                     if n > 0 {
                         tracing::info!(%node, keys = n, "cluster: API keys learned from a peer");
                     }
-                    self.keys_seen
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(node, list);
+                    self.keys_seen.remember(node, list);
                 }
                 Err(e) => {
                     tracing::warn!(%node, "cluster: cannot store its API keys: {}", e.message)

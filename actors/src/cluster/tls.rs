@@ -23,6 +23,8 @@ pub const ALPN_GOSSIP: &[u8] = b"golek-gossip/1";
 pub const ALPN_PEER: &[u8] = b"golek-peer/1";
 pub const ALPN_CLIENT: &[u8] = b"golek-client/1";
 pub const ALPN_JOIN: &[u8] = b"golek-join/1";
+/// Model files between nodes (placement's transfers).
+pub const ALPN_MODEL: &[u8] = b"golek-model/1";
 
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";
@@ -231,6 +233,7 @@ impl NodeIdentity {
             ALPN_PEER.to_vec(),
             ALPN_CLIENT.to_vec(),
             ALPN_JOIN.to_vec(),
+            ALPN_MODEL.to_vec(),
         ];
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(config)
             .map_err(|e| TlsError::Invalid(e.to_string()))?;

@@ -32,6 +32,10 @@ pub struct QuicNode {
     pub identity: Arc<NodeIdentity>,
     gossip_client: quinn::ClientConfig,
     pub peer_client: quinn::ClientConfig,
+    /// Model file transfers (`golek-model/1`).
+    pub model_client: quinn::ClientConfig,
+    /// What this node serves of its model store (set once the store is open).
+    pub files: std::sync::OnceLock<Arc<crate::placement::FileServer>>,
     gossip_rx: Mutex<Option<mpsc::Receiver<(SocketAddr, ChitchatMessage)>>>,
     gossip_tx: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
     /// The node id each address's certificate named (incoming and outgoing connections).
@@ -65,6 +69,9 @@ impl QuicNode {
         let peer_client = identity
             .client_config(tls::ALPN_PEER)
             .map_err(ClusterError::Tls)?;
+        let model_client = identity
+            .client_config(tls::ALPN_MODEL)
+            .map_err(ClusterError::Tls)?;
         let endpoint = quinn::Endpoint::server(server, addr)
             .map_err(|source| ClusterError::Bind { addr, source })?;
         let (gossip_tx, gossip_rx) = mpsc::channel(1024);
@@ -73,6 +80,8 @@ impl QuicNode {
             identity: Arc::new(identity),
             gossip_client,
             peer_client,
+            model_client,
+            files: std::sync::OnceLock::new(),
             gossip_rx: Mutex::new(Some(gossip_rx)),
             gossip_tx,
             verified: Mutex::new(HashMap::new()),
@@ -188,6 +197,12 @@ async fn accept(node: Arc<QuicNode>, streams: mpsc::Sender<IncomingStream>) {
                 Some(tls::ALPN_CLIENT) => {
                     serve_streams(connection, peer_id, tls::ALPN_CLIENT, streams).await
                 }
+                Some(tls::ALPN_MODEL) => match node.files.get() {
+                    Some(files) => {
+                        crate::placement::transfer::serve(files.clone(), connection, peer_id).await
+                    }
+                    None => connection.close(CloseCode::Refused.into(), b"no model store"),
+                },
                 _ => connection.close(CloseCode::Refused.into(), b"unknown protocol"),
             }
         });

@@ -7,17 +7,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use golek_config::TelemetryConfig;
-use opentelemetry::trace::{Link, SpanKind, TraceId};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{
-    Sampler, SamplingResult, ShouldSample, Span, SpanData, SpanExporter as _, SpanProcessor,
-};
+use opentelemetry_sdk::trace::{Sampler, Span, SpanData, SpanExporter as _, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
 use crate::metrics as m;
@@ -26,8 +23,6 @@ use crate::metrics as m;
 #[derive(Debug)]
 pub struct Pipeline {
     queue: Mutex<Option<SyncSender<SpanData>>>,
-    /// Decides new traces: parent-based, the ratio of `telemetry.sampling_ratio` (hot).
-    sampler: RwLock<Sampler>,
     pub dropped: AtomicU64,
     pub exported: AtomicU64,
     pub failed: AtomicU64,
@@ -37,24 +32,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn sampler_for(ratio: f64) -> Sampler {
-    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
-}
-
 impl Pipeline {
     pub fn new(sampling_ratio: f64) -> Arc<Pipeline> {
+        crate::trace::set_sampling_ratio(sampling_ratio);
         Arc::new(Pipeline {
             queue: Mutex::new(None),
-            sampler: RwLock::new(sampler_for(sampling_ratio)),
             dropped: AtomicU64::new(0),
             exported: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         })
     }
 
-    /// A changed `telemetry.sampling_ratio`, for the next traces.
+    /// A changed `telemetry.sampling_ratio`, for the next requests.
     pub fn set_sampling_ratio(&self, ratio: f64) {
-        *self.sampler.write().unwrap_or_else(|p| p.into_inner()) = sampler_for(ratio);
+        crate::trace::set_sampling_ratio(ratio);
     }
 
     /// The span processor to give the tracer provider.
@@ -62,9 +53,11 @@ impl Pipeline {
         QueueProcessor(self.clone())
     }
 
-    /// The sampler to give the tracer provider.
-    pub fn sampler(self: &Arc<Self>) -> LiveSampler {
-        LiveSampler(self.clone())
+    /// The sampler to give the tracer provider. Whether a request is traced is decided where
+    /// it arrives ([`crate::trace::decide`]), and only the spans of traced requests reach the
+    /// tracer ([`crate::trace::Sampled`]), so what reaches it is kept.
+    pub fn sampler(&self) -> Sampler {
+        Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
     }
 
     fn drop_span(&self) {
@@ -98,28 +91,6 @@ impl SpanProcessor for QueueProcessor {
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
         Ok(())
-    }
-}
-
-/// The pipeline's sampler as it is now.
-#[derive(Debug, Clone)]
-pub struct LiveSampler(Arc<Pipeline>);
-
-impl ShouldSample for LiveSampler {
-    fn should_sample(
-        &self,
-        parent_context: Option<&Context>,
-        trace_id: TraceId,
-        name: &str,
-        span_kind: &SpanKind,
-        attributes: &[KeyValue],
-        links: &[Link],
-    ) -> SamplingResult {
-        self.0
-            .sampler
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
     }
 }
 

@@ -15,7 +15,7 @@ use golek_config::{NodeConfig, TelemetryConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
-pub use export::{Exporting, LiveSampler, Pipeline, QueueProcessor};
+pub use export::{Exporting, Pipeline, QueueProcessor};
 
 use crate::router::RoutingTable;
 use crate::tree::ActorSnapshot;

@@ -46,6 +46,10 @@ pub enum ProviderMsg {
     CheckProgress,
     /// `supervision.hang_timeout_s` changed at run time.
     SetHangTimeout(std::time::Duration),
+    /// The warm-up request ended (the model is ready, or it failed).
+    Warmed(ProviderInfo, Result<(), String>),
+    /// Take nothing new; tell the supervisor once idle, or at the deadline.
+    Drain(std::time::Instant),
 }
 
 pub struct ProviderState {
@@ -58,6 +62,42 @@ pub struct ProviderState {
     hung: bool,
     /// Kept so the queue stays open while the actor lives; dropped with the state.
     sender: JobSender,
+    kind: golek_config::ProviderKind,
+    /// Draining until this instant (undeployed or moved).
+    draining: Option<std::time::Instant>,
+}
+
+impl ProviderActor {
+    fn ready(state: &mut ProviderState, info: ProviderInfo) -> Result<(), ActorProcessingErr> {
+        if state.draining.is_some() {
+            return Ok(());
+        }
+        tracing::info!(model = %state.name, generation = state.generation, "model ready");
+        state.router.cast(RouterMsg::Ready {
+            name: state.name.clone(),
+            generation: state.generation,
+            info,
+        })?;
+        let _ = state.supervisor.cast(SupervisorMsg::WorkerReady {
+            name: state.name.clone(),
+            generation: state.generation,
+        });
+        Ok(())
+    }
+
+    /// A draining worker with nothing queued or in hand (or past its deadline) is done.
+    fn check_drained(state: &mut ProviderState) {
+        let Some(until) = state.draining else {
+            return;
+        };
+        if state.sender.is_idle() || std::time::Instant::now() >= until {
+            state.draining = None;
+            let _ = state.supervisor.cast(SupervisorMsg::Drained {
+                name: state.name.clone(),
+                generation: state.generation,
+            });
+        }
+    }
 }
 
 impl Actor for ProviderActor {
@@ -119,6 +159,7 @@ impl Actor for ProviderActor {
             std::time::Duration::from_secs(5),
         );
         myself.send_interval(every, || ProviderMsg::CheckProgress);
+        let kind = model.kind();
         Ok(ProviderState {
             name: model.name,
             generation: args.generation,
@@ -127,6 +168,8 @@ impl Actor for ProviderActor {
             hang_timeout: args.hang_timeout,
             hung: false,
             sender,
+            kind,
+            draining: None,
         })
     }
 
@@ -138,16 +181,28 @@ impl Actor for ProviderActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ProviderMsg::Loaded(info) => {
-                tracing::info!(model = %state.name, generation = state.generation, "model ready");
-                state.router.cast(RouterMsg::Ready {
+                let Some(request) = super::warmup::request_for(state.kind, &info) else {
+                    return Self::ready(state, info);
+                };
+                let _ = state.router.cast(RouterMsg::SetState {
                     name: state.name.clone(),
                     generation: state.generation,
-                    info,
-                })?;
-                let _ = state.supervisor.cast(SupervisorMsg::WorkerReady {
-                    name: state.name.clone(),
-                    generation: state.generation,
+                    state: ModelState::Warming,
+                    error: None,
                 });
+                let sender = state.sender.clone();
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    let outcome = super::warmup::run(&sender, request).await;
+                    let _ = me.cast(ProviderMsg::Warmed(info, outcome));
+                });
+                Ok(())
+            }
+            ProviderMsg::Warmed(info, Ok(())) => Self::ready(state, info),
+            ProviderMsg::Warmed(_, Err(e)) => Err(format!("warm-up request failed: {e}").into()),
+            ProviderMsg::Drain(until) => {
+                state.draining = Some(until);
+                Self::check_drained(state);
                 Ok(())
             }
             ProviderMsg::SetHangTimeout(timeout) => {
@@ -155,6 +210,7 @@ impl Actor for ProviderActor {
                 Ok(())
             }
             ProviderMsg::CheckProgress => {
+                Self::check_drained(state);
                 if let Some(stalled) = state.sender.stalled_for() {
                     if stalled > state.hang_timeout && !state.hung {
                         state.hung = true;

@@ -2,8 +2,10 @@
 
 mod actor;
 mod hang;
+mod replicas;
 pub mod restart;
 mod supervisor;
+mod warmup;
 
 pub use actor::{ProviderActor, ProviderArgs, ProviderMsg};
 pub use supervisor::{ProviderSupervisor, SupervisorArgs, SupervisorMsg};

@@ -54,35 +54,50 @@ pub enum SupervisorMsg {
     /// policy apply to running workers and to every later restart.
     Reconfigure(Arc<golek_config::NodeConfig>),
     Snapshot(RpcReplyPort<ActorSnapshot>),
+    /// Run this model here (a run-time deployment's replica); a changed one is replaced.
+    Deploy(Box<ModelConfig>),
+    /// Stop running this model here: it drains (takes nothing new, finishes what it holds, up
+    /// to `drain`), then stops and leaves the routing table.
+    Undeploy {
+        name: String,
+        drain: Duration,
+    },
+    /// The worker of `generation` finished draining.
+    Drained {
+        name: String,
+        generation: u64,
+    },
 }
 
-struct Child {
-    config: ModelConfig,
-    created_unix_s: u64,
-    tracker: RestartTracker,
-    generation: u64,
-    restarts: u64,
+pub(super) struct Child {
+    pub(super) config: ModelConfig,
+    pub(super) created_unix_s: u64,
+    pub(super) tracker: RestartTracker,
+    pub(super) generation: u64,
+    pub(super) restarts: u64,
     /// Workers of this model given up on while hung (their threads still run).
-    hung: u64,
-    state: ModelState,
-    last_failure: Option<String>,
-    actor: Option<ActorRef<super::ProviderMsg>>,
+    pub(super) hung: u64,
+    pub(super) state: ModelState,
+    pub(super) last_failure: Option<String>,
+    pub(super) actor: Option<ActorRef<super::ProviderMsg>>,
 }
 
 pub struct SupervisorState {
-    runtime: RuntimeConfig,
-    router: ActorRef<RouterMsg>,
-    hang_timeout: Duration,
-    health: Arc<Health>,
-    children: HashMap<String, Child>,
-    by_actor: HashMap<ActorId, String>,
-    stopping: bool,
+    pub(super) runtime: RuntimeConfig,
+    pub(super) router: ActorRef<RouterMsg>,
+    pub(super) hang_timeout: Duration,
+    pub(super) health: Arc<Health>,
+    pub(super) children: HashMap<String, Child>,
+    pub(super) by_actor: HashMap<ActorId, String>,
+    pub(super) stopping: bool,
     /// Pending restarts (cancelled on shutdown rather than left sleeping).
-    timers: Tasks,
+    pub(super) timers: Tasks,
+    /// The restart policy new children start with.
+    pub(super) policy: RestartPolicy,
 }
 
 impl ProviderSupervisor {
-    async fn spawn_child(
+    pub(super) async fn spawn_child(
         myself: &ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
         name: &str,
@@ -116,6 +131,7 @@ impl ProviderSupervisor {
 
     fn reconfigure(state: &mut SupervisorState, config: &golek_config::NodeConfig) {
         let policy = RestartPolicy::from(&config.supervision);
+        state.policy = policy.clone();
         state.hang_timeout = config.supervision.hang_timeout;
         for (name, child) in &mut state.children {
             if let Some(model) = config.models.get(name) {
@@ -288,6 +304,7 @@ impl Actor for ProviderSupervisor {
             by_actor: HashMap::new(),
             stopping: false,
             timers: Tasks::new(),
+            policy: args.policy.clone(),
         };
         let names: Vec<String> = args.models.iter().map(|(m, _)| m.name.clone()).collect();
         for (config, created_unix_s) in args.models {
@@ -353,6 +370,9 @@ impl Actor for ProviderSupervisor {
                 let _ = reply.send(Self::snapshot(state));
             }
             SupervisorMsg::Reconfigure(config) => Self::reconfigure(state, &config),
+            SupervisorMsg::Deploy(model) => Self::deploy(&myself, state, *model).await,
+            SupervisorMsg::Undeploy { name, drain } => Self::undeploy(state, &name, drain),
+            SupervisorMsg::Drained { name, generation } => Self::drained(state, &name, generation),
             SupervisorMsg::StopAll(reply) => {
                 state.stopping = true;
                 state.timers.shutdown(Duration::from_secs(1)).await;

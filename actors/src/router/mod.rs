@@ -37,6 +37,8 @@ pub enum RouterMsg {
         state: ModelState,
         error: Option<String>,
     },
+    /// The model of `generation` no longer runs here (undeployed); a newer one stays.
+    Remove { name: String, generation: u64 },
     /// The worker of `generation` loaded its model.
     Ready {
         name: String,
@@ -101,7 +103,10 @@ fn apply(table: &mut RoutingTable, message: RouterMsg) {
                 if entry.generation != generation {
                     return;
                 }
-                if state != ModelState::Ready && state != ModelState::Loading {
+                if !matches!(
+                    state,
+                    ModelState::Ready | ModelState::Loading | ModelState::Warming
+                ) {
                     // The worker is gone: nothing may be queued to it any more.
                     entry.sender = None;
                 }
@@ -110,6 +115,16 @@ fn apply(table: &mut RoutingTable, message: RouterMsg) {
                     entry.last_error = error;
                 }
                 set_gauges(entry);
+            }
+        }
+        RouterMsg::Remove { name, generation } => {
+            if table
+                .models
+                .get(&name)
+                .is_some_and(|e| e.generation == generation)
+            {
+                table.models.remove(&name);
+                metrics::gauge!(m::MODEL_READY, "model" => name).set(0.0);
             }
         }
         RouterMsg::Ready {

@@ -61,8 +61,10 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
-    /// Ready once every configured model is ready.
+    /// Ready once every model is ready (one being drained away does not count).
     pub fn all_ready(&self) -> bool {
-        self.models.values().all(|e| e.state == ModelState::Ready)
+        self.models
+            .values()
+            .all(|e| matches!(e.state, ModelState::Ready | ModelState::Draining))
     }
 }

@@ -15,12 +15,15 @@ use crate::layers::{Provenance, Source};
 use crate::node_config::*;
 
 mod cluster;
+mod deployment;
 mod gguf;
 mod observe;
 mod onnx;
+mod placement;
 mod reliability;
 mod remote;
 
+pub use deployment::validate_deployment;
 use gguf::gguf_params;
 pub use observe::filter_problem;
 use onnx::onnx_params;
@@ -59,6 +62,7 @@ struct RawConfig {
     auth: RawAuth,
     log: observe::RawLog,
     telemetry: observe::RawTelemetry,
+    placement: placement::RawPlacement,
     #[serde(default)]
     models: BTreeMap<String, RawModel>,
     #[serde(default)]
@@ -70,6 +74,8 @@ struct RawConfig {
 struct RawNode {
     data_dir: String,
     assets_dir: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -119,7 +125,7 @@ fn yes() -> bool {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawModel {
+pub(super) struct RawModel {
     provider: String,
     #[serde(default = "yes")]
     enabled: bool,
@@ -148,6 +154,8 @@ pub(super) struct Checker<'a> {
     provenance: &'a Provenance,
     home: Option<&'a Path>,
     errors: Vec<FieldError>,
+    /// Relative paths hang off the assets dir whatever layer set them (a run-time deployment).
+    relative_to_assets: bool,
 }
 
 impl Checker<'_> {
@@ -245,6 +253,7 @@ impl Checker<'_> {
             return Some(expanded);
         }
         let base = match self.source_of(path) {
+            _ if self.relative_to_assets => Some(assets_dir.to_path_buf()),
             Some(Source::File(file)) => file.parent().map(Path::to_path_buf),
             Some(Source::Default) => Some(assets_dir.to_path_buf()),
             _ => std::env::current_dir().ok(),
@@ -254,7 +263,7 @@ impl Checker<'_> {
 }
 
 /// Deserializes `value` into `T`, reporting a failure with the full key path.
-fn typed<T: serde::de::DeserializeOwned>(
+pub(super) fn typed<T: serde::de::DeserializeOwned>(
     value: toml::Value,
     prefix: &str,
     checker: &mut Checker<'_>,
@@ -291,6 +300,7 @@ pub(crate) fn build_and_validate(
         provenance,
         home,
         errors: Vec::new(),
+        relative_to_assets: false,
     };
     let raw: RawConfig = match typed(toml::Value::Table(merged.clone()), "", &mut c) {
         Some(raw) => raw,
@@ -381,6 +391,8 @@ pub(crate) fn build_and_validate(
 
     let cluster = cluster::cluster_section(raw.cluster, &assets_dir, &mut c);
     let reliability = reliability::reliability_section(raw.reliability, &mut c);
+    let placement = placement::placement_section(raw.placement, &mut c);
+    let labels = placement::labels(raw.node.labels, &mut c);
     let log = observe::log_section(raw.log, &mut c);
     let telemetry = observe::telemetry_section(raw.telemetry, &mut c);
 
@@ -412,6 +424,7 @@ pub(crate) fn build_and_validate(
             node: NodeSection {
                 data_dir: data_dir?,
                 assets_dir,
+                labels,
             },
             http: HttpConfig {
                 addr: addr?,
@@ -438,6 +451,7 @@ pub(crate) fn build_and_validate(
             },
             cluster: cluster?,
             reliability: reliability?,
+            placement: placement?,
             auth: AuthConfig {
                 required: raw.auth.required,
             },
@@ -456,7 +470,7 @@ pub(crate) fn build_and_validate(
     })
 }
 
-fn build_model(
+pub(super) fn build_model(
     name: &str,
     model: RawModel,
     assets_dir: &Path,

@@ -3,6 +3,7 @@
 mod auth;
 mod choices;
 mod config;
+mod deployments;
 mod embeddings;
 mod error;
 mod generate;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub inspector: golek_actors::Inspector,
     /// API keys (`/admin/keys`).
     pub keys: golek_actors::tenants::KeyStore,
+    /// Run-time deployments (`/admin/deployments`).
+    pub placement: golek_actors::placement::PlacementHandle,
     pub prometheus: PrometheusHandle,
 }
 
@@ -204,6 +207,14 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/config/reload", post(config::reload))
         .route("/admin/config/{*key}", axum::routing::delete(config::unset))
         .route("/admin/keys", get(keys::list).post(keys::create))
+        .route(
+            "/admin/deployments",
+            get(deployments::list).post(deployments::deploy),
+        )
+        .route(
+            "/admin/deployments/{name}",
+            get(deployments::show).delete(deployments::undeploy),
+        )
         .route("/admin/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/admin/debug/crash/{model}", post(ops::crash))
         .route("/admin/debug/hang/{model}", post(ops::hang))

@@ -48,20 +48,23 @@ pub async fn traced(request: Request, next: Next) -> Response {
         .get(TRACESTATE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let span = tracing::info_span!(
-        "http_request",
-        otel.name = tracing::field::Empty,
-        otel.kind = "server",
-        request_id = %request_id,
-        trace_id = tracing::field::Empty,
-        http.request.method = %method,
-        http.route = %route,
-        http.response.status_code = tracing::field::Empty,
-    );
-    if golek_actors::trace::otel_installed() {
+    let traced = golek_actors::trace::decide(incoming.as_ref());
+    let span = golek_actors::trace::ingress(traced, || {
+        tracing::info_span!(
+            "http_request",
+            otel.name = tracing::field::Empty,
+            otel.kind = "server",
+            request_id = %request_id,
+            trace_id = tracing::field::Empty,
+            http.request.method = %method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+        )
+    });
+    if traced {
         span.record("otel.name", format!("{method} {route}").as_str());
     }
-    let hop = golek_actors::trace::begin(&span, incoming, tracestate.as_deref());
+    let hop = golek_actors::trace::begin(&span, traced, incoming, tracestate.as_deref());
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
