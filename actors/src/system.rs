@@ -142,6 +142,15 @@ impl Actor for SystemModule {
             .map_err(|e| ActorError::Corrupt(e.message))?;
         tracing::info!(keys = loaded, "API keys loaded");
         let mut node_id = call(&registry, "ServiceRegistry", RegistryMsg::NodeId).await?;
+        let models_dir = config.node.data_dir.join("models");
+        let store = Arc::new(
+            crate::placement::ModelStore::open(models_dir.clone()).map_err(|e| {
+                ActorError::Corrupt(format!(
+                    "cannot open the model store {}: {e}",
+                    models_dir.display()
+                ))
+            })?,
+        );
         // The run-time deployments stored here, versioned by the id the node serves under.
         let placed_as = config.cluster.node_id.clone().unwrap_or(node_id.clone());
         let desired = Arc::new(
@@ -170,6 +179,7 @@ impl Actor for SystemModule {
                     reliability: args.router.reliability().clone(),
                     keys: keys.clone(),
                     desired: desired.clone(),
+                    store: store.clone(),
                 },
                 cell.clone(),
             )
@@ -241,6 +251,7 @@ impl Actor for SystemModule {
             &myself.get_cell(),
             crate::placement::PlacementArgs {
                 desired,
+                store,
                 providers: providers.clone(),
                 router: args.router.clone(),
                 node_id: node_id.clone(),

@@ -270,3 +270,85 @@ async fn concurrent_deploys_of_one_name_converge_and_outlive_their_node() {
         shown(&c).await
     );
 }
+
+/// Whether `node`'s metrics count model file bytes fetched from `source`.
+async fn fetched_from(node: &Node, source: &str) -> bool {
+    let text = reqwest::get(node.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines().any(|l| {
+        l.starts_with("golek_model_bytes_fetched_total")
+            && l.contains(&format!("source=\"{source}\""))
+            && !l.ends_with(" 0")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_file_reaches_the_nodes_that_lack_it_from_a_peer() {
+    let ca = Ca::new();
+    let a = Node::start(spec("a", &ca, None)).await;
+    let b = Node::start(spec("b", &ca, Some(&a))).await;
+    let c = Node::start(spec("c", &ca, Some(&a))).await;
+    let nodes = vec![a, b, c];
+    for n in &nodes {
+        assert!(
+            wait_until(Duration::from_secs(20), || async {
+                golek_cluster_tests::alive_members(&n.cluster().await).len() == 3
+            })
+            .await
+        );
+    }
+    // Only `a` has the file: it takes it into its store, and the original goes away.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weights.gguf");
+    let source = golek_config::default_assets_dir().join("models/golek-tiny.gguf");
+    std::fs::copy(&source, &file).unwrap();
+    let pulled = nodes[0]
+        .post("/admin/models/pull", &json!({"path": file}))
+        .await;
+    assert_eq!(pulled.status(), 200);
+    let pulled: Value = pulled.json().await.unwrap();
+    let sha = pulled["sha256"].as_str().unwrap().to_string();
+    assert_eq!(
+        pulled["bytes"].as_u64(),
+        Some(std::fs::metadata(&file).unwrap().len())
+    );
+    std::fs::remove_file(&file).unwrap();
+    // Deployed through `c`, which has no copy, on every node, by hash alone.
+    let everywhere = json!({"name": NAME, "provider": "gguf", "replicas": "all",
+        "model_sha256": sha, "params": {"n_ctx": 512, "slots": 2, "threads": 1}});
+    let made = nodes[2].post("/admin/deployments", &everywhere).await;
+    assert_eq!(made.status(), 201, "{}", made.text().await.unwrap());
+    let all: BTreeSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    let ids: Vec<String> = all.iter().cloned().collect();
+    assert!(
+        wait_until(Duration::from_secs(60), || all_show(&nodes, &ids, &all)).await,
+        "{:?}",
+        shown(&nodes[2]).await
+    );
+    // The nodes that lacked it fetched it from a peer (`a`, or one that already had it) and
+    // now offer it too.
+    for n in &nodes[1..] {
+        assert!(
+            fetched_from(n, "a").await
+                || fetched_from(n, if n.spec.id == "b" { "c" } else { "b" }).await,
+            "{} fetched from no peer",
+            n.spec.id
+        );
+        assert!(completes(n).await);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            let view = nodes[0].cluster().await;
+            view["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["files"].to_string().contains(&sha))
+        })
+        .await
+    );
+}

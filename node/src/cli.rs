@@ -137,6 +137,18 @@ pub enum ModelCommand {
         #[command(flatten)]
         node: crate::keys_cli::NodeArgs,
     },
+    /// Put a model file on the node into its store (peers fetch it from there by sha256).
+    Pull {
+        /// The file's path on the node.
+        path: PathBuf,
+        #[command(flatten)]
+        node: crate::keys_cli::NodeArgs,
+    },
+    /// Remove the store's files that no run-time deployment names.
+    Gc {
+        #[command(flatten)]
+        node: crate::keys_cli::NodeArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -338,6 +350,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Model {
             command: ModelCommand::List { node },
         } => crate::model_cli::list(&node),
+        Command::Model {
+            command: ModelCommand::Pull { path, node },
+        } => crate::model_cli::pull(&path, &node),
+        Command::Model {
+            command: ModelCommand::Gc { node },
+        } => crate::model_cli::gc(&node),
     }
 }
 

@@ -135,6 +135,38 @@ pub fn list(node: &NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn pull(path: &std::path::Path, node: &NodeArgs) -> anyhow::Result<()> {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let body = json!({"path": path.to_string_lossy()});
+    let got = call(
+        node,
+        reqwest::Method::POST,
+        "/admin/models/pull",
+        Some(body),
+    )?;
+    println!(
+        "stored {} ({} bytes) as {}",
+        path.display(),
+        got["bytes"],
+        got["sha256"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+pub fn gc(node: &NodeArgs) -> anyhow::Result<()> {
+    let got = call(node, reqwest::Method::POST, "/admin/models/gc", None)?;
+    let removed = got["removed"].as_array().cloned().unwrap_or_default();
+    for r in &removed {
+        println!(
+            "removed {} ({} bytes)",
+            r["file"].as_str().unwrap_or("?"),
+            r["bytes"]
+        );
+    }
+    println!("{} files removed", removed.len());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,6 +91,9 @@ pub struct MemberAdvert {
     pub models: Vec<ModelAdvert>,
     pub load: LoadAdvert,
     pub resources: ResourcesAdvert,
+    /// Model files it can send (sha256), from its store.
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 /// The version of the gossip values this build publishes.
@@ -113,6 +116,8 @@ const KEY_NODE: &str = "golek.node";
 const KEY_MODELS: &str = "golek.models";
 const KEY_LOAD: &str = "golek.load";
 const KEY_RESOURCES: &str = "golek.resources";
+/// The sha256 of every model file in the node's store (version 4).
+const KEY_FILES: &str = "golek.files";
 
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("gossip values are plain data")
@@ -126,6 +131,7 @@ pub fn encode_member(member: &MemberAdvert) -> Vec<(String, String)> {
         (KEY_MODELS.into(), json(&member.models)),
         (KEY_LOAD.into(), json(&member.load)),
         (KEY_RESOURCES.into(), json(&member.resources)),
+        (KEY_FILES.into(), json(&member.files)),
     ]
 }
 
@@ -164,6 +170,7 @@ pub fn decode_member<'a, F: Fn(&str) -> Option<&'a str>>(
         models: field(get, KEY_MODELS)?.unwrap_or_default(),
         load: field(get, KEY_LOAD)?.unwrap_or_default(),
         resources: field(get, KEY_RESOURCES)?.unwrap_or_default(),
+        files: field(get, KEY_FILES)?.unwrap_or_default(),
     }))
 }
 
@@ -300,6 +307,7 @@ mod tests {
                 capacity: 3,
             },
             resources: ResourcesAdvert::default(),
+            files: vec!["ab".repeat(32)],
         };
         let kv: BTreeMap<String, String> = encode_member(&member).into_iter().collect();
         let back = decode_member(|k| kv.get(k).map(String::as_str)).unwrap();

@@ -18,6 +18,7 @@ pub fn advert(
     router: &RouterHandle,
     links: &PeerLinks,
     resources: &Mutex<ResourcesAdvert>,
+    files: Vec<String>,
 ) -> MemberAdvert {
     let table = router.table();
     let mut load = LoadAdvert {
@@ -45,6 +46,7 @@ pub fn advert(
         models,
         load,
         resources: resources.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        files,
     }
 }
 

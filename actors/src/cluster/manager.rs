@@ -48,6 +48,8 @@ pub struct ClusterArgs {
     pub keys: crate::tenants::KeyStore,
     /// Run-time deployments: published to peers and merged from theirs.
     pub desired: Arc<crate::placement::Desired>,
+    /// The model store: its files are served to peers and advertised.
+    pub store: Arc<crate::placement::ModelStore>,
 }
 
 pub enum ClusterMsg {
@@ -199,7 +201,16 @@ impl ClusterManager {
             labels: me.labels.clone(),
         };
         let machine = shared_resources();
-        let first = advert(&node_advert, &args.router, &links, &machine);
+        let first = advert(
+            &node_advert,
+            &args.router,
+            &links,
+            &machine,
+            args.store.shas(),
+        );
+        let _ = quic.files.set(Arc::new(crate::placement::FileServer::new(
+            args.store.clone(),
+        )));
         let chitchat = spawn_chitchat(
             chitchat_config(&config, &node_id, bound, advertise),
             encode_member(&first),
@@ -231,6 +242,7 @@ impl ClusterManager {
             keys_published: Mutex::new(Default::default()),
             desired: args.desired.clone(),
             desired_seen: Default::default(),
+            store: args.store.clone(),
         });
         let streams_rx = Arc::new(tokio::sync::Mutex::new(streams_rx));
         let loops = vec![

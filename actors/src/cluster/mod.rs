@@ -54,6 +54,9 @@ pub struct Member {
     pub models: Vec<ModelAdvert>,
     pub load: LoadAdvert,
     pub resources: ResourcesAdvert,
+    /// Model files it can send (sha256).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 /// The cluster as this node sees it; published on every gossip round.

@@ -42,7 +42,7 @@ pub struct PeerAddr {
 
 /// The connections to peers, one per node id, made on first use and checked against the id.
 pub struct PeerLinks {
-    quic: Arc<QuicNode>,
+    pub(crate) quic: Arc<QuicNode>,
     pub(super) self_id: String,
     connections: Mutex<HashMap<String, quinn::Connection>>,
     /// Requests peers forwarded here that are still running.

@@ -49,6 +49,8 @@ pub struct Publisher {
     pub desired: Arc<crate::placement::Desired>,
     /// The desired-state list each peer published last (merged only when it changes).
     pub desired_seen: Seen,
+    /// The model store: its files are advertised for peers to fetch.
+    pub store: Arc<crate::placement::ModelStore>,
 }
 
 /// The value each peer published last under one key (so a value is merged only when it
@@ -116,7 +118,13 @@ pub fn publish_loop(publisher: Arc<Publisher>) -> LoopFn {
 impl Publisher {
     /// Sets this node's advert and reads the view.
     async fn round(&self) -> ClusterView {
-        let me = advert(&self.node, &self.router, &self.links, &self.machine);
+        let me = advert(
+            &self.node,
+            &self.router,
+            &self.links,
+            &self.machine,
+            self.store.shas(),
+        );
         let verified = self
             .quic
             .verified
@@ -190,9 +198,15 @@ impl Publisher {
                     }
                     members.remove(prev);
                 }
-                let (node, models, load, resources) = match advert {
-                    Some(a) => (Some(a.node), a.models, a.load, a.resources),
-                    None => (None, Vec::new(), LoadAdvert::default(), Default::default()),
+                let (node, models, load, resources, files) = match advert {
+                    Some(a) => (Some(a.node), a.models, a.load, a.resources, a.files),
+                    None => (
+                        None,
+                        Vec::new(),
+                        LoadAdvert::default(),
+                        Default::default(),
+                        Vec::new(),
+                    ),
                 };
                 members.push((
                     id.generation_id,
@@ -208,6 +222,7 @@ impl Publisher {
                         models,
                         load,
                         resources,
+                        files,
                     },
                 ));
             }

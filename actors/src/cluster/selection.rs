@@ -51,6 +51,7 @@ mod tests {
     fn member(id: &str, queued: u64, in_flight: u64, capacity: u64) -> Member {
         Member {
             labels: Default::default(),
+            files: Vec::new(),
             node_id: id.into(),
             alive: true,
             is_self: false,

@@ -27,6 +27,8 @@ pub struct PlacementManager;
 
 pub struct PlacementArgs {
     pub desired: Arc<Desired>,
+    /// The model store: replicas of deployments that name a sha256 run from it.
+    pub store: Arc<super::ModelStore>,
     pub providers: ActorRef<SupervisorMsg>,
     pub router: RouterHandle,
     pub node_id: String,
@@ -39,6 +41,11 @@ pub struct PlacementArgs {
 
 pub enum PlacementMsg {
     Tick,
+    /// A model file fetch ended.
+    Fetched {
+        sha: String,
+        outcome: Result<(), String>,
+    },
     /// The assignment as last computed, with this node's local failures.
     Assignment(RpcReplyPort<Assignment>),
     Snapshot(RpcReplyPort<ActorSnapshot>),
@@ -50,6 +57,8 @@ pub struct Assignment {
     pub nodes: BTreeMap<String, Vec<String>>,
     /// Deployments this node was given but cannot run, with why.
     pub failed: BTreeMap<String, String>,
+    /// Deployments whose model file this node is fetching: (bytes done, total).
+    pub downloading: BTreeMap<String, (u64, u64)>,
 }
 
 #[derive(Default)]
@@ -97,6 +106,8 @@ pub struct PlacementState {
     running: BTreeMap<String, Version>,
     last: Assignment,
     moves: u64,
+    downloads: super::fetching::Downloads,
+    me: ActorRef<PlacementMsg>,
 }
 
 /// A GPU is asked for by a GGUF deployment that offloads layers.
@@ -181,6 +192,7 @@ impl PlacementState {
         let nodes = assign(&candidates, &self.demands(&records));
         let me = &self.args.node_id;
         let mut failed = BTreeMap::new();
+        let mut downloading = BTreeMap::new();
         let mine: BTreeMap<&str, &DesiredRecord> = records
             .iter()
             .filter(|r| nodes.get(&r.name).is_some_and(|n| n.contains(me)))
@@ -198,7 +210,34 @@ impl PlacementState {
                 continue;
             }
             let Some(spec) = &record.spec else { continue };
-            match golek_config::validate_deployment(spec, &self.args.assets_dir) {
+            // A deployment that names its file by hash runs from the store (fetched first).
+            let mut spec = spec.clone();
+            if let Some(sha) = spec.model_sha256.clone() {
+                use super::fetching::Fetch;
+                match self.downloads.ensure(
+                    &sha,
+                    &self.args.store,
+                    &self.args.router,
+                    &view,
+                    &self.me,
+                ) {
+                    Fetch::Ready(path) => {
+                        spec.params.insert(
+                            "model_path".into(),
+                            path.to_string_lossy().to_string().into(),
+                        );
+                    }
+                    Fetch::Downloading(done, total) => {
+                        downloading.insert(name.to_string(), (done, total));
+                        continue;
+                    }
+                    Fetch::Failed(why) => {
+                        failed.insert(name.to_string(), why);
+                        continue;
+                    }
+                }
+            }
+            match golek_config::validate_deployment(&spec, &self.args.assets_dir) {
                 Ok(model) => {
                     tracing::info!(deployment = %name, version = ?record.version.hlc, "placement: running a replica here");
                     let _ = self
@@ -230,7 +269,11 @@ impl PlacementState {
             self.running.remove(&name);
             self.moves += 1;
         }
-        self.last = Assignment { nodes, failed };
+        self.last = Assignment {
+            nodes,
+            failed,
+            downloading,
+        };
     }
 }
 
@@ -262,6 +305,8 @@ impl Actor for PlacementManager {
             running: BTreeMap::new(),
             last: Assignment::default(),
             moves: 0,
+            downloads: Default::default(),
+            me: myself,
         })
     }
 
@@ -273,6 +318,10 @@ impl Actor for PlacementManager {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             PlacementMsg::Tick => state.round(),
+            PlacementMsg::Fetched { sha, outcome } => {
+                state.downloads.finished(&sha, outcome);
+                state.round();
+            }
             PlacementMsg::Assignment(reply) => {
                 let _ = reply.send(state.last.clone());
             }

@@ -7,6 +7,7 @@
 
 pub mod assign;
 mod desired;
+mod fetching;
 mod manager;
 pub mod store;
 pub mod transfer;
@@ -26,6 +27,7 @@ use crate::cluster::{ClusterView, Member};
 #[derive(Clone)]
 pub struct PlacementHandle {
     pub desired: Arc<Desired>,
+    pub store: Arc<ModelStore>,
     pub manager: ActorRef<PlacementMsg>,
 }
 
@@ -41,10 +43,14 @@ pub(crate) async fn spawn(
     supervisor: &ractor::ActorCell,
     args: PlacementArgs,
 ) -> Result<PlacementHandle, ractor::SpawnErr> {
-    let desired = args.desired.clone();
+    let (desired, store) = (args.desired.clone(), args.store.clone());
     let (manager, _) =
         ractor::Actor::spawn_linked(None, PlacementManager, args, supervisor.clone()).await?;
-    Ok(PlacementHandle { desired, manager })
+    Ok(PlacementHandle {
+        desired,
+        store,
+        manager,
+    })
 }
 
 /// A node outside any cluster places on itself alone.
@@ -67,6 +73,7 @@ pub(crate) fn single_node_view(node_id: &str) -> ClusterView {
             labels: Default::default(),
             models: Vec::new(),
             load: Default::default(),
+            files: Vec::new(),
             resources: golek_protocol::cluster::ResourcesAdvert {
                 memory_total_bytes: total,
                 ..Default::default()

@@ -40,15 +40,31 @@ pub struct ModelStore {
     dir: PathBuf,
     /// Hashes of local files already adopted, by path and size (hashing a model is slow).
     adopted: Mutex<Vec<(PathBuf, u64, String)>>,
+    /// The hashes of the complete files, remade when the store changes (read every gossip
+    /// round).
+    shas: Mutex<Vec<String>>,
 }
 
 impl ModelStore {
     pub fn open(dir: PathBuf) -> std::io::Result<ModelStore> {
         std::fs::create_dir_all(&dir)?;
-        Ok(ModelStore {
+        let store = ModelStore {
             dir,
             adopted: Mutex::new(Vec::new()),
-        })
+            shas: Mutex::new(Vec::new()),
+        };
+        store.refresh();
+        Ok(store)
+    }
+
+    fn refresh(&self) {
+        let shas = self.list().into_iter().map(|(s, _)| s).collect();
+        *self.shas.lock().unwrap_or_else(|p| p.into_inner()) = shas;
+    }
+
+    /// The hashes of the files this store can send.
+    pub fn shas(&self) -> Vec<String> {
+        self.shas.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn dir(&self) -> &Path {
@@ -114,6 +130,7 @@ impl ModelStore {
                 copy(path, &partial)?;
             }
             std::fs::rename(&partial, &target)?;
+            self.refresh();
         }
         self.adopted
             .lock()
@@ -132,6 +149,7 @@ impl ModelStore {
         }
         let target = self.dir.join(sha);
         std::fs::rename(partial, &target).map_err(|e| format!("cannot store the file: {e}"))?;
+        self.refresh();
         Ok(target)
     }
 
@@ -152,6 +170,7 @@ impl ModelStore {
                 removed.push((name, size));
             }
         }
+        self.refresh();
         removed
     }
 }

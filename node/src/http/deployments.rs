@@ -45,11 +45,16 @@ fn shown(state: &AppState, record: &DesiredRecord, placed: &Assignment) -> Value
     let mut replicas: Vec<Value> = assigned
         .iter()
         .map(|node| {
-            let failed = (*node == state.node_id)
-                .then(|| placed.failed.get(&record.name))
-                .flatten();
+            let here = *node == state.node_id;
+            let failed = here.then(|| placed.failed.get(&record.name)).flatten();
+            let fetching = here.then(|| placed.downloading.get(&record.name)).flatten();
             match (failed, replica_state(state, node, &record.name)) {
                 (Some(reason), _) => json!({"node": node, "state": "failed", "reason": reason}),
+                (None, None) if fetching.is_some() => {
+                    let (done, total) = fetching.copied().unwrap_or_default();
+                    json!({"node": node, "state": "downloading",
+                           "progress": {"bytes": done, "total_bytes": total}})
+                }
                 (None, Some(s)) => json!({"node": node, "state": s}),
                 (None, None) => json!({"node": node, "state": "pending"}),
             }
@@ -83,23 +88,115 @@ fn shown(state: &AppState, record: &DesiredRecord, placed: &Assignment) -> Value
 
 /// The model file's size where it is on this node (what placement fits), or 0.
 fn local_model_bytes(model: &golek_config::ModelConfig) -> u64 {
-    let path = match &model.params {
-        golek_config::ProviderParams::Gguf(p) => Some(&p.model_path),
-        golek_config::ProviderParams::Onnx(p) => Some(&p.model_path),
-        _ => None,
-    };
-    path.and_then(|p| std::fs::metadata(p).ok())
+    model_path(model)
+        .and_then(|p| std::fs::metadata(p).ok())
         .map_or(0, |m| m.len())
+}
+
+/// The size of a stored file of `sha` here (peers' sizes are learned when fetching).
+fn known_size(state: &AppState, sha: &str) -> Option<u64> {
+    state.placement.store.size(sha)
+}
+
+/// `POST /admin/models/pull` `{"path": P}`: puts a local file into this node's store (peers
+/// can then fetch it by its sha256); answers its `sha256` and `bytes`.
+pub async fn pull(
+    State(state): State<AppState>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let path = body["path"]
+        .as_str()
+        .ok_or_else(|| ErrorInfo::invalid("path", "the local path of a model file"))?;
+    let path = std::path::PathBuf::from(path);
+    if !path.is_file() {
+        return Err(ErrorInfo::invalid(
+            "path",
+            format!("{} is not a file on this node", path.display()),
+        )
+        .into());
+    }
+    let store = state.placement.store.clone();
+    let sha = tokio::task::spawn_blocking(move || store.adopt(&path))
+        .await
+        .map_err(|e| ErrorInfo::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| ErrorInfo::invalid("path", format!("cannot read it: {e}")))?;
+    let bytes = state.placement.store.size(&sha).unwrap_or(0);
+    Ok(Json(json!({"sha256": sha, "bytes": bytes})))
+}
+
+/// `POST /admin/models/gc`: removes the store's files no run-time deployment names.
+pub async fn gc(State(state): State<AppState>) -> Json<Value> {
+    let keep: Vec<String> = state
+        .placement
+        .desired
+        .live()
+        .iter()
+        .filter_map(|r| r.spec.as_ref()?.model_sha256.clone())
+        .collect();
+    let removed = state.placement.store.gc(&keep);
+    let files: Vec<Value> = removed
+        .iter()
+        .map(|(name, bytes)| json!({"file": name, "bytes": bytes}))
+        .collect();
+    Json(json!({"removed": files}))
+}
+
+/// A file that is here is put into the store (so that peers can fetch it) and the spec names
+/// it by hash; a spec that names a hash needs no path.
+async fn adopt_model_file(
+    state: &AppState,
+    spec: &mut DeploymentSpec,
+    model: &golek_config::ModelConfig,
+) -> Result<u64, ErrorInfo> {
+    let Some(path) = model_path(model).filter(|p| p.is_file()) else {
+        return Ok(0);
+    };
+    let store = state.placement.store.clone();
+    let sha = tokio::task::spawn_blocking(move || store.adopt(&path))
+        .await
+        .map_err(|e| ErrorInfo::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| {
+            ErrorInfo::invalid(
+                "params.model_path",
+                format!("cannot read the model file: {e}"),
+            )
+        })?;
+    match &spec.model_sha256 {
+        Some(given) if *given != sha => {
+            return Err(ErrorInfo::invalid(
+                "model_sha256",
+                format!("the file at params.model_path has sha256 {sha}, not {given}"),
+            ))
+        }
+        _ => spec.model_sha256 = Some(sha.clone()),
+    }
+    Ok(state.placement.store.size(&sha).unwrap_or(0))
+}
+
+fn model_path(model: &golek_config::ModelConfig) -> Option<std::path::PathBuf> {
+    match &model.params {
+        golek_config::ProviderParams::Gguf(p) => Some(p.model_path.clone()),
+        golek_config::ProviderParams::Onnx(p) => Some(p.model_path.clone()),
+        _ => None,
+    }
 }
 
 pub async fn deploy(
     State(state): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let spec: DeploymentSpec = serde_json::from_slice(&body).map_err(|e| {
+    let mut spec: DeploymentSpec = serde_json::from_slice(&body).map_err(|e| {
         let field = e.to_string();
         ErrorInfo::invalid("body", format!("deployment: {field}"))
     })?;
+    if let Some(sha) = &spec.model_sha256 {
+        if !spec.params.contains_key("model_path") && golek_protocol::deploy::is_sha256(sha) {
+            // Each node runs it from its own store.
+            let at = state.placement.store.dir().join(sha);
+            spec.params
+                .insert("model_path".into(), at.to_string_lossy().to_string().into());
+        }
+    }
     let config = state.config();
     let model =
         golek_config::validate_deployment(&spec, &config.node.assets_dir).map_err(|errors| {
@@ -123,11 +220,16 @@ pub async fn deploy(
         .into());
     }
     let existed = state.placement.desired.get(&spec.name).is_some();
-    let record = state
-        .placement
-        .desired
-        .deploy(spec, local_model_bytes(&model))
-        .await?;
+    let adopted = adopt_model_file(&state, &mut spec, &model).await?;
+    let bytes = match adopted {
+        0 => spec
+            .model_sha256
+            .as_deref()
+            .and_then(|sha| known_size(&state, sha))
+            .unwrap_or_else(|| local_model_bytes(&model)),
+        n => n,
+    };
+    let record = state.placement.desired.deploy(spec, bytes).await?;
     let placed = assignment(&state).await;
     let status = if existed {
         StatusCode::OK

@@ -211,6 +211,8 @@ pub fn app(state: AppState) -> Router {
             "/admin/deployments",
             get(deployments::list).post(deployments::deploy),
         )
+        .route("/admin/models/pull", post(deployments::pull))
+        .route("/admin/models/gc", post(deployments::gc))
         .route(
             "/admin/deployments/{name}",
             get(deployments::show).delete(deployments::undeploy),

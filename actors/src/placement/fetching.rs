@@ -1,0 +1,127 @@
+//! Model files a replica here needs and the store lacks: fetched from the peers that advertise
+//! them (`golek.files`), one fetch per file however many deployments name it; a failed fetch
+//! is tried again a few seconds later (the partial file is kept, so it resumes).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::ActorRef;
+
+use super::transfer::{fetch, Progress, Source};
+use super::{ModelStore, PlacementMsg};
+use crate::cluster::ClusterView;
+use crate::router::RouterHandle;
+
+/// A failed fetch waits this long before the next try.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Where a file stands.
+pub enum Fetch {
+    Ready(PathBuf),
+    /// Bytes done, of the total (0 until the manifest came).
+    Downloading(u64, u64),
+    Failed(String),
+}
+
+struct Download {
+    progress: Arc<Progress>,
+    running: bool,
+    failed: Option<(String, Instant)>,
+}
+
+#[derive(Default)]
+pub struct Downloads {
+    by_sha: HashMap<String, Download>,
+}
+
+impl Downloads {
+    /// The stored file of `sha`, or where its fetch stands (started here when none runs).
+    pub fn ensure(
+        &mut self,
+        sha: &str,
+        store: &Arc<ModelStore>,
+        router: &RouterHandle,
+        view: &ClusterView,
+        me: &ActorRef<PlacementMsg>,
+    ) -> Fetch {
+        if let (Some(path), Some(_)) = (store.path(sha), store.size(sha)) {
+            self.by_sha.remove(sha);
+            return Fetch::Ready(path);
+        }
+        if let Some(d) = self.by_sha.get(sha) {
+            if d.running {
+                return Fetch::Downloading(
+                    d.progress.done.load(Ordering::Relaxed),
+                    d.progress.total.load(Ordering::Relaxed),
+                );
+            }
+            if let Some((why, at)) = &d.failed {
+                if at.elapsed() < RETRY_AFTER {
+                    return Fetch::Failed(why.clone());
+                }
+            }
+        }
+        let Some(cluster) = router.cluster() else {
+            return Fetch::Failed(format!(
+                "the model store has no file {sha} and this node is in no cluster to fetch it from"
+            ));
+        };
+        let sources: Vec<Source> = view
+            .members
+            .iter()
+            .filter(|m| !m.is_self && m.alive && m.files.iter().any(|f| f == sha))
+            .filter_map(|m| {
+                let addr = m.quic_addr.as_ref()?.parse().ok()?;
+                Some(Source {
+                    node: m.node_id.clone(),
+                    addr,
+                })
+            })
+            .collect();
+        if sources.is_empty() {
+            return Fetch::Failed(format!("no live peer has model file {sha}"));
+        }
+        let progress = Arc::new(Progress::default());
+        self.by_sha.insert(
+            sha.to_string(),
+            Download {
+                progress: progress.clone(),
+                running: true,
+                failed: None,
+            },
+        );
+        let (quic, store, sha, me) = (
+            cluster.links.quic.clone(),
+            store.clone(),
+            sha.to_string(),
+            me.clone(),
+        );
+        tracing::info!(%sha, sources = sources.len(), "placement: fetching a model file from peers");
+        tokio::spawn(async move {
+            let outcome = fetch(quic, store, sha.clone(), sources, progress)
+                .await
+                .map(|_| ());
+            let _ = me.cast(PlacementMsg::Fetched { sha, outcome });
+        });
+        Fetch::Downloading(0, 0)
+    }
+
+    /// A fetch ended.
+    pub fn finished(&mut self, sha: &str, outcome: Result<(), String>) {
+        if let Some(d) = self.by_sha.get_mut(sha) {
+            d.running = false;
+            match outcome {
+                Ok(()) => {
+                    tracing::info!(%sha, "placement: model file fetched and verified");
+                }
+                Err(e) => {
+                    tracing::warn!(%sha, "placement: fetching a model file failed: {e}");
+                    d.failed = Some((e, Instant::now()));
+                }
+            }
+        }
+    }
+}
