@@ -322,6 +322,11 @@ impl Node {
         );
     }
 
+    /// The node's data dir (its registry and model store).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

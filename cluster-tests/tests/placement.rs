@@ -352,3 +352,97 @@ async fn a_model_file_reaches_the_nodes_that_lack_it_from_a_peer() {
         .await
     );
 }
+
+/// The sum of `metric{label="…"}` lines on `node` for `label`'s values.
+async fn counted(node: &Node, metric: &str) -> BTreeMap<String, f64> {
+    let text = reqwest::get(node.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with(metric)) {
+        let (labels, value) = line.rsplit_once(' ').unwrap();
+        let peer = labels.split('"').nth(1).unwrap_or("").to_string();
+        *out.entry(peer).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_checks_every_chunk_refetches_corrupt_ones_and_resumes() {
+    let ca = Ca::new();
+    let a = Node::start(spec("a", &ca, None)).await;
+    let b = Node::start(spec("b", &ca, Some(&a))).await;
+    let d = Node::start(spec("d", &ca, Some(&a))).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            golek_cluster_tests::alive_members(&d.cluster().await).len() == 3
+        })
+        .await
+    );
+    // A 24 MiB file (six chunks), a copy each for `a` and `b`.
+    const MIB: usize = 1 << 20;
+    let bytes: Vec<u8> = (0..24 * MIB).map(|_| fastrand::u8(..)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sha = String::new();
+    for (node, name) in [(&a, "a.bin"), (&b, "b.bin")] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let got: Value = node
+            .post("/admin/models/pull", &json!({"path": path}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        sha = got["sha256"].as_str().unwrap().to_string();
+    }
+    // `b`'s copy rots on disk after it was stored: every chunk it sends is wrong.
+    std::fs::write(
+        b.data_dir().join("models").join(&sha),
+        vec![0u8; bytes.len()],
+    )
+    .unwrap();
+    // `d` was interrupted after three chunks: they are in its partial file.
+    let models = d.data_dir().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join(format!("{sha}.partial")), &bytes[..12 * MIB]).unwrap();
+    for n in [&a, &b] {
+        let sha = sha.clone();
+        assert!(
+            wait_until(Duration::from_secs(10), || async {
+                d.cluster().await["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| {
+                        m["node_id"] == n.spec.id.as_str() && m["files"].to_string().contains(&sha)
+                    })
+            })
+            .await
+        );
+    }
+    let pulled = d.post("/admin/models/pull", &json!({"sha256": sha})).await;
+    assert_eq!(pulled.status(), 200, "{}", pulled.text().await.unwrap());
+    assert_eq!(
+        std::fs::read(models.join(&sha)).unwrap(),
+        bytes,
+        "the stored file is the original"
+    );
+    // Only the three missing chunks travelled, all from `a`; `b`'s were refused.
+    let fetched = counted(&d, "golek_model_bytes_fetched_total").await;
+    assert_eq!(
+        fetched.values().sum::<f64>(),
+        (12 * MIB) as f64,
+        "{fetched:?}"
+    );
+    assert_eq!(
+        fetched.get("a").copied(),
+        Some((12 * MIB) as f64),
+        "{fetched:?}"
+    );
+    let corrupt = counted(&d, "golek_model_corrupt_chunks_total").await;
+    assert!(corrupt.get("b").is_some_and(|n| *n >= 1.0), "{corrupt:?}");
+    assert!(!models.join(format!("{sha}.partial")).exists());
+}

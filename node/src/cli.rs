@@ -137,9 +137,10 @@ pub enum ModelCommand {
         #[command(flatten)]
         node: crate::keys_cli::NodeArgs,
     },
-    /// Put a model file on the node into its store (peers fetch it from there by sha256).
+    /// Put a model file into the node's store: a file on the node (peers can then fetch it by
+    /// its sha256), or a sha256 that peers have (fetched from them).
     Pull {
-        /// The file's path on the node.
+        /// The file's path on the node, or a sha256.
         path: PathBuf,
         #[command(flatten)]
         node: crate::keys_cli::NodeArgs,

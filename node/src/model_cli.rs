@@ -136,8 +136,13 @@ pub fn list(node: &NodeArgs) -> anyhow::Result<()> {
 }
 
 pub fn pull(path: &std::path::Path, node: &NodeArgs) -> anyhow::Result<()> {
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let body = json!({"path": path.to_string_lossy()});
+    let text = path.to_string_lossy();
+    let body = if golek_protocol::deploy::is_sha256(&text) && !path.exists() {
+        json!({"sha256": text})
+    } else {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        json!({"path": path.to_string_lossy()})
+    };
     let got = call(
         node,
         reqwest::Method::POST,

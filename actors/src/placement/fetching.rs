@@ -69,18 +69,7 @@ impl Downloads {
                 "the model store has no file {sha} and this node is in no cluster to fetch it from"
             ));
         };
-        let sources: Vec<Source> = view
-            .members
-            .iter()
-            .filter(|m| !m.is_self && m.alive && m.files.iter().any(|f| f == sha))
-            .filter_map(|m| {
-                let addr = m.quic_addr.as_ref()?.parse().ok()?;
-                Some(Source {
-                    node: m.node_id.clone(),
-                    addr,
-                })
-            })
-            .collect();
+        let sources = sources(view, sha);
         if sources.is_empty() {
             return Fetch::Failed(format!("no live peer has model file {sha}"));
         }
@@ -124,4 +113,47 @@ impl Downloads {
             }
         }
     }
+}
+
+/// Fetches `sha` from the live peers that advertise it into `store` now (for `golek model
+/// pull SHA256`); returns its path there.
+pub async fn pull_from_peers(
+    router: &RouterHandle,
+    store: &Arc<ModelStore>,
+    sha: &str,
+) -> Result<PathBuf, String> {
+    if let (Some(path), Some(_)) = (store.path(sha), store.size(sha)) {
+        return Ok(path);
+    }
+    let cluster = router
+        .cluster()
+        .ok_or("this node is in no cluster: there is no peer to fetch from")?;
+    let view = cluster.view();
+    let sources = sources(&view, sha);
+    if sources.is_empty() {
+        return Err(format!("no live peer has model file {sha}"));
+    }
+    fetch(
+        cluster.links.quic.clone(),
+        store.clone(),
+        sha.to_string(),
+        sources,
+        Arc::new(Progress::default()),
+    )
+    .await
+}
+
+/// The live peers that advertise `sha`.
+fn sources(view: &ClusterView, sha: &str) -> Vec<Source> {
+    view.members
+        .iter()
+        .filter(|m| !m.is_self && m.alive && m.files.iter().any(|f| f == sha))
+        .filter_map(|m| {
+            let addr = m.quic_addr.as_ref()?.parse().ok()?;
+            Some(Source {
+                node: m.node_id.clone(),
+                addr,
+            })
+        })
+        .collect()
 }

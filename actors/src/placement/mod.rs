@@ -17,6 +17,7 @@ use std::sync::Arc;
 use ractor::ActorRef;
 
 pub use desired::Desired;
+pub use fetching::pull_from_peers;
 pub use manager::{Assignment, PlacementArgs, PlacementManager, PlacementMsg};
 pub use store::ModelStore;
 pub use transfer::FileServer;

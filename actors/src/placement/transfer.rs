@@ -224,15 +224,21 @@ pub struct Progress {
     pub total: AtomicU64,
 }
 
-async fn ask(
-    quic: &QuicNode,
-    source: &Source,
-    request: &FileRequest,
-) -> Result<(FileReply, quinn::RecvStream), String> {
-    let (connection, _) = quic
+async fn connect(quic: &QuicNode, source: &Source) -> Result<quinn::Connection, String> {
+    let (connection, id) = quic
         .connect(source.addr, &quic.model_client)
         .await
         .map_err(|e| e.to_string())?;
+    if id != source.node {
+        return Err(format!("{} answered as {id}", source.addr));
+    }
+    Ok(connection)
+}
+
+async fn ask(
+    connection: &quinn::Connection,
+    request: &FileRequest,
+) -> Result<(FileReply, quinn::RecvStream), String> {
     let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
     send.write_all(&encode_frame(request)?)
         .await
@@ -263,7 +269,11 @@ pub async fn fetch(
             version: FILE_PROTOCOL_VERSION,
             sha256: sha.clone(),
         };
-        match ask(&quic, s, &request).await {
+        let asked = match connect(&quic, s).await {
+            Ok(c) => ask(&c, &request).await,
+            Err(e) => Err(e),
+        };
+        match asked {
             Ok((
                 FileReply::Manifest {
                     size,
@@ -379,6 +389,7 @@ async fn pull(
     file: &std::fs::File,
     progress: &Progress,
 ) -> Result<(), String> {
+    let mut connection: Option<quinn::Connection> = None;
     loop {
         let Some(i) = todo.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
             return Ok(());
@@ -392,7 +403,15 @@ async fn pull(
             len,
         };
         let got = async {
-            let (reply, mut recv) = ask(quic, source, &request).await?;
+            let c = match &connection {
+                Some(c) => c.clone(),
+                None => {
+                    let c = connect(quic, source).await?;
+                    connection = Some(c.clone());
+                    c
+                }
+            };
+            let (reply, mut recv) = ask(&c, &request).await?;
             match reply {
                 FileReply::Range { len: n } if n == len => {}
                 FileReply::Refused(e) => return Err(e),

@@ -98,15 +98,35 @@ fn known_size(state: &AppState, sha: &str) -> Option<u64> {
     state.placement.store.size(sha)
 }
 
-/// `POST /admin/models/pull` `{"path": P}`: puts a local file into this node's store (peers
-/// can then fetch it by its sha256); answers its `sha256` and `bytes`.
+/// `POST /admin/models/pull` `{"path": P}` or `{"sha256": H}`: puts a local file into this
+/// node's store (peers can then fetch it by its sha256), or fetches one from the peers that
+/// have it; answers its `sha256` and `bytes`.
 pub async fn pull(
     State(state): State<AppState>,
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let path = body["path"]
-        .as_str()
-        .ok_or_else(|| ErrorInfo::invalid("path", "the local path of a model file"))?;
+    if let Some(sha) = body["sha256"].as_str() {
+        if !golek_protocol::deploy::is_sha256(sha) {
+            return Err(ErrorInfo::invalid(
+                "sha256",
+                format!("must be 64 lowercase hex digits, got {sha:?}"),
+            )
+            .into());
+        }
+        golek_actors::placement::pull_from_peers(&state.router, &state.placement.store, sha)
+            .await
+            .map_err(|e| {
+                ErrorInfo::new(ErrorCode::Unavailable, format!("model file {sha}: {e}"))
+            })?;
+        let bytes = state.placement.store.size(sha).unwrap_or(0);
+        return Ok(Json(json!({"sha256": sha, "bytes": bytes})));
+    }
+    let path = body["path"].as_str().ok_or_else(|| {
+        ErrorInfo::invalid(
+            "path",
+            "give the local path of a model file (path) or a sha256 peers have",
+        )
+    })?;
     let path = std::path::PathBuf::from(path);
     if !path.is_file() {
         return Err(ErrorInfo::invalid(
