@@ -27,6 +27,7 @@ mod health;
 mod loops;
 mod machine;
 pub mod metrics;
+mod node_handle;
 pub mod observe;
 pub mod placement;
 mod provider;
@@ -46,13 +47,13 @@ pub use config_manager::{
 pub use error::{ActorError, ClusterError, Result};
 pub use health::Health;
 pub use loops::{loop_fn, LoopActor, LoopArgs, LoopFn};
+pub use node_handle::{
+    start_node, start_node_at, start_node_loaded, ConfigHandle, Inspector, NodeHandle,
+};
 pub use provider::restart::{Decision, RestartPolicy, RestartTracker};
 pub use registry::{DeploymentRecord, RegistryMsg, ServiceRegistry, Store, STORE_FORMAT_VERSION};
 pub use router::{
     EventRx, FaultSettings, ModelEntry, ModelState, ModelView, RouterHandle, Routes, RoutingTable,
-};
-pub use system::{
-    start_node, start_node_at, start_node_loaded, ConfigHandle, Inspector, NodeHandle,
 };
 pub use tasks::Tasks;
 pub use tree::ActorSnapshot;

@@ -479,14 +479,33 @@ pub fn serves(view: &Value, node: &str) -> bool {
     serves_model(view, node, "golek-tiny")
 }
 
-/// The value of one Prometheus sample (exact name with labels) on `node`; 0 when absent.
-pub async fn metric(node: &Node, sample: &str) -> f64 {
-    let text = reqwest::get(node.url("/metrics"))
+/// `node`'s `/metrics` page.
+pub async fn metrics_text(node: &Node) -> String {
+    reqwest::get(node.url("/metrics"))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Every sample of `metric` on `node`, by the value of its first label, summed.
+pub async fn metric_by_label(node: &Node, metric: &str) -> std::collections::BTreeMap<String, f64> {
+    let text = metrics_text(node).await;
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with(metric)) {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = labels.split('"').nth(1).unwrap_or("").to_string();
+        *out.entry(label).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    out
+}
+
+/// The value of one Prometheus sample (exact name with labels) on `node`; 0 when absent.
+pub async fn metric(node: &Node, sample: &str) -> f64 {
+    let text = metrics_text(node).await;
     text.lines()
         .find_map(|l| l.strip_prefix(sample))
         .and_then(|v| v.trim().parse().ok())

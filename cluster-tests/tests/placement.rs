@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use golek_actors::placement::assign::{assign, Candidate, Demand};
-use golek_cluster_tests::{wait_until, Ca, Models, Node, NodeSpec};
+use golek_cluster_tests::{metric_by_label, wait_until, Ca, Models, Node, NodeSpec};
 use golek_protocol::deploy::Replicas;
 use serde_json::{json, Value};
 
@@ -273,17 +273,10 @@ async fn concurrent_deploys_of_one_name_converge_and_outlive_their_node() {
 
 /// Whether `node`'s metrics count model file bytes fetched from `source`.
 async fn fetched_from(node: &Node, source: &str) -> bool {
-    let text = reqwest::get(node.url("/metrics"))
+    metric_by_label(node, "golek_model_bytes_fetched_total")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines().any(|l| {
-        l.starts_with("golek_model_bytes_fetched_total")
-            && l.contains(&format!("source=\"{source}\""))
-            && !l.ends_with(" 0")
-    })
+        .get(source)
+        .is_some_and(|n| *n > 0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,23 +346,6 @@ async fn a_model_file_reaches_the_nodes_that_lack_it_from_a_peer() {
     );
 }
 
-/// The sum of `metric{label="…"}` lines on `node` for `label`'s values.
-async fn counted(node: &Node, metric: &str) -> BTreeMap<String, f64> {
-    let text = reqwest::get(node.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with(metric)) {
-        let (labels, value) = line.rsplit_once(' ').unwrap();
-        let peer = labels.split('"').nth(1).unwrap_or("").to_string();
-        *out.entry(peer).or_default() += value.parse::<f64>().unwrap_or(0.0);
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_checks_every_chunk_refetches_corrupt_ones_and_resumes() {
     let ca = Ca::new();
@@ -431,7 +407,7 @@ async fn a_transfer_checks_every_chunk_refetches_corrupt_ones_and_resumes() {
         "the stored file is the original"
     );
     // Only the three missing chunks travelled, all from `a`; `b`'s were refused.
-    let fetched = counted(&d, "golek_model_bytes_fetched_total").await;
+    let fetched = metric_by_label(&d, "golek_model_bytes_fetched_total").await;
     assert_eq!(
         fetched.values().sum::<f64>(),
         (12 * MIB) as f64,
@@ -442,7 +418,7 @@ async fn a_transfer_checks_every_chunk_refetches_corrupt_ones_and_resumes() {
         Some((12 * MIB) as f64),
         "{fetched:?}"
     );
-    let corrupt = counted(&d, "golek_model_corrupt_chunks_total").await;
+    let corrupt = metric_by_label(&d, "golek_model_corrupt_chunks_total").await;
     assert!(corrupt.get("b").is_some_and(|n| *n >= 1.0), "{corrupt:?}");
     assert!(!models.join(format!("{sha}.partial")).exists());
 }

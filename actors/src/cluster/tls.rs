@@ -261,8 +261,19 @@ impl NodeIdentity {
 
 /// Keep-alives well under the idle timeout, so an idle peer connection stays up and a dead
 /// one is noticed.
-fn transport() -> Arc<quinn::TransportConfig> {
+/// The largest UDP payload a connection may grow to (path MTU discovery finds what the path
+/// takes: 1452 on a plain Ethernet LAN, up to this on jumbo frames or loopback).
+pub const MAX_UDP_PAYLOAD: u16 = 8952;
+
+pub(crate) fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    t.mtu_discovery_config(Some(mtu));
+    // Room for model file chunks (4 MiB) in flight on several streams at once.
+    t.stream_receive_window(quinn::VarInt::from_u32(8 << 20));
+    t.receive_window(quinn::VarInt::from_u32(64 << 20));
+    t.send_window(64 << 20);
     t.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
     t.max_idle_timeout(Some(
         std::time::Duration::from_secs(10)

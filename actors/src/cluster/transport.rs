@@ -72,7 +72,17 @@ impl QuicNode {
         let model_client = identity
             .client_config(tls::ALPN_MODEL)
             .map_err(ClusterError::Tls)?;
-        let endpoint = quinn::Endpoint::server(server, addr)
+        let mut config = quinn::EndpointConfig::default();
+        config
+            .max_udp_payload_size(tls::MAX_UDP_PAYLOAD)
+            .expect("the payload cap is within QUIC's bounds");
+        let socket = std::net::UdpSocket::bind(addr)
+            .map_err(|source| ClusterError::Bind { addr, source })?;
+        let runtime = quinn::default_runtime().ok_or_else(|| ClusterError::Bind {
+            addr,
+            source: std::io::Error::other("no async runtime found"),
+        })?;
+        let endpoint = quinn::Endpoint::new(config, Some(server), socket, runtime)
             .map_err(|source| ClusterError::Bind { addr, source })?;
         let (gossip_tx, gossip_rx) = mpsc::channel(1024);
         let node = Arc::new(QuicNode {

@@ -108,6 +108,8 @@ pub struct PlacementState {
     moves: u64,
     downloads: super::fetching::Downloads,
     me: ActorRef<PlacementMsg>,
+    /// When tombstones past their time were last forgotten.
+    expired_at: Instant,
 }
 
 /// A GPU is asked for by a GGUF deployment that offloads layers.
@@ -307,6 +309,7 @@ impl Actor for PlacementManager {
             moves: 0,
             downloads: Default::default(),
             me: myself,
+            expired_at: Instant::now(),
         })
     }
 
@@ -317,7 +320,17 @@ impl Actor for PlacementManager {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            PlacementMsg::Tick => state.round(),
+            PlacementMsg::Tick => {
+                state.round();
+                // Once a minute, tombstones older than `placement.tombstone_ttl_s` go.
+                if state.expired_at.elapsed() >= Duration::from_secs(60) {
+                    state.expired_at = Instant::now();
+                    let ttl = state.args.config.tombstone_ttl;
+                    if let Err(e) = state.args.desired.expire(ttl).await {
+                        tracing::warn!("placement: cannot forget old undeploys: {}", e.message);
+                    }
+                }
+            }
             PlacementMsg::Fetched { sha, outcome } => {
                 state.downloads.finished(&sha, outcome);
                 state.round();

@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use golek_protocol::cluster::{decode_frame, encode_frame};
@@ -28,6 +28,9 @@ pub const CHUNK_BYTES: u64 = 4 << 20;
 pub const FILE_PROTOCOL_VERSION: u16 = 1;
 /// Peers pulled from at once.
 const MAX_SOURCES: usize = 4;
+/// Chunks in flight at once (spread over the sources), so that the network, the disk and
+/// hashing overlap.
+const IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FileRequest {
@@ -340,11 +343,22 @@ pub async fn fetch(
             todo.push_back(i);
         }
     }
+    // Chunks not yet written: a worker with nothing to take waits while others hold some (a
+    // chunk another source fails on comes back to the queue).
+    let remaining = Arc::new(AtomicUsize::new(todo.len()));
     let todo = Arc::new(Mutex::new(todo));
-    let chunks = Arc::new(chunks);
+    let chunks = Arc::new(Work {
+        chunks,
+        remaining: remaining.clone(),
+    });
     let mut workers = Vec::new();
-    for s in sources.into_iter().take(MAX_SOURCES) {
-        let (quic, todo, chunks, file, progress, sha) = (
+    let sources: Vec<Source> = sources.into_iter().take(MAX_SOURCES).collect();
+    let per_source = IN_FLIGHT.div_ceil(sources.len().max(1));
+    let workers_of = sources
+        .iter()
+        .flat_map(|s| std::iter::repeat_n(s.clone(), per_source));
+    for s in workers_of {
+        let (quic, todo, work, file, progress, sha) = (
             quic.clone(),
             todo.clone(),
             chunks.clone(),
@@ -353,7 +367,7 @@ pub async fn fetch(
             sha.clone(),
         );
         workers.push(tokio::spawn(async move {
-            pull(&quic, &s, &sha, size, &todo, &chunks, &file, &progress).await
+            pull(&quic, &s, &sha, size, &todo, &work, &file, &progress).await
         }));
     }
     let mut failures = Vec::new();
@@ -376,7 +390,13 @@ pub async fn fetch(
         .map_err(|e| e.to_string())?
 }
 
-/// One source's worker: takes chunks until none are left; a chunk it cannot deliver (or
+/// The manifest's chunk hashes and how many chunks are still to be written.
+struct Work {
+    chunks: Vec<String>,
+    remaining: Arc<AtomicUsize>,
+}
+
+/// One source's worker: takes chunks until all are written; a chunk it cannot deliver (or
 /// delivers corrupt) goes back for another source, and this source stops.
 #[allow(clippy::too_many_arguments)]
 async fn pull(
@@ -385,14 +405,20 @@ async fn pull(
     sha: &str,
     size: u64,
     todo: &Mutex<VecDeque<usize>>,
-    chunks: &[String],
+    work: &Work,
     file: &std::fs::File,
     progress: &Progress,
 ) -> Result<(), String> {
+    let chunks = &work.chunks;
     let mut connection: Option<quinn::Connection> = None;
     loop {
-        let Some(i) = todo.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
-            return Ok(());
+        let next = todo.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        let Some(i) = next else {
+            if work.remaining.load(Ordering::SeqCst) == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
         };
         let offset = i as u64 * CHUNK_BYTES;
         let len = (size - offset).min(CHUNK_BYTES);
@@ -435,8 +461,11 @@ async fn pull(
                 return Err(format!("{}: {e}", source.node));
             }
         };
-        file.write_all_at(&bytes, offset)
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = file.write_all_at(&bytes, offset) {
+            todo.lock().unwrap_or_else(|p| p.into_inner()).push_back(i);
+            return Err(format!("cannot write the partial file: {e}"));
+        }
+        work.remaining.fetch_sub(1, Ordering::SeqCst);
         progress.done.fetch_add(len, Ordering::Relaxed);
         metrics::counter!(crate::metrics::MODEL_BYTES_FETCHED_TOTAL, "source" => source.node.clone())
             .increment(len);
