@@ -138,10 +138,13 @@ pub enum ModelCommand {
         node: crate::keys_cli::NodeArgs,
     },
     /// Put a model file into the node's store: a file on the node (peers can then fetch it by
-    /// its sha256), or a sha256 that peers have (fetched from them).
+    /// its sha256), an http(s):// URL (downloaded), or a sha256 that peers have (fetched).
     Pull {
-        /// The file's path on the node, or a sha256.
+        /// The file's path on the node, a URL, or a sha256.
         path: PathBuf,
+        /// The sha256 a downloaded file must have.
+        #[arg(long)]
+        sha256: Option<String>,
         #[command(flatten)]
         node: crate::keys_cli::NodeArgs,
     },
@@ -352,8 +355,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             command: ModelCommand::List { node },
         } => crate::model_cli::list(&node),
         Command::Model {
-            command: ModelCommand::Pull { path, node },
-        } => crate::model_cli::pull(&path, &node),
+            command: ModelCommand::Pull { path, sha256, node },
+        } => crate::model_cli::pull(&path, sha256.as_deref(), &node),
         Command::Model {
             command: ModelCommand::Gc { node },
         } => crate::model_cli::gc(&node),

@@ -135,9 +135,11 @@ pub fn list(node: &NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn pull(path: &std::path::Path, node: &NodeArgs) -> anyhow::Result<()> {
+pub fn pull(path: &std::path::Path, sha256: Option<&str>, node: &NodeArgs) -> anyhow::Result<()> {
     let text = path.to_string_lossy();
-    let body = if golek_protocol::deploy::is_sha256(&text) && !path.exists() {
+    let body = if text.starts_with("http://") || text.starts_with("https://") {
+        json!({"url": text, "sha256": sha256})
+    } else if golek_protocol::deploy::is_sha256(&text) && !path.exists() {
         json!({"sha256": text})
     } else {
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());

@@ -46,6 +46,7 @@ impl Downloads {
         router: &RouterHandle,
         view: &ClusterView,
         me: &ActorRef<PlacementMsg>,
+        url: Option<&str>,
     ) -> Fetch {
         if let (Some(path), Some(_)) = (store.path(sha), store.size(sha)) {
             self.by_sha.remove(sha);
@@ -64,14 +65,15 @@ impl Downloads {
                 }
             }
         }
-        let Some(cluster) = router.cluster() else {
+        // Peers first; the deployment's URL when no peer has it.
+        let peers = router
+            .cluster()
+            .map(|c| (c.links.quic.clone(), sources(view, sha)))
+            .filter(|(_, s)| !s.is_empty());
+        if peers.is_none() && url.is_none() {
             return Fetch::Failed(format!(
-                "the model store has no file {sha} and this node is in no cluster to fetch it from"
+                "no live peer has model file {sha}, and the deployment names no model_url"
             ));
-        };
-        let sources = sources(view, sha);
-        if sources.is_empty() {
-            return Fetch::Failed(format!("no live peer has model file {sha}"));
         }
         let progress = Arc::new(Progress::default());
         self.by_sha.insert(
@@ -82,18 +84,28 @@ impl Downloads {
                 failed: None,
             },
         );
-        let (quic, store, sha, me) = (
-            cluster.links.quic.clone(),
+        let (store, sha, me, url) = (
             store.clone(),
             sha.to_string(),
             me.clone(),
+            url.map(str::to_string),
         );
-        tracing::info!(%sha, sources = sources.len(), "placement: fetching a model file from peers");
         tokio::spawn(async move {
-            let outcome = fetch(quic, store, sha.clone(), sources, progress)
-                .await
-                .map(|_| ());
-            let _ = me.cast(PlacementMsg::Fetched { sha, outcome });
+            let outcome = match (peers, url) {
+                (Some((quic, sources)), _) => {
+                    tracing::info!(%sha, sources = sources.len(), "placement: fetching a model file from peers");
+                    fetch(quic, store, sha.clone(), sources, progress).await
+                }
+                (None, Some(url)) => {
+                    tracing::info!(%sha, %url, "placement: downloading a model file");
+                    super::http_fetch::download(&url, &sha, &store, &progress).await
+                }
+                (None, None) => Err("no source".to_string()),
+            };
+            let _ = me.cast(PlacementMsg::Fetched {
+                sha,
+                outcome: outcome.map(|_| ()),
+            });
         });
         Fetch::Downloading(0, 0)
     }

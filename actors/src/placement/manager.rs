@@ -222,6 +222,7 @@ impl PlacementState {
                     &self.args.router,
                     &view,
                     &self.me,
+                    spec.model_url.as_deref(),
                 ) {
                     Fetch::Ready(path) => {
                         spec.params.insert(

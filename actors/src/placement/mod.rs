@@ -8,6 +8,7 @@
 pub mod assign;
 mod desired;
 mod fetching;
+pub mod http_fetch;
 mod manager;
 pub mod store;
 pub mod transfer;

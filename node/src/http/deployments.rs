@@ -105,6 +105,9 @@ pub async fn pull(
     State(state): State<AppState>,
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(url) = body["url"].as_str() {
+        return pull_url(&state, url, body["sha256"].as_str()).await;
+    }
     if let Some(sha) = body["sha256"].as_str() {
         if !golek_protocol::deploy::is_sha256(sha) {
             return Err(ErrorInfo::invalid(
@@ -142,6 +145,37 @@ pub async fn pull(
         .map_err(|e| ErrorInfo::invalid("path", format!("cannot read it: {e}")))?;
     let bytes = state.placement.store.size(&sha).unwrap_or(0);
     Ok(Json(json!({"sha256": sha, "bytes": bytes})))
+}
+
+/// A file downloaded from `url` into the store (checked against `sha256` when given).
+async fn pull_url(state: &AppState, url: &str, sha: Option<&str>) -> Result<Json<Value>, ApiError> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ErrorInfo::invalid(
+            "url",
+            format!("must be an http:// or https:// URL, got {url:?}"),
+        )
+        .into());
+    }
+    let store = &state.placement.store;
+    let progress = golek_actors::placement::transfer::Progress::default();
+    let stored = match sha {
+        Some(sha) if golek_protocol::deploy::is_sha256(sha) => {
+            golek_actors::placement::http_fetch::download(url, sha, store, &progress)
+                .await
+                .map(|_| sha.to_string())
+        }
+        Some(sha) => {
+            return Err(ErrorInfo::invalid(
+                "sha256",
+                format!("must be 64 lowercase hex digits, got {sha:?}"),
+            )
+            .into())
+        }
+        None => golek_actors::placement::http_fetch::download_any(url, store, &progress).await,
+    }
+    .map_err(|e| ErrorInfo::new(ErrorCode::Unavailable, e))?;
+    let bytes = store.size(&stored).unwrap_or(0);
+    Ok(Json(json!({"sha256": stored, "bytes": bytes})))
 }
 
 /// `POST /admin/models/gc`: removes the store's files no run-time deployment names.
