@@ -217,11 +217,6 @@ impl Desired {
             .cloned()
     }
 
-    /// The record of a name, tombstone or not.
-    pub fn record(&self, name: &str) -> Option<DesiredRecord> {
-        self.lock().records.get(name).cloned()
-    }
-
     /// The live deployments, by name.
     pub fn live(&self) -> Vec<DesiredRecord> {
         self.lock()

@@ -67,8 +67,6 @@ type Manifest = Arc<(u64, Vec<String>)>;
 pub struct FileServer {
     pub store: Arc<ModelStore>,
     manifests: Mutex<HashMap<String, Manifest>>,
-    /// Bytes sent, for metrics and tests (`/admin/actors`).
-    pub sent_bytes: AtomicU64,
 }
 
 impl FileServer {
@@ -76,7 +74,6 @@ impl FileServer {
         FileServer {
             store,
             manifests: Mutex::new(HashMap::new()),
-            sent_bytes: AtomicU64::new(0),
         }
     }
 
@@ -207,7 +204,6 @@ async fn send_range(
     .map_err(|e| e.to_string())?;
     send_frame(send, &FileReply::Range { len: n as u64 }).await?;
     send.write_all(&bytes).await.map_err(|e| e.to_string())?;
-    server.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
     metrics::counter!(crate::metrics::MODEL_BYTES_SENT_TOTAL, "peer" => peer.to_string())
         .increment(n as u64);
     Ok(())
