@@ -18,6 +18,19 @@ pub enum FrameError {
     Truncated { got: usize, want: usize },
 }
 
+/// Sends `request` as one frame, ends the sending side, and reads the one frame answered
+/// (`Ok(None)` when the other side closed the stream without one).
+pub async fn exchange<T: serde::Serialize>(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    request: &T,
+) -> Result<Option<Vec<u8>>, String> {
+    let frame = golek_protocol::cluster::encode_frame(request)?;
+    send.write_all(&frame).await.map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    read_frame(recv).await.map_err(|e| e.to_string())
+}
+
 /// Reads one frame; `Ok(None)` at a clean end of stream.
 pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, FrameError> {
     let mut header = [0u8; 4];

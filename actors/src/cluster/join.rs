@@ -328,13 +328,8 @@ async fn exchange(seed: SocketAddr, token: &Token, node_id: &str) -> Result<Vec<
         node_id: node_id.to_string(),
         proof: proof(&token.secret, node_id),
     };
-    send.write_all(&encode_frame(&request)?)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = send.finish();
-    let body = read_frame(&mut recv)
-        .await
-        .map_err(|e| e.to_string())?
+    let body = super::frames::exchange(&mut send, &mut recv, &request)
+        .await?
         .ok_or_else(|| format!("{seed} closed the join without answering"))?;
     connection.close(CloseCode::Done.into(), b"joined");
     Ok(body)

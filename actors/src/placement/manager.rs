@@ -110,6 +110,8 @@ pub struct PlacementState {
     me: ActorRef<PlacementMsg>,
     /// When tombstones past their time were last forgotten.
     expired_at: Instant,
+    /// The view outside any cluster: this node alone (its memory read once).
+    alone: Arc<ClusterView>,
 }
 
 /// A GPU is asked for by a GGUF deployment that offloads layers.
@@ -187,7 +189,7 @@ impl PlacementState {
         let now = Instant::now();
         let view = match self.args.router.cluster() {
             Some(c) => c.view(),
-            None => Arc::new(super::single_node_view(&self.args.node_id)),
+            None => self.alone.clone(),
         };
         let records = self.args.desired.live();
         let candidates = self.candidates(&view, now);
@@ -301,6 +303,7 @@ impl Actor for PlacementManager {
                 }
             }
         });
+        let node_id = args.node_id.clone();
         Ok(PlacementState {
             args,
             live: HashMap::new(),
@@ -311,6 +314,7 @@ impl Actor for PlacementManager {
             downloads: Default::default(),
             me: myself,
             expired_at: Instant::now(),
+            alone: Arc::new(super::single_node_view(&node_id)),
         })
     }
 

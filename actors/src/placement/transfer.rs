@@ -239,13 +239,8 @@ async fn ask(
     request: &FileRequest,
 ) -> Result<(FileReply, quinn::RecvStream), String> {
     let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
-    send.write_all(&encode_frame(request)?)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = send.finish();
-    let body = read_frame(&mut recv)
-        .await
-        .map_err(|e| e.to_string())?
+    let body = crate::cluster::frames::exchange(&mut send, &mut recv, request)
+        .await?
         .ok_or("the peer closed the stream")?;
     Ok((decode_frame(&body)?, recv))
 }
