@@ -1,5 +1,5 @@
 //! The process's log and trace subscriber, installed once: the log (text or JSON lines, its
-//! filter reloadable at run time) and, when traces are exported, the OpenTelemetry layer.
+//! filter reloadable at run time) and, when traces are exported, the recording layer.
 //!
 //! A JSON line carries `timestamp`, `level`, `target`, `node_id`, the `request_id` and
 //! `trace_id` of the request it belongs to (taken from the request's span), the span's name, and
@@ -19,10 +19,10 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
-/// The OpenTelemetry layer, when traces are exported (built by [`crate::telemetry`]).
+/// The trace recording layer, when traces are exported (built by [`crate::telemetry`]).
 pub type OtelLayer = golek_actors::trace::WhileTraced<
     tracing_subscriber::filter::Filtered<
-        tracing_opentelemetry::OpenTelemetryLayer<Registry, opentelemetry_sdk::trace::Tracer>,
+        golek_actors::trace::Recorder,
         golek_actors::trace::Sampled,
         Registry,
     >,

@@ -12,17 +12,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use golek_config::TelemetryConfig;
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Sampler, Span, SpanData, SpanExporter as _, SpanProcessor};
-use opentelemetry_sdk::Resource;
 
+use super::encode::Encoder;
 use crate::metrics as m;
+use crate::trace::SpanRecord;
 
 /// What the provider, the request path and the ObservabilityManager share.
 #[derive(Debug)]
 pub struct Pipeline {
-    queue: Mutex<Option<SyncSender<SpanData>>>,
+    queue: Mutex<Option<SyncSender<SpanRecord>>>,
     pub dropped: AtomicU64,
     pub exported: AtomicU64,
     pub failed: AtomicU64,
@@ -48,49 +46,21 @@ impl Pipeline {
         crate::trace::set_sampling_ratio(ratio);
     }
 
-    /// The span processor to give the tracer provider.
-    pub fn processor(self: &Arc<Self>) -> QueueProcessor {
-        QueueProcessor(self.clone())
-    }
-
-    /// The sampler to give the tracer provider. Whether a request is traced is decided where
-    /// it arrives ([`crate::trace::decide`]), and only the spans of traced requests reach the
-    /// tracer ([`crate::trace::Sampled`]), so what reaches it is kept.
-    pub fn sampler(&self) -> Sampler {
-        Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
+    /// Hands a finished span to the export thread without waiting: when the queue is full,
+    /// or no exporter runs, it is dropped and counted.
+    pub fn push(&self, span: SpanRecord) {
+        let sent = match lock(&self.queue).as_ref() {
+            Some(q) => q.try_send(span).is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.drop_span();
+        }
     }
 
     fn drop_span(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::TRACE_SPANS_DROPPED_TOTAL).increment(1);
-    }
-}
-
-/// Hands finished, sampled spans to the export thread without waiting.
-#[derive(Debug)]
-pub struct QueueProcessor(Arc<Pipeline>);
-
-impl SpanProcessor for QueueProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        let queue = lock(&self.0.queue);
-        let sent = match queue.as_ref() {
-            Some(q) => q.try_send(span).is_ok(),
-            None => false,
-        };
-        if !sent {
-            // Full, or no exporter running: dropped and counted, never waited for.
-            self.0.drop_span();
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
     }
 }
 
@@ -115,19 +85,13 @@ impl Exporting {
             });
         };
         let (tx, rx) = mpsc::sync_channel(telemetry.queue_spans.max(1));
-        let resource = Resource::builder()
-            .with_service_name("golek")
-            .with_attributes([
-                KeyValue::new("service.instance.id", node_id.to_string()),
-                KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-            ])
-            .build();
+        let encoder = Encoder::new(node_id);
         let batch = telemetry.batch_spans.max(1);
         let interval = telemetry.export_interval;
         let shared = pipeline.clone();
         let thread = std::thread::Builder::new()
             .name("golek-otlp".into())
-            .spawn(move || export_loop(&shared, rx, &endpoint, resource, batch, interval))?;
+            .spawn(move || export_loop(&shared, rx, &endpoint, &encoder, batch, interval))?;
         *lock(&pipeline.queue) = Some(tx);
         Ok(Exporting {
             pipeline,
@@ -164,33 +128,48 @@ impl Drop for Exporting {
     }
 }
 
+/// Sends one encoded batch; the error says what went wrong.
+fn post(client: &reqwest::blocking::Client, endpoint: &str, body: Vec<u8>) -> Result<(), String> {
+    let answer = client
+        .post(endpoint)
+        .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+        .body(body)
+        .send()
+        .map_err(|e| e.to_string())?;
+    let status = answer.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        let text = answer.text().unwrap_or_default();
+        Err(format!(
+            "{status}: {}",
+            text.chars().take(200).collect::<String>()
+        ))
+    }
+}
+
 fn export_loop(
     pipeline: &Pipeline,
-    rx: mpsc::Receiver<SpanData>,
+    rx: mpsc::Receiver<SpanRecord>,
     endpoint: &str,
-    resource: Resource,
+    encoder: &Encoder,
     batch_size: usize,
     interval: Duration,
 ) {
-    use opentelemetry_otlp::{Protocol, WithExportConfig};
-    // Built here: its blocking HTTP client must not live on an async runtime's thread.
-    let built = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_endpoint(endpoint)
-        .with_protocol(Protocol::HttpBinary)
-        .with_timeout(Duration::from_secs(10))
+    // Built here: a blocking HTTP client must not live on an async runtime's thread.
+    let built = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
         .build();
-    let mut exporter = match built {
-        Ok(exporter) => exporter,
+    let client = match built {
+        Ok(client) => client,
         Err(err) => {
-            tracing::error!(%endpoint, %err, "cannot build the OTLP exporter; spans are dropped");
+            tracing::error!(%endpoint, %err, "cannot build the OTLP client; spans are dropped");
             for _ in rx.iter() {
                 pipeline.drop_span();
             }
             return;
         }
     };
-    exporter.set_resource(&resource);
     tracing::info!(%endpoint, "exporting traces over OTLP/HTTP");
     let mut open = true;
     let mut last_error: Option<Instant> = None;
@@ -212,7 +191,7 @@ fn export_loop(
             continue;
         }
         let n = batch.len() as u64;
-        match futures_executor::block_on(exporter.export(batch)) {
+        match post(&client, endpoint, encoder.encode(batch)) {
             Ok(()) => {
                 pipeline.exported.fetch_add(n, Ordering::Relaxed);
                 metrics::counter!(m::TRACE_SPANS_EXPORTED_TOTAL).increment(n);
@@ -228,5 +207,4 @@ fn export_loop(
             }
         }
     }
-    let _ = exporter.shutdown();
 }

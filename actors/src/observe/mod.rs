@@ -1,11 +1,12 @@
 //! ObservabilityManager: owns the trace export pipeline (its thread, rebuilt on a restart or a
 //! change of `[telemetry]`'s sampling) and reports it in the actor tree. The tracing subscriber
-//! and the tracer provider are installed once per process by the node's start-up
+//! and the trace pipeline are installed once per process by the node's start-up
 //! ([`install_pipeline`]); a restart of this actor never touches them.
 //!
 //! Health aggregation (what `/readyz` reports) is [`readiness`]: the routing table, the node's
 //! own health and the supervision tree, in one place.
 
+mod encode;
 mod export;
 
 use std::sync::{Arc, OnceLock};
@@ -15,7 +16,7 @@ use golek_config::{NodeConfig, TelemetryConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
-pub use export::{Exporting, Pipeline, QueueProcessor};
+pub use export::{Exporting, Pipeline};
 
 use crate::router::RoutingTable;
 use crate::tree::ActorSnapshot;

@@ -3,23 +3,26 @@
 //!
 //! Whether a request is traced is decided once, where it arrives ([`decide`]): parent-based
 //! when the caller sent a `traceparent`, else by `telemetry.sampling_ratio`. The spans of a
-//! traced request reach the OpenTelemetry layer, whose ids then are the request's, so a request
-//! served by another node is one trace with parent and child spans on both. The spans of an
-//! untraced one never reach it ([`Sampled`]): the node still continues the caller's trace id
-//! (or starts one), returns it, logs it and sends it to peers, kept in the span's extensions,
-//! at the cost of tracing off.
+//! traced request reach the recording layer ([`Recorder`]), whose ids then are the request's,
+//! so a request served by another node is one trace with parent and child spans on both. The
+//! spans of an untraced one never reach it ([`Sampled`]): the node still continues the caller's
+//! trace id (or starts one), returns it, logs it and sends it to peers, kept in the span's
+//! extensions, at the cost of tracing off.
+
+mod record;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use golek_protocol::trace::TraceParent;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing::subscriber::Interest;
 use tracing::{Metadata, Span, Subscriber};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Registry;
+
+pub use record::{Recorder, SpanEvent, SpanKind, SpanRecord, Value};
 
 static OTEL: AtomicBool = AtomicBool::new(false);
 
@@ -66,7 +69,12 @@ pub fn ingress(traced: bool, make: impl FnOnce() -> Span) -> Span {
     span
 }
 
-/// The filter in front of the OpenTelemetry layer: Golek's own spans (at info and above) of
+/// Whether the span being created on this thread is one [`ingress`] makes.
+fn creating_ingress() -> bool {
+    INGRESS.with(Cell::get).is_some()
+}
+
+/// The filter in front of the recording layer ([`Recorder`]): Golek's own spans (at info and above) of
 /// traced requests. A span is traced when [`ingress`] made it so, or when the span current
 /// where it is created is traced (spans with an explicit parent are created with the parent
 /// entered, see `Job::work_span`). Untraced requests cost the layer next to nothing: while no
@@ -122,7 +130,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Filter<S> for Sampled {
     }
 }
 
-/// Wraps the filtered OpenTelemetry layer: while no traced span is open, entering, leaving,
+/// Wraps the filtered recording layer: while no traced span is open, entering, leaving,
 /// recording on and closing spans skip it (its filter would look each span up only to find
 /// it untraced). Span creation, events and the filter's own calls always go through.
 pub struct WhileTraced<L>(pub L);
@@ -205,7 +213,7 @@ where
     }
 }
 
-/// Says that the OpenTelemetry layer is installed in this process (the node's start-up).
+/// Says that the recording layer is installed in this process (the node's start-up).
 pub fn set_otel_installed() {
     OTEL.store(true, Ordering::SeqCst);
 }
@@ -214,7 +222,7 @@ pub fn otel_installed() -> bool {
     OTEL.load(Ordering::Relaxed)
 }
 
-/// This hop's trace context, kept on its span when OpenTelemetry is not installed.
+/// This hop's trace context, kept on an untraced request's span.
 #[derive(Clone, Copy)]
 struct Hop(TraceParent);
 
@@ -224,32 +232,25 @@ fn random_ids() -> ([u8; 16], [u8; 8]) {
     (trace, span)
 }
 
-fn from_span_context(sc: &SpanContext) -> TraceParent {
-    TraceParent {
-        trace_id: sc.trace_id().to_bytes(),
-        span_id: sc.span_id().to_bytes(),
-        sampled: sc.is_sampled(),
+/// A caller's `tracestate` as it is carried on: at most 512 printable ASCII characters (W3C),
+/// else dropped.
+fn carried_state(tracestate: Option<&str>) -> String {
+    match tracestate.map(str::trim) {
+        Some(s) if s.len() <= 512 && s.bytes().all(|b| (0x20..0x7f).contains(&b)) => s.to_string(),
+        _ => String::new(),
     }
 }
 
-/// The OpenTelemetry context of a caller's `traceparent` (and `tracestate`).
-pub fn remote_context(parent: &TraceParent, tracestate: Option<&str>) -> opentelemetry::Context {
-    let state = tracestate
-        .and_then(|s| s.parse::<TraceState>().ok())
-        .unwrap_or_default();
-    let flags = if parent.sampled {
-        TraceFlags::SAMPLED
-    } else {
-        TraceFlags::default()
-    };
-    let sc = SpanContext::new(
-        TraceId::from_bytes(parent.trace_id),
-        SpanId::from_bytes(parent.span_id),
-        flags,
-        true,
-        state,
-    );
-    opentelemetry::Context::new().with_remote_span_context(sc)
+/// Runs `f` on the span data of `span` in the process's registry.
+fn with_data<T>(
+    span: &Span,
+    f: impl FnOnce(tracing_subscriber::registry::SpanRef<'_, Registry>) -> Option<T>,
+) -> Option<T> {
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        f(registry.span(id)?)
+    })
+    .flatten()
 }
 
 /// Makes `span` (one that serves a request: HTTP, QUIC client, peer, made by [`ingress`] with
@@ -262,13 +263,21 @@ pub fn begin(
     tracestate: Option<&str>,
 ) -> TraceParent {
     if traced {
-        if let Some(parent) = &incoming {
-            let _ = span.set_parent(remote_context(parent, tracestate));
-        }
-        let cx = span.context();
-        let sc = cx.span().span_context().clone();
-        if sc.is_valid() {
-            let hop = from_span_context(&sc);
+        let hop = with_data(span, |data| {
+            let mut extensions = data.extensions_mut();
+            let record = extensions.get_mut::<SpanRecord>()?;
+            if let Some(parent) = &incoming {
+                record.trace_id = parent.trace_id;
+                record.parent_span_id = parent.span_id;
+                record.trace_state = carried_state(tracestate);
+            }
+            Some(TraceParent {
+                trace_id: record.trace_id,
+                span_id: record.span_id,
+                sampled: true,
+            })
+        });
+        if let Some(hop) = hop {
             span.record("trace_id", hop.trace_id_hex().as_str());
             return hop;
         }
@@ -279,34 +288,30 @@ pub fn begin(
         span_id,
         sampled: incoming.is_some_and(|p| p.sampled),
     };
-    span.with_subscriber(|(id, dispatch)| {
-        if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() {
-            if let Some(data) = registry.span(id) {
-                data.extensions_mut().insert(Hop(hop));
-            }
-        }
+    with_data(span, |data| {
+        data.extensions_mut().insert(Hop(hop));
+        Some(())
     });
     span.record("trace_id", hop.trace_id_hex().as_str());
     hop
 }
 
-/// The trace context to send on from inside `span` (a hop to a peer): its own span when
-/// traces are exported, else the trace of the request it belongs to.
+/// The trace context to send on from inside `span` (a hop to a peer): its own span when it is
+/// traced, else the trace of the request it belongs to.
 pub fn outgoing(span: &Span) -> Option<TraceParent> {
-    if otel_installed() {
-        let cx = span.context();
-        let sc = cx.span().span_context().clone();
-        if sc.is_valid() {
-            return Some(from_span_context(&sc));
-        }
-    }
-    span.with_subscriber(|(id, dispatch)| {
-        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-        let data = registry.span(id)?;
-        data.scope()
-            .find_map(|s| s.extensions().get::<Hop>().map(|h| h.0))
+    with_data(span, |data| {
+        data.scope().find_map(|s| {
+            let extensions = s.extensions();
+            match extensions.get::<SpanRecord>() {
+                Some(r) => Some(TraceParent {
+                    trace_id: r.trace_id,
+                    span_id: r.span_id,
+                    sampled: true,
+                }),
+                None => extensions.get::<Hop>().map(|h| h.0),
+            }
+        })
     })
-    .flatten()
 }
 
 /// [`outgoing`] of the current span, as a header value.
