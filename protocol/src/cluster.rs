@@ -94,6 +94,9 @@ pub struct MemberAdvert {
     /// Model files it can send (sha256), from its store.
     #[serde(default)]
     pub files: Vec<String>,
+    /// Model files it is fetching (sha256): it sends the chunks it already has.
+    #[serde(default)]
+    pub fetching: Vec<String>,
 }
 
 /// The version of the gossip values this build publishes.
@@ -118,6 +121,8 @@ const KEY_LOAD: &str = "golek.load";
 const KEY_RESOURCES: &str = "golek.resources";
 /// The sha256 of every model file in the node's store (version 4).
 const KEY_FILES: &str = "golek.files";
+/// The sha256 of every model file the node is fetching (version 4; older nodes ignore it).
+const KEY_FETCHING: &str = "golek.fetching";
 
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("gossip values are plain data")
@@ -132,6 +137,7 @@ pub fn encode_member(member: &MemberAdvert) -> Vec<(String, String)> {
         (KEY_LOAD.into(), json(&member.load)),
         (KEY_RESOURCES.into(), json(&member.resources)),
         (KEY_FILES.into(), json(&member.files)),
+        (KEY_FETCHING.into(), json(&member.fetching)),
     ]
 }
 
@@ -171,6 +177,7 @@ pub fn decode_member<'a, F: Fn(&str) -> Option<&'a str>>(
         load: field(get, KEY_LOAD)?.unwrap_or_default(),
         resources: field(get, KEY_RESOURCES)?.unwrap_or_default(),
         files: field(get, KEY_FILES)?.unwrap_or_default(),
+        fetching: field(get, KEY_FETCHING)?.unwrap_or_default(),
     }))
 }
 
@@ -308,6 +315,7 @@ mod tests {
             },
             resources: ResourcesAdvert::default(),
             files: vec!["ab".repeat(32)],
+            fetching: vec!["cd".repeat(32)],
         };
         let kv: BTreeMap<String, String> = encode_member(&member).into_iter().collect();
         let back = decode_member(|k| kv.get(k).map(String::as_str)).unwrap();

@@ -19,6 +19,7 @@ pub fn advert(
     links: &PeerLinks,
     resources: &Mutex<ResourcesAdvert>,
     files: Vec<String>,
+    fetching: Vec<String>,
 ) -> MemberAdvert {
     let table = router.table();
     let mut load = LoadAdvert {
@@ -47,6 +48,7 @@ pub fn advert(
         load,
         resources: resources.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         files,
+        fetching,
     }
 }
 

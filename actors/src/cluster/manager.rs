@@ -207,9 +207,12 @@ impl ClusterManager {
             &links,
             &machine,
             args.store.shas(),
+            Vec::new(),
         );
+        let faults = Arc::new(Faults::default());
         let _ = quic.files.set(Arc::new(crate::placement::FileServer::new(
             args.store.clone(),
+            faults.clone(),
         )));
         let chitchat = spawn_chitchat(
             chitchat_config(&config, &node_id, bound, advertise),
@@ -223,7 +226,6 @@ impl ClusterManager {
             cluster_id: config.cluster_id.clone(),
             ..Default::default()
         }));
-        let faults = Arc::new(Faults::default());
         let publisher = Arc::new(Publisher {
             chitchat: chitchat.chitchat(),
             router: args.router.clone(),

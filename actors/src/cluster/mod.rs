@@ -57,6 +57,9 @@ pub struct Member {
     /// Model files it can send (sha256).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+    /// Model files it is fetching (sha256): it sends the chunks it has.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fetching: Vec<String>,
 }
 
 /// The cluster as this node sees it; published on every gossip round.

@@ -124,6 +124,11 @@ impl Publisher {
             &self.links,
             &self.machine,
             self.store.shas(),
+            self.quic
+                .files
+                .get()
+                .map(|f| f.fetching())
+                .unwrap_or_default(),
         );
         let verified = self
             .quic
@@ -198,13 +203,21 @@ impl Publisher {
                     }
                     members.remove(prev);
                 }
-                let (node, models, load, resources, files) = match advert {
-                    Some(a) => (Some(a.node), a.models, a.load, a.resources, a.files),
+                let (node, models, load, resources, files, fetching) = match advert {
+                    Some(a) => (
+                        Some(a.node),
+                        a.models,
+                        a.load,
+                        a.resources,
+                        a.files,
+                        a.fetching,
+                    ),
                     None => (
                         None,
                         Vec::new(),
                         LoadAdvert::default(),
                         Default::default(),
+                        Vec::new(),
                         Vec::new(),
                     ),
                 };
@@ -223,6 +236,7 @@ impl Publisher {
                         load,
                         resources,
                         files,
+                        fetching,
                     },
                 ));
             }

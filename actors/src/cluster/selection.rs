@@ -52,6 +52,7 @@ mod tests {
         Member {
             labels: Default::default(),
             files: Vec::new(),
+            fetching: Vec::new(),
             node_id: id.into(),
             alive: true,
             is_self: false,

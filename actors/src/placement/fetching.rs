@@ -1,6 +1,7 @@
 //! Model files a replica here needs and the store lacks: fetched from the peers that advertise
-//! them (`golek.files`), one fetch per file however many deployments name it; a failed fetch
-//! is tried again a few seconds later (the partial file is kept, so it resumes).
+//! them (`golek.files`) and the peers fetching them too (`golek.fetching`), one fetch per file
+//! however many deployments name it; a failed fetch is tried again a few seconds later (the
+//! partial file is kept, so it resumes).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use ractor::ActorRef;
 
-use super::transfer::{fetch, Progress, Source};
+use super::transfer::{fetch, Has, Progress, Source, Sources};
 use super::{ModelStore, PlacementMsg};
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterHandle, ClusterView};
 use crate::router::RouterHandle;
 
 /// A failed fetch waits this long before the next try.
@@ -68,8 +69,8 @@ impl Downloads {
         // Peers first; the deployment's URL when no peer has it.
         let peers = router
             .cluster()
-            .map(|c| (c.links.quic.clone(), sources(view, sha)))
-            .filter(|(_, s)| !s.is_empty());
+            .filter(|_| has_source(view, sha))
+            .map(|c| (c.links.quic.clone(), live_sources(c, sha)));
         if peers.is_none() && url.is_none() {
             return Fetch::Failed(format!(
                 "no live peer has model file {sha}, and the deployment names no model_url"
@@ -93,7 +94,7 @@ impl Downloads {
         tokio::spawn(async move {
             let outcome = match (peers, url) {
                 (Some((quic, sources)), _) => {
-                    tracing::info!(%sha, sources = sources.len(), "placement: fetching a model file from peers");
+                    tracing::info!(%sha, sources = sources().len(), "placement: fetching a model file from peers");
                     fetch(quic, store, sha.clone(), sources, progress).await
                 }
                 (None, Some(url)) => {
@@ -140,32 +141,56 @@ pub async fn pull_from_peers(
     let cluster = router
         .cluster()
         .ok_or("this node is in no cluster: there is no peer to fetch from")?;
-    let view = cluster.view();
-    let sources = sources(&view, sha);
-    if sources.is_empty() {
+    if !has_source(&cluster.view(), sha) {
         return Err(format!("no live peer has model file {sha}"));
     }
     fetch(
         cluster.links.quic.clone(),
         store.clone(),
         sha.to_string(),
-        sources,
+        live_sources(cluster, sha),
         Arc::new(Progress::default()),
     )
     .await
 }
 
-/// The live peers that advertise `sha`.
+/// Whether a live peer has `sha`, whole or in part.
+fn has_source(view: &ClusterView, sha: &str) -> bool {
+    sources(view, sha).iter().any(|s| s.has != Has::Unknown)
+}
+
+/// The peers to fetch `sha` from, read from the cluster's view each time.
+fn live_sources(cluster: &ClusterHandle, sha: &str) -> Sources {
+    let (cluster, sha) = (cluster.clone(), sha.to_string());
+    Arc::new(move || sources(&cluster.view(), &sha))
+}
+
+/// Every live peer, with what it has of `sha`: the ones with the whole file first.
 fn sources(view: &ClusterView, sha: &str) -> Vec<Source> {
-    view.members
+    let mut found: Vec<Source> = view
+        .members
         .iter()
-        .filter(|m| !m.is_self && m.alive && m.files.iter().any(|f| f == sha))
+        .filter(|m| !m.is_self && m.alive)
         .filter_map(|m| {
             let addr = m.quic_addr.as_ref()?.parse().ok()?;
+            let has = if m.files.iter().any(|f| f == sha) {
+                Has::Whole
+            } else if m.fetching.iter().any(|f| f == sha) {
+                Has::Part
+            } else {
+                Has::Unknown
+            };
             Some(Source {
                 node: m.node_id.clone(),
                 addr,
+                has,
             })
         })
-        .collect()
+        .collect();
+    found.sort_by_key(|s| match s.has {
+        Has::Whole => 0,
+        Has::Part => 1,
+        Has::Unknown => 2,
+    });
+    found
 }

@@ -76,6 +76,7 @@ pub(crate) fn single_node_view(node_id: &str) -> ClusterView {
             models: Vec::new(),
             load: Default::default(),
             files: Vec::new(),
+            fetching: Vec::new(),
             resources: golek_protocol::cluster::ResourcesAdvert {
                 memory_total_bytes: total,
                 ..Default::default()

@@ -223,6 +223,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/debug/refuse/{model}", post(ops::refuse))
         .route("/admin/debug/fault/{model}", post(ops::fault))
         .route("/admin/debug/panic/publisher", post(ops::panic_publisher))
+        .route("/admin/debug/slow/model-files", post(ops::slow_model_files))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

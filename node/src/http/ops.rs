@@ -208,6 +208,30 @@ pub async fn panic_publisher(State(state): State<AppState>) -> Result<impl IntoR
     ))
 }
 
+/// Holds back each model file chunk this node sends by `delay_ms` (a slow sender; `0` clears
+/// it). Only with `debug.fault_injection`.
+pub async fn slow_model_files(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    faults_enabled(&state)?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Slow {
+        delay_ms: u64,
+    }
+    let slow: Slow = serde_json::from_slice(&body)
+        .map_err(|e| ErrorInfo::invalid("body", format!("expected {{\"delay_ms\": N}}: {e}")))?;
+    let Some(cluster) = state.router.cluster() else {
+        return Err(ErrorInfo::new(ErrorCode::NotFound, "this node is not in a cluster").into());
+    };
+    cluster.faults.set_delay_ms(slow.delay_ms.min(60_000));
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"model_files": "slow", "delay_ms": slow.delay_ms.min(60_000)})),
+    ))
+}
+
 /// Makes a model's worker panic when it next takes work. Only with `debug.fault_injection`.
 pub async fn crash(
     State(state): State<AppState>,
