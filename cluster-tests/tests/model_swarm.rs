@@ -132,6 +132,20 @@ async fn a_transfer_whose_sender_is_killed_mid_file_finishes_from_another_peer()
             })
             .await
         );
+        // The pull shows, with its progress (what `golek model pull` draws).
+        let pulls = d.get("/admin/models/pulls").await;
+        let mine = pulls["pulls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["source"] == sha.as_str())
+            .unwrap_or_else(|| panic!("{pulls}"))
+            .clone();
+        assert_eq!(mine["total_bytes"].as_u64(), Some(bytes.len() as u64));
+        assert!(
+            mine["bytes"].as_u64().unwrap() < bytes.len() as u64,
+            "{mine}"
+        );
         a.kill9();
         metric_by_label(&d, "golek_model_bytes_fetched_total")
             .await
@@ -139,6 +153,8 @@ async fn a_transfer_whose_sender_is_killed_mid_file_finishes_from_another_peer()
             .sum::<f64>()
     });
     assert!(at_kill < bytes.len() as f64, "killed mid-file: {at_kill}");
+    let pulls = d.get("/admin/models/pulls").await;
+    assert_eq!(pulls["pulls"], json!([]), "a pull that ended is gone");
     assert_eq!(pulled.status(), 200, "{}", pulled.text().await.unwrap());
     assert_eq!(stored(&d, &sha), bytes, "the stored file is the original");
     let fetched = metric_by_label(&d, "golek_model_bytes_fetched_total").await;

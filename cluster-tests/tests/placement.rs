@@ -294,10 +294,11 @@ async fn a_model_file_reaches_the_nodes_that_lack_it_from_a_peer() {
             .await
         );
     }
-    // Only `a` has the file: it takes it into its store, and the original goes away.
+    // Only `a` has the default chat model's file: it takes it into its store, and the
+    // original goes away.
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("weights.gguf");
-    let source = golek_config::default_assets_dir().join("models/golek-tiny.gguf");
+    let file = dir.path().join("chat.gguf");
+    let source = golek_config::default_assets_dir().join("models/smollm2-135m-instruct.Q4_1.gguf");
     std::fs::copy(&source, &file).unwrap();
     let pulled = nodes[0]
         .post("/admin/models/pull", &json!({"path": file}))
@@ -310,28 +311,42 @@ async fn a_model_file_reaches_the_nodes_that_lack_it_from_a_peer() {
         Some(std::fs::metadata(&file).unwrap().len())
     );
     std::fs::remove_file(&file).unwrap();
-    // Deployed through `c`, which has no copy, on every node, by hash alone.
-    let everywhere = json!({"name": NAME, "provider": "gguf", "replicas": "all",
+    // Two replicas, deployed through `c`, which has no copy, by hash alone.
+    let two = json!({"name": NAME, "provider": "gguf", "replicas": 2,
         "model_sha256": sha, "params": {"n_ctx": 512, "slots": 2, "threads": 1}});
-    let made = nodes[2].post("/admin/deployments", &everywhere).await;
+    let made = nodes[2].post("/admin/deployments", &two).await;
     assert_eq!(made.status(), 201, "{}", made.text().await.unwrap());
-    let all: BTreeSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-    let ids: Vec<String> = all.iter().cloned().collect();
+    let placed = expected(&nodes[2], &["a", "b", "c"]).await;
+    let want: BTreeSet<String> = placed.iter().cloned().collect();
+    let ids: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
     assert!(
-        wait_until(Duration::from_secs(60), || all_show(&nodes, &ids, &all)).await,
-        "{:?}",
+        wait_until(Duration::from_secs(90), || all_show(&nodes, &ids, &want)).await,
+        "ready on {placed:?}: {:?}",
         shown(&nodes[2]).await
     );
-    // The nodes that lacked it fetched it from a peer (`a`, or one that already had it) and
-    // now offer it too.
-    for n in &nodes[1..] {
+    // The chosen nodes that lacked it fetched it from a peer (`a`, or one that already had
+    // it), and every node routes a real chat to the replicas.
+    for id in placed.iter().filter(|id| *id != "a") {
+        let n = &nodes[at(&nodes, id)];
+        let other = if id == "b" { "c" } else { "b" };
         assert!(
-            fetched_from(n, "a").await
-                || fetched_from(n, if n.spec.id == "b" { "c" } else { "b" }).await,
-            "{} fetched from no peer",
-            n.spec.id
+            fetched_from(n, "a").await || fetched_from(n, other).await,
+            "{id} fetched from no peer"
         );
-        assert!(completes(n).await);
+    }
+    for n in &nodes {
+        let answer: Value = n
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": NAME, "max_tokens": 8, "temperature": 0,
+                    "messages": [{"role": "user", "content": "What is 2+2?"}]}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let text = answer["choices"][0]["message"]["content"].as_str();
+        assert!(text.is_some_and(|t| !t.trim().is_empty()), "{answer}");
     }
     assert!(
         wait_until(Duration::from_secs(10), || async {
@@ -340,6 +355,7 @@ async fn a_model_file_reaches_the_nodes_that_lack_it_from_a_peer() {
                 .as_array()
                 .unwrap()
                 .iter()
+                .filter(|m| want.contains(m["node_id"].as_str().unwrap()))
                 .all(|m| m["files"].to_string().contains(&sha))
         })
         .await

@@ -145,12 +145,24 @@ pub fn pull(path: &std::path::Path, sha256: Option<&str>, node: &NodeArgs) -> an
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         json!({"path": path.to_string_lossy()})
     };
-    let got = call(
-        node,
-        reqwest::Method::POST,
-        "/admin/models/pull",
-        Some(body),
-    )?;
+    // A bar on a terminal while a fetch (by sha256 or URL) runs; a local file is only hashed.
+    let fetched = body["path"].is_null().then(|| text.to_string());
+    let ended = std::sync::atomic::AtomicBool::new(false);
+    let got = std::thread::scope(|scope| {
+        if let Some(source) = &fetched {
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                scope.spawn(|| draw_progress(node, source, &ended));
+            }
+        }
+        let got = call(
+            node,
+            reqwest::Method::POST,
+            "/admin/models/pull",
+            Some(body),
+        );
+        ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        got
+    })?;
     println!(
         "stored {} ({} bytes) as {}",
         path.display(),
@@ -158,6 +170,32 @@ pub fn pull(path: &std::path::Path, sha256: Option<&str>, node: &NodeArgs) -> an
         got["sha256"].as_str().unwrap_or("?")
     );
     Ok(())
+}
+
+/// Draws the progress of the pull of `source` (from `/admin/models/pulls`) until `ended`.
+fn draw_progress(node: &NodeArgs, source: &str, ended: &std::sync::atomic::AtomicBool) {
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    while !ended.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Ok(listed) = call(node, reqwest::Method::GET, "/admin/models/pulls", None) {
+            let mine = listed["pulls"]
+                .as_array()
+                .and_then(|all| all.iter().find(|p| p["source"] == source));
+            if let Some(p) = mine {
+                let total = p["total_bytes"].as_u64().unwrap_or(0);
+                if total > 0 {
+                    bar.set_length(total);
+                }
+                bar.set_position(p["bytes"].as_u64().unwrap_or(0));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    bar.finish_and_clear();
 }
 
 pub fn gc(node: &NodeArgs) -> anyhow::Result<()> {

@@ -23,7 +23,7 @@ fn hex_to<const N: usize>(text: &str) -> Option<[u8; N]> {
 }
 
 fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 impl TraceParent {
@@ -75,12 +75,14 @@ impl TraceParent {
 
     /// The header value (version 00).
     pub fn header(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            self.trace_id_hex(),
-            self.span_id_hex(),
-            u8::from(self.sampled)
-        )
+        // 00-<32 hex>-<16 hex>-<2 hex>, written in place (on every request's answer).
+        let mut out = [0u8; 55];
+        out[..3].copy_from_slice(b"00-");
+        let _ = hex::encode_to_slice(self.trace_id, &mut out[3..35]);
+        out[35] = b'-';
+        let _ = hex::encode_to_slice(self.span_id, &mut out[36..52]);
+        out[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// The same trace with `span_id` as the parent (what this hop sends on).

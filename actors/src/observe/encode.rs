@@ -1,85 +1,154 @@
-//! Recorded spans as an OTLP `ExportTraceServiceRequest` (protobuf), built with the message
-//! types of `opentelemetry-proto` and encoded by `prost`. The records are moved into the
-//! messages (nothing is copied but the ids), and the resource and scope are built once.
-
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    span, status, ResourceSpans, ScopeSpans, Span, Status,
-};
-use prost::Message;
+//! Recorded spans as the protobuf body of an OTLP `ExportTraceServiceRequest`, written straight
+//! from the records: no intermediate messages, each length computed once. The field numbers
+//! are those of `opentelemetry/proto/trace/v1/trace.proto` (and `common`, `resource`); the
+//! tests decode what this writes with the `opentelemetry-proto` crate's definitions.
 
 use crate::trace::{SpanRecord, Value};
 
 /// W3C trace flags: the trace is sampled (every exported span is).
 const SAMPLED: u32 = 0x01;
 
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const FIXED32: u8 = 5;
+/// `Status.code`: error.
+const STATUS_ERROR: u64 = 2;
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn key(out: &mut Vec<u8>, field: u32, wire: u8) {
+    varint(out, u64::from(field << 3 | u32::from(wire)));
+}
+
+/// A length-delimited field (bytes, string or a message already encoded), left out when empty.
+fn bytes(out: &mut Vec<u8>, field: u32, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    key(out, field, LEN);
+    varint(out, data.len() as u64);
+    out.extend_from_slice(data);
+}
+
+fn fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
+    if v != 0 {
+        key(out, field, FIXED64);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn uint(out: &mut Vec<u8>, field: u32, v: u64) {
+    if v != 0 {
+        key(out, field, VARINT);
+        varint(out, v);
+    }
+}
+
+/// The length of a length-delimited field holding `n` bytes (its key of one byte included).
+fn field_len(n: usize) -> usize {
+    1 + varint_len(n as u64) + n
+}
+
+/// An `AnyValue`'s encoded length.
+fn any_len(value: &Value) -> usize {
+    match value {
+        Value::Str(s) => field_len(s.len()),
+        Value::Bool(_) => 2,
+        Value::Int(i) => 1 + varint_len(*i as u64),
+        Value::Float(_) => 9,
+    }
+}
+
+/// A `KeyValue` (`key`, `value`: an `AnyValue`) as field `field`.
+fn attribute(out: &mut Vec<u8>, field: u32, name: &str, value: &Value) {
+    let any = any_len(value);
+    key(out, field, LEN);
+    varint(out, (field_len(name.len()) + field_len(any)) as u64);
+    key(out, 1, LEN);
+    varint(out, name.len() as u64);
+    out.extend_from_slice(name.as_bytes());
+    key(out, 2, LEN);
+    varint(out, any as u64);
+    match value {
+        Value::Str(s) => {
+            key(out, 1, LEN);
+            varint(out, s.len() as u64);
+            out.extend_from_slice(s.as_bytes());
+        }
+        Value::Bool(b) => {
+            key(out, 2, VARINT);
+            out.push(u8::from(*b));
+        }
+        Value::Int(i) => {
+            key(out, 3, VARINT);
+            varint(out, *i as u64);
+        }
+        Value::Float(f) => {
+            key(out, 4, FIXED64);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+    }
+}
+
+/// One `Span` message (its fields, without its own key and length) into `out`.
+fn span(out: &mut Vec<u8>, scratch: &mut Vec<u8>, r: &SpanRecord) {
+    bytes(out, 1, &r.trace_id);
+    bytes(out, 2, &r.span_id);
+    bytes(out, 3, r.trace_state.as_bytes());
+    if r.parent_span_id != [0; 8] {
+        bytes(out, 4, &r.parent_span_id);
+    }
+    bytes(out, 5, r.name.as_bytes());
+    uint(out, 6, r.kind as u64);
+    fixed64(out, 7, r.start_unix_nano);
+    fixed64(out, 8, r.end_unix_nano);
+    for (name, value) in &r.attributes {
+        attribute(out, 9, name, value);
+    }
+    for e in &r.events {
+        scratch.clear();
+        fixed64(scratch, 1, e.time_unix_nano);
+        bytes(scratch, 2, e.name.as_bytes());
+        for (name, value) in &e.attributes {
+            attribute(scratch, 3, name, value);
+        }
+        key(out, 11, LEN);
+        varint(out, scratch.len() as u64);
+        out.extend_from_slice(scratch);
+    }
+    uint(out, 12, u64::from(r.dropped_events));
+    if let Some(message) = &r.error {
+        let text = if message.is_empty() {
+            0
+        } else {
+            field_len(message.len())
+        };
+        key(out, 15, LEN);
+        varint(out, (text + 2) as u64);
+        bytes(out, 2, message.as_bytes());
+        uint(out, 3, STATUS_ERROR);
+    }
+    key(out, 16, FIXED32);
+    out.extend_from_slice(&SAMPLED.to_le_bytes());
+}
+
 /// Encodes batches of one node's spans.
 pub struct Encoder {
-    resource: Resource,
-    scope: InstrumentationScope,
-}
-
-fn string(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn attribute((key, value): (&'static str, Value)) -> KeyValue {
-    let value = match value {
-        Value::Str(s) => any_value::Value::StringValue(s),
-        Value::Int(i) => any_value::Value::IntValue(i),
-        Value::Float(f) => any_value::Value::DoubleValue(f),
-        Value::Bool(b) => any_value::Value::BoolValue(b),
-    };
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
-fn span(record: SpanRecord) -> Span {
-    let parent = if record.parent_span_id == [0; 8] {
-        Vec::new()
-    } else {
-        record.parent_span_id.to_vec()
-    };
-    let status = record.error.map(|message| Status {
-        message,
-        code: status::StatusCode::Error as i32,
-    });
-    Span {
-        trace_id: record.trace_id.to_vec(),
-        span_id: record.span_id.to_vec(),
-        trace_state: record.trace_state,
-        parent_span_id: parent,
-        flags: SAMPLED,
-        name: record.name.into_owned(),
-        kind: record.kind as i32,
-        start_time_unix_nano: record.start_unix_nano,
-        end_time_unix_nano: record.end_unix_nano,
-        attributes: record.attributes.into_iter().map(attribute).collect(),
-        events: record
-            .events
-            .into_iter()
-            .map(|e| span::Event {
-                time_unix_nano: e.time_unix_nano,
-                name: e.name,
-                attributes: e.attributes.into_iter().map(attribute).collect(),
-                ..Default::default()
-            })
-            .collect(),
-        dropped_events_count: record.dropped_events,
-        status,
-        ..Default::default()
-    }
+    /// The `resource` field of `ResourceSpans`, encoded once.
+    resource: Vec<u8>,
+    /// The `scope` field of `ScopeSpans`, encoded once.
+    scope: Vec<u8>,
 }
 
 impl Encoder {
@@ -87,43 +156,53 @@ impl Encoder {
     /// version.
     pub fn new(node_id: &str) -> Self {
         let version = env!("CARGO_PKG_VERSION");
-        Encoder {
-            resource: Resource {
-                attributes: vec![
-                    string("service.name", "golek"),
-                    string("service.instance.id", node_id),
-                    string("service.version", version),
-                ],
-                ..Default::default()
-            },
-            scope: InstrumentationScope {
-                name: "golek".into(),
-                version: version.into(),
-                ..Default::default()
-            },
+        let mut attributes = Vec::new();
+        for (name, value) in [
+            ("service.name", "golek"),
+            ("service.instance.id", node_id),
+            ("service.version", version),
+        ] {
+            attribute(&mut attributes, 1, name, &Value::Str(value.to_string()));
         }
+        let mut resource = Vec::new();
+        bytes(&mut resource, 1, &attributes);
+        let mut fields = Vec::new();
+        bytes(&mut fields, 1, b"golek");
+        bytes(&mut fields, 2, version.as_bytes());
+        let mut scope = Vec::new();
+        bytes(&mut scope, 1, &fields);
+        Encoder { resource, scope }
     }
 
     /// The protobuf body of one export request.
     pub fn encode(&self, batch: Vec<SpanRecord>) -> Vec<u8> {
-        ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(self.resource.clone()),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(self.scope.clone()),
-                    spans: batch.into_iter().map(span).collect(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
+        let (mut spans, mut one, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+        for r in &batch {
+            one.clear();
+            span(&mut one, &mut scratch, r);
+            bytes(&mut spans, 2, &one);
         }
-        .encode_to_vec()
+        let scope_spans = self.scope.len() + spans.len();
+        let resource_spans = self.resource.len() + field_len(scope_spans);
+        let mut out = Vec::with_capacity(field_len(resource_spans) + 8);
+        key(&mut out, 1, LEN);
+        varint(&mut out, resource_spans as u64);
+        out.extend_from_slice(&self.resource);
+        key(&mut out, 2, LEN);
+        varint(&mut out, scope_spans as u64);
+        out.extend_from_slice(&self.scope);
+        out.extend_from_slice(&spans);
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use opentelemetry_proto::tonic::trace::v1::status;
+    use prost::Message;
     use std::borrow::Cow;
 
     #[test]
@@ -146,7 +225,26 @@ mod tests {
             dropped_events: 2,
             error: Some("upstream down".into()),
         };
-        let body = Encoder::new("node-a").encode(vec![record]);
+        let child = SpanRecord {
+            trace_id: [7; 16],
+            span_id: [9; 8],
+            parent_span_id: [1, 2, 3, 4, 5, 6, 7, 8],
+            trace_state: String::new(),
+            name: Cow::Owned("forward m".into()),
+            kind: crate::trace::SpanKind::Client,
+            start_unix_nano: u64::MAX,
+            end_unix_nano: u64::MAX,
+            attributes: vec![
+                ("ratio", Value::Float(0.25)),
+                ("ok", Value::Bool(false)),
+                ("big", Value::Int(i64::MAX)),
+                ("long", Value::Str("x".repeat(300))),
+            ],
+            events: Vec::new(),
+            dropped_events: 0,
+            error: Some(String::new()),
+        };
+        let body = Encoder::new("node-a").encode(vec![record, child]);
         let got = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
         let rs = &got.resource_spans[0];
         let resource = rs.resource.as_ref().unwrap();
@@ -172,5 +270,53 @@ mod tests {
         let status = s.status.as_ref().unwrap();
         assert_eq!(status.code, status::StatusCode::Error as i32);
         assert_eq!(status.message, "upstream down");
+        let e = &s.events[0];
+        assert_eq!(
+            (e.time_unix_nano, e.attributes[0].key.as_str()),
+            (20, "retry")
+        );
+        assert_eq!(s.flags, 1);
+
+        let c = &rs.scope_spans[0].spans[1];
+        assert_eq!(c.parent_span_id, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!((c.name.as_str(), c.kind), ("forward m", 3));
+        assert_eq!(c.end_time_unix_nano, u64::MAX);
+        let values: Vec<_> = c
+            .attributes
+            .iter()
+            .map(|a| a.value.as_ref().unwrap().value.clone().unwrap())
+            .collect();
+        assert_eq!(
+            values,
+            [
+                any_value::Value::DoubleValue(0.25),
+                any_value::Value::BoolValue(false),
+                any_value::Value::IntValue(i64::MAX),
+                any_value::Value::StringValue("x".repeat(300)),
+            ]
+        );
+        let status = c.status.as_ref().unwrap();
+        assert_eq!((status.code, status.message.as_str()), (2, ""));
+        assert!(c.events.is_empty() && c.trace_state.is_empty());
+        let scope = rs.scope_spans[0].scope.as_ref().unwrap();
+        assert_eq!(scope.name, "golek");
+    }
+
+    #[test]
+    fn varint_lengths_match_what_is_written() {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v), "{v}");
+        }
     }
 }

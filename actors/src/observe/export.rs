@@ -6,8 +6,8 @@
 //! starts its export thread ([`Exporting`]) and, on a restart, a new one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,21 +20,26 @@ use crate::trace::SpanRecord;
 /// What the provider, the request path and the ObservabilityManager share.
 #[derive(Debug)]
 pub struct Pipeline {
-    queue: Mutex<Option<SyncSender<SpanRecord>>>,
+    /// Read on every span's end (shared), written when an exporter starts or stops.
+    queue: RwLock<Option<SyncSender<SpanRecord>>>,
     pub dropped: AtomicU64,
     pub exported: AtomicU64,
     pub failed: AtomicU64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Pipeline {
     pub fn new(sampling_ratio: f64) -> Arc<Pipeline> {
         crate::trace::set_sampling_ratio(sampling_ratio);
         Arc::new(Pipeline {
-            queue: Mutex::new(None),
+            queue: RwLock::new(None),
             dropped: AtomicU64::new(0),
             exported: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -49,7 +54,7 @@ impl Pipeline {
     /// Hands a finished span to the export thread without waiting: when the queue is full,
     /// or no exporter runs, it is dropped and counted.
     pub fn push(&self, span: SpanRecord) {
-        let sent = match lock(&self.queue).as_ref() {
+        let sent = match read(&self.queue).as_ref() {
             Some(q) => q.try_send(span).is_ok(),
             None => false,
         };
@@ -92,7 +97,7 @@ impl Exporting {
         let thread = std::thread::Builder::new()
             .name("golek-otlp".into())
             .spawn(move || export_loop(&shared, rx, &endpoint, &encoder, batch, interval))?;
-        *lock(&pipeline.queue) = Some(tx);
+        *write(&pipeline.queue) = Some(tx);
         Ok(Exporting {
             pipeline,
             thread: Some(thread),
@@ -101,7 +106,7 @@ impl Exporting {
 
     /// Closes the queue; the thread sends what it holds and ends (waited for up to `grace`).
     pub fn stop(&mut self, grace: Duration) {
-        lock(&self.pipeline.queue).take();
+        write(&self.pipeline.queue).take();
         if let Some(thread) = self.thread.take() {
             let deadline = Instant::now() + grace;
             while !thread.is_finished() && Instant::now() < deadline {
@@ -177,7 +182,22 @@ fn export_loop(
         let mut batch = Vec::with_capacity(batch_size);
         let until = Instant::now() + interval;
         while batch.len() < batch_size {
+            // What is queued is taken at once; the clock is read only when the queue is empty.
+            match rx.try_recv() {
+                Ok(span) => {
+                    batch.push(span);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+                Err(TryRecvError::Empty) => {}
+            }
             let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
             match rx.recv_timeout(left) {
                 Ok(span) => batch.push(span),
                 Err(RecvTimeoutError::Timeout) => break,

@@ -134,6 +134,7 @@ pub async fn pull_from_peers(
     router: &RouterHandle,
     store: &Arc<ModelStore>,
     sha: &str,
+    progress: Arc<Progress>,
 ) -> Result<PathBuf, String> {
     if let (Some(path), Some(_)) = (store.path(sha), store.size(sha)) {
         return Ok(path);
@@ -149,7 +150,7 @@ pub async fn pull_from_peers(
         store.clone(),
         sha.to_string(),
         live_sources(cluster, sha),
-        Arc::new(Progress::default()),
+        progress,
     )
     .await
 }

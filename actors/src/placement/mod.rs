@@ -31,6 +31,75 @@ pub struct PlacementHandle {
     pub desired: Arc<Desired>,
     pub store: Arc<ModelStore>,
     pub manager: ActorRef<PlacementMsg>,
+    /// `golek model pull`s running now (`/admin/models/pulls`).
+    pub pulls: Arc<Pulls>,
+}
+
+/// A pull into the store, while it runs.
+pub struct PullEntry {
+    /// What was asked for: a path, a URL or a sha256.
+    pub source: String,
+    pub progress: Arc<transfer::Progress>,
+}
+
+/// The pulls running on this node; an entry goes when its guard drops.
+#[derive(Default)]
+pub struct Pulls {
+    next: std::sync::atomic::AtomicU64,
+    running: std::sync::Mutex<std::collections::BTreeMap<u64, PullEntry>>,
+}
+
+/// Removes its pull from [`Pulls`] when dropped (the pull ended, or its request went away).
+pub struct PullGuard {
+    pulls: Arc<Pulls>,
+    id: u64,
+    pub progress: Arc<transfer::Progress>,
+}
+
+impl Drop for PullGuard {
+    fn drop(&mut self) {
+        self.pulls.lock().remove(&self.id);
+    }
+}
+
+impl Pulls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, PullEntry>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a pull of `source` until the guard drops.
+    pub fn start(self: &Arc<Self>, source: &str) -> PullGuard {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let progress = Arc::new(transfer::Progress::default());
+        self.lock().insert(
+            id,
+            PullEntry {
+                source: source.to_string(),
+                progress: progress.clone(),
+            },
+        );
+        PullGuard {
+            pulls: self.clone(),
+            id,
+            progress,
+        }
+    }
+
+    /// Each running pull: its source, bytes done and total (0 while not known).
+    pub fn list(&self) -> Vec<(String, u64, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.lock()
+            .values()
+            .map(|e| {
+                let p = &e.progress;
+                (
+                    e.source.clone(),
+                    p.done.load(Relaxed),
+                    p.total.load(Relaxed),
+                )
+            })
+            .collect()
+    }
 }
 
 impl PlacementHandle {
@@ -52,6 +121,7 @@ pub(crate) async fn spawn(
         desired,
         store,
         manager,
+        pulls: Arc::new(Pulls::default()),
     })
 }
 

@@ -13,7 +13,7 @@ use ring::digest::{Context, SHA256};
 const BUF: usize = 1 << 20;
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// The sha256 of a file, as lowercase hex.

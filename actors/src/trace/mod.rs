@@ -130,9 +130,10 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Filter<S> for Sampled {
     }
 }
 
-/// Wraps the filtered recording layer: while no traced span is open, entering, leaving,
-/// recording on and closing spans skip it (its filter would look each span up only to find
-/// it untraced). Span creation, events and the filter's own calls always go through.
+/// Wraps the filtered recording layer: while no traced span is open, recording on and closing
+/// spans skip it (its filter would look each span up only to find it untraced); entering and
+/// leaving spans always skip it (the recorder keeps no busy time, and the current span is the
+/// registry's). Span creation, events and the filter's own calls always go through.
 pub struct WhileTraced<L>(pub L);
 
 impl<S, L> tracing_subscriber::Layer<S> for WhileTraced<L>
@@ -186,16 +187,8 @@ where
     fn on_event(&self, event: &tracing::Event<'_>, cx: Context<'_, S>) {
         self.0.on_event(event, cx)
     }
-    fn on_enter(&self, id: &tracing::span::Id, cx: Context<'_, S>) {
-        if OPEN.load(Ordering::Relaxed) > 0 {
-            self.0.on_enter(id, cx)
-        }
-    }
-    fn on_exit(&self, id: &tracing::span::Id, cx: Context<'_, S>) {
-        if OPEN.load(Ordering::Relaxed) > 0 {
-            self.0.on_exit(id, cx)
-        }
-    }
+    fn on_enter(&self, _id: &tracing::span::Id, _cx: Context<'_, S>) {}
+    fn on_exit(&self, _id: &tracing::span::Id, _cx: Context<'_, S>) {}
     fn on_close(&self, id: tracing::span::Id, cx: Context<'_, S>) {
         if OPEN.load(Ordering::Relaxed) > 0 {
             self.0.on_close(id, cx)

@@ -116,11 +116,16 @@ pub async fn pull(
             )
             .into());
         }
-        golek_actors::placement::pull_from_peers(&state.router, &state.placement.store, sha)
-            .await
-            .map_err(|e| {
-                ErrorInfo::new(ErrorCode::Unavailable, format!("model file {sha}: {e}"))
-            })?;
+        let pull = state.placement.pulls.start(sha);
+        let progress = pull.progress.clone();
+        golek_actors::placement::pull_from_peers(
+            &state.router,
+            &state.placement.store,
+            sha,
+            progress,
+        )
+        .await
+        .map_err(|e| ErrorInfo::new(ErrorCode::Unavailable, format!("model file {sha}: {e}")))?;
         let bytes = state.placement.store.size(sha).unwrap_or(0);
         return Ok(Json(json!({"sha256": sha, "bytes": bytes})));
     }
@@ -147,6 +152,18 @@ pub async fn pull(
     Ok(Json(json!({"sha256": sha, "bytes": bytes})))
 }
 
+/// The pulls running now, with their progress (what `golek model pull` draws its bar from).
+pub async fn pulls(State(state): State<AppState>) -> Json<Value> {
+    let running: Vec<Value> = state
+        .placement
+        .pulls
+        .list()
+        .into_iter()
+        .map(|(source, done, total)| json!({"source": source, "bytes": done, "total_bytes": total}))
+        .collect();
+    Json(json!({"pulls": running}))
+}
+
 /// A file downloaded from `url` into the store (checked against `sha256` when given).
 async fn pull_url(state: &AppState, url: &str, sha: Option<&str>) -> Result<Json<Value>, ApiError> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -157,10 +174,11 @@ async fn pull_url(state: &AppState, url: &str, sha: Option<&str>) -> Result<Json
         .into());
     }
     let store = &state.placement.store;
-    let progress = golek_actors::placement::transfer::Progress::default();
+    let pull = state.placement.pulls.start(url);
+    let progress = &pull.progress;
     let stored = match sha {
         Some(sha) if golek_protocol::deploy::is_sha256(sha) => {
-            golek_actors::placement::http_fetch::download(url, sha, store, &progress)
+            golek_actors::placement::http_fetch::download(url, sha, store, progress)
                 .await
                 .map(|_| sha.to_string())
         }
@@ -171,7 +189,7 @@ async fn pull_url(state: &AppState, url: &str, sha: Option<&str>) -> Result<Json
             )
             .into())
         }
-        None => golek_actors::placement::http_fetch::download_any(url, store, &progress).await,
+        None => golek_actors::placement::http_fetch::download_any(url, store, progress).await,
     }
     .map_err(|e| ErrorInfo::new(ErrorCode::Unavailable, e))?;
     let bytes = store.size(&stored).unwrap_or(0);

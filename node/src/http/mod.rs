@@ -212,6 +212,7 @@ pub fn app(state: AppState) -> Router {
             get(deployments::list).post(deployments::deploy),
         )
         .route("/admin/models/pull", post(deployments::pull))
+        .route("/admin/models/pulls", get(deployments::pulls))
         .route("/admin/models/gc", post(deployments::gc))
         .route(
             "/admin/deployments/{name}",
