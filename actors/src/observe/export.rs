@@ -1,13 +1,13 @@
 //! The trace export pipeline: finished spans go into a bounded queue (a full queue drops the
 //! span and counts it; a request never waits), and one thread sends them in batches over
-//! OTLP/HTTP (protobuf).
+//! OTLP/HTTP (protobuf, written by [`super::encode`]).
 //!
-//! [`Pipeline`] is built once per process, with the tracer provider; the ObservabilityManager
-//! starts its export thread ([`Exporting`]) and, on a restart, a new one.
+//! [`Pipeline`] is built once per process, with the recording layer
+//! ([`crate::trace::Recorder`]); the ObservabilityManager starts its export thread
+//! ([`Exporting`]) and, on a restart, a new one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,33 +17,42 @@ use super::encode::Encoder;
 use crate::metrics as m;
 use crate::trace::SpanRecord;
 
+/// Finished spans waiting for the export thread.
+#[derive(Debug, Default)]
+struct Queue {
+    spans: Vec<SpanRecord>,
+    /// An exporter runs (else spans are dropped).
+    open: bool,
+    cap: usize,
+    batch: usize,
+}
+
 /// What the provider, the request path and the ObservabilityManager share.
 #[derive(Debug)]
 pub struct Pipeline {
-    /// Read on every span's end (shared), written when an exporter starts or stops.
-    queue: RwLock<Option<SyncSender<SpanRecord>>>,
+    queue: Mutex<Queue>,
+    /// Wakes the export thread when a batch is full or the queue closes; between those it
+    /// sleeps for the export interval, whatever the rate of spans.
+    ready: Condvar,
     pub dropped: AtomicU64,
     pub exported: AtomicU64,
     pub failed: AtomicU64,
-}
-
-fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Pipeline {
     pub fn new(sampling_ratio: f64) -> Arc<Pipeline> {
         crate::trace::set_sampling_ratio(sampling_ratio);
         Arc::new(Pipeline {
-            queue: RwLock::new(None),
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
             dropped: AtomicU64::new(0),
             exported: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A changed `telemetry.sampling_ratio`, for the next requests.
@@ -54,13 +63,39 @@ impl Pipeline {
     /// Hands a finished span to the export thread without waiting: when the queue is full,
     /// or no exporter runs, it is dropped and counted.
     pub fn push(&self, span: SpanRecord) {
-        let sent = match read(&self.queue).as_ref() {
-            Some(q) => q.try_send(span).is_ok(),
-            None => false,
-        };
-        if !sent {
+        let mut q = self.lock();
+        if !q.open || q.spans.len() >= q.cap {
+            drop(q);
             self.drop_span();
+            return;
         }
+        q.spans.push(span);
+        if q.spans.len() == q.batch {
+            self.ready.notify_one();
+        }
+    }
+
+    /// The next batch: up to `batch` spans, once that many wait or `interval` has passed;
+    /// `None` once the queue is closed and empty.
+    fn next_batch(&self, batch: usize, interval: Duration) -> Option<Vec<SpanRecord>> {
+        let deadline = Instant::now() + interval;
+        let mut q = self.lock();
+        while q.open && q.spans.len() < batch {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            q = self
+                .ready
+                .wait_timeout(q, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if !q.open && q.spans.is_empty() {
+            return None;
+        }
+        let n = q.spans.len().min(batch);
+        Some(q.spans.drain(..n).collect())
     }
 
     fn drop_span(&self) {
@@ -89,15 +124,26 @@ impl Exporting {
                 thread: None,
             });
         };
-        let (tx, rx) = mpsc::sync_channel(telemetry.queue_spans.max(1));
         let encoder = Encoder::new(node_id);
         let batch = telemetry.batch_spans.max(1);
         let interval = telemetry.export_interval;
+        {
+            let mut q = pipeline.lock();
+            q.open = true;
+            q.cap = telemetry.queue_spans.max(1);
+            q.batch = batch;
+        }
         let shared = pipeline.clone();
         let thread = std::thread::Builder::new()
             .name("golek-otlp".into())
-            .spawn(move || export_loop(&shared, rx, &endpoint, &encoder, batch, interval))?;
-        *write(&pipeline.queue) = Some(tx);
+            .spawn(move || export_loop(&shared, &endpoint, &encoder, batch, interval));
+        let thread = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                pipeline.lock().open = false;
+                return Err(e);
+            }
+        };
         Ok(Exporting {
             pipeline,
             thread: Some(thread),
@@ -106,7 +152,8 @@ impl Exporting {
 
     /// Closes the queue; the thread sends what it holds and ends (waited for up to `grace`).
     pub fn stop(&mut self, grace: Duration) {
-        write(&self.pipeline.queue).take();
+        self.pipeline.lock().open = false;
+        self.pipeline.ready.notify_all();
         if let Some(thread) = self.thread.take() {
             let deadline = Instant::now() + grace;
             while !thread.is_finished() && Instant::now() < deadline {
@@ -155,7 +202,6 @@ fn post(client: &reqwest::blocking::Client, endpoint: &str, body: Vec<u8>) -> Re
 
 fn export_loop(
     pipeline: &Pipeline,
-    rx: mpsc::Receiver<SpanRecord>,
     endpoint: &str,
     encoder: &Encoder,
     batch_size: usize,
@@ -169,44 +215,17 @@ fn export_loop(
         Ok(client) => client,
         Err(err) => {
             tracing::error!(%endpoint, %err, "cannot build the OTLP client; spans are dropped");
-            for _ in rx.iter() {
-                pipeline.drop_span();
+            while let Some(batch) = pipeline.next_batch(batch_size, interval) {
+                for _ in batch {
+                    pipeline.drop_span();
+                }
             }
             return;
         }
     };
     tracing::info!(%endpoint, "exporting traces over OTLP/HTTP");
-    let mut open = true;
     let mut last_error: Option<Instant> = None;
-    while open {
-        let mut batch = Vec::with_capacity(batch_size);
-        let until = Instant::now() + interval;
-        while batch.len() < batch_size {
-            // What is queued is taken at once; the clock is read only when the queue is empty.
-            match rx.try_recv() {
-                Ok(span) => {
-                    batch.push(span);
-                    continue;
-                }
-                Err(TryRecvError::Disconnected) => {
-                    open = false;
-                    break;
-                }
-                Err(TryRecvError::Empty) => {}
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match rx.recv_timeout(left) {
-                Ok(span) => batch.push(span),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => {
-                    open = false;
-                    break;
-                }
-            }
-        }
+    while let Some(batch) = pipeline.next_batch(batch_size, interval) {
         if batch.is_empty() {
             continue;
         }
