@@ -49,8 +49,15 @@ async fn nodes_converge_forward_fail_over_and_rejoin() {
         );
     }
 
-    // Every node lists every model, with where it is served.
+    // Every node lists every model, with where it is served (once gossip carried the models,
+    // which may come a round after the membership).
+    let listed = wait_until(CONVERGE, || async {
+        let models = b.get("/v1/models").await;
+        models["data"].as_array().is_some_and(|d| d.len() == 2)
+    })
+    .await;
     let models = b.get("/v1/models").await;
+    assert!(listed, "{models}");
     let where_served = |name: &str| {
         models["data"]
             .as_array()

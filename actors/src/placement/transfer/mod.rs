@@ -46,6 +46,9 @@ const IN_FLIGHT_WHOLE: usize = 4;
 const IN_FLIGHT_PARTIAL: usize = 2;
 /// A fetch with no source left waits this long for one to appear before it gives up.
 const NO_SOURCE_GRACE: Duration = Duration::from_secs(3);
+/// A fetch in which no chunk arrived for this long gives up (its sources may be waiting on
+/// each other for a seed that died); it is tried again later and resumes.
+const STALL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FileRequest {
@@ -348,8 +351,19 @@ async fn run_workers(job: &Arc<pull::Job>, sources: &Sources) -> Result<(), Stri
     let mut dropped: HashSet<String> = HashSet::new();
     let mut failures: Vec<String> = Vec::new();
     let mut alone_since: Option<Instant> = None;
+    let (mut missing, mut moved) = (job.partial.missing(), Instant::now());
     loop {
-        if job.partial.missing() == 0 {
+        let now_missing = job.partial.missing();
+        if now_missing == 0 {
+            break;
+        }
+        if now_missing != missing {
+            (missing, moved) = (now_missing, Instant::now());
+        } else if moved.elapsed() > STALL {
+            failures.push(format!("no chunk arrived for {} s", STALL.as_secs()));
+            for w in running.values().flatten() {
+                w.abort();
+            }
             break;
         }
         // A source whose workers all ended is done with (for this fetch).
