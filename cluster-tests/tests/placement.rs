@@ -365,7 +365,8 @@ async fn a_model_file_reaches_the_nodes_that_lack_it_from_a_peer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_checks_every_chunk_refetches_corrupt_ones_and_resumes() {
     let ca = Ca::new();
-    let a = Node::start(spec("a", &ca, None)).await;
+    // `a` sends slowly (a third of a second a chunk), so `b` is sure to be asked for some.
+    let a = Node::start(golek_cluster_tests::faulty(spec("a", &ca, None))).await;
     let b = Node::start(spec("b", &ca, Some(&a))).await;
     let d = Node::start(spec("d", &ca, Some(&a))).await;
     assert!(
@@ -374,9 +375,9 @@ async fn a_transfer_checks_every_chunk_refetches_corrupt_ones_and_resumes() {
         })
         .await
     );
-    // A 24 MiB file (six chunks), a copy each for `a` and `b`.
+    // A 48 MiB file (twelve chunks), a copy each for `a` and `b`.
     const MIB: usize = 1 << 20;
-    let bytes: Vec<u8> = (0..24 * MIB).map(|_| fastrand::u8(..)).collect();
+    let bytes: Vec<u8> = (0..48 * MIB).map(|_| fastrand::u8(..)).collect();
     let dir = tempfile::tempdir().unwrap();
     let mut sha = String::new();
     for (node, name) in [(&a, "a.bin"), (&b, "b.bin")] {
@@ -415,6 +416,10 @@ async fn a_transfer_checks_every_chunk_refetches_corrupt_ones_and_resumes() {
             .await
         );
     }
+    let slow = a
+        .post("/admin/debug/slow/model-files", &json!({"delay_ms": 300}))
+        .await;
+    assert_eq!(slow.status(), 202);
     let pulled = d.post("/admin/models/pull", &json!({"sha256": sha})).await;
     assert_eq!(pulled.status(), 200, "{}", pulled.text().await.unwrap());
     assert_eq!(
@@ -422,16 +427,16 @@ async fn a_transfer_checks_every_chunk_refetches_corrupt_ones_and_resumes() {
         bytes,
         "the stored file is the original"
     );
-    // Only the three missing chunks travelled, all from `a`; `b`'s were refused.
+    // Only the nine missing chunks travelled, all from `a`; `b`'s were refused.
     let fetched = metric_by_label(&d, "golek_model_bytes_fetched_total").await;
     assert_eq!(
         fetched.values().sum::<f64>(),
-        (12 * MIB) as f64,
+        (36 * MIB) as f64,
         "{fetched:?}"
     );
     assert_eq!(
         fetched.get("a").copied(),
-        Some((12 * MIB) as f64),
+        Some((36 * MIB) as f64),
         "{fetched:?}"
     );
     let corrupt = metric_by_label(&d, "golek_model_corrupt_chunks_total").await;
