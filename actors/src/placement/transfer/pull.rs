@@ -55,7 +55,7 @@ impl Job {
         partial: Arc<Partial>,
         progress: Arc<Progress>,
     ) -> Self {
-        let start = fastrand::usize(..partial.len().max(1));
+        let start = fastrand::usize(..partial.chunk_count().max(1));
         Job {
             quic,
             sha,
@@ -145,7 +145,7 @@ async fn map_of(
     job: &Job,
     source: &Source,
 ) -> Result<ChunkMap, String> {
-    let n = job.partial.len();
+    let n = job.partial.chunk_count();
     let request = FileRequest::Have {
         version: FILE_PROTOCOL_VERSION,
         sha256: job.sha.clone(),

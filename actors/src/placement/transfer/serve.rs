@@ -41,7 +41,8 @@ impl Partial {
         })
     }
 
-    pub fn len(&self) -> usize {
+    /// How many chunks the file has.
+    pub fn chunk_count(&self) -> usize {
         self.state.len()
     }
 
@@ -94,6 +95,9 @@ impl Partial {
     }
 }
 
+/// Per chunk of one file, the peers it was sent to and when.
+type SentChunks = HashMap<usize, Vec<(String, Instant)>>;
+
 /// What a node serves from its store, with the manifests it computed, the files it is
 /// fetching, and which chunks of its files it recently sent to whom.
 pub struct FileServer {
@@ -101,7 +105,7 @@ pub struct FileServer {
     manifests: Mutex<HashMap<String, Manifest>>,
     partials: Mutex<HashMap<String, Arc<Partial>>>,
     /// Per file: per chunk, the peers it was sent to and when.
-    sent: Mutex<HashMap<String, HashMap<usize, Vec<(String, Instant)>>>>,
+    sent: Mutex<HashMap<String, SentChunks>>,
     /// The cluster's fault switches: with `debug.fault_injection`, each chunk sent can be held
     /// back (a slow sender).
     faults: Arc<Faults>,
@@ -298,8 +302,9 @@ fn source_of(
         return Err(FileReply::Refused("this node does not have it".into()));
     };
     let i = offset / CHUNK_BYTES;
-    let whole =
-        offset % CHUNK_BYTES == 0 && i < p.len() as u64 && chunk_len(p.size, i as usize) == len;
+    let whole = offset % CHUNK_BYTES == 0
+        && i < p.chunk_count() as u64
+        && chunk_len(p.size, i as usize) == len;
     if !whole {
         return Err(FileReply::Refused(format!(
             "range {offset}+{len} is not one whole chunk of the file"
