@@ -187,12 +187,8 @@ impl FileServer {
     /// Which chunks of `sha` this node can send to `peer` now, and which are on their way to
     /// (or at) other nodes, with those nodes.
     fn have(&self, sha: &str, peer: &str) -> FileReply {
-        if let Some(file) = self.stored(sha) {
-            let Ok(size) = file.metadata().map(|m| m.len()) else {
-                return FileReply::Refused("cannot read its copy".into());
-            };
-            let n = size.div_ceil(CHUNK_BYTES) as usize;
-            let mut map = ChunkMap::empty(n);
+        if let Some(size) = self.store.size(sha) {
+            let mut map = ChunkMap::full(size.div_ceil(CHUNK_BYTES) as usize);
             let mut holders = Vec::new();
             let mut sent = lock(&self.sent);
             if let Some(chunks) = sent.get_mut(sha) {
@@ -206,7 +202,6 @@ impl FileServer {
                     }
                 }
             }
-            (0..n).for_each(|i| map.set_have(i));
             return FileReply::Have { map, holders };
         }
         match self.partial(sha) {
