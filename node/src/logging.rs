@@ -108,9 +108,17 @@ pub fn install(config: &LogConfig, otel: Option<OtelLayer>) -> LogControl {
             .with_writer(std::io::stderr)
             .boxed()
     };
+    // Without traces, a layer that wants nothing: `Option::None` as a layer would say it wants
+    // every callsite, and every span and event of every dependency would then be made.
+    let otel = match otel {
+        Some(layer) => layer.boxed(),
+        None => tracing_subscriber::layer::Identity::new()
+            .with_filter(tracing_subscriber::filter::LevelFilter::OFF)
+            .boxed(),
+    };
     let installed = tracing_subscriber::registry()
         .with(otel)
-        .with(RequestIds)
+        .with(RequestIds.with_filter(tracing_subscriber::filter::filter_fn(carries_ids)))
         .with(fmt_layer.with_filter(filter))
         .try_init();
     if installed.is_err() {
@@ -151,6 +159,14 @@ impl Visit for Ids {
 }
 
 struct RequestIds;
+
+/// The spans [`RequestIds`] looks at: those that name a request or trace id (decided once per
+/// callsite, so that the spans and events of dependencies, at any level, are never even made
+/// for it).
+fn carries_ids(meta: &tracing::Metadata<'_>) -> bool {
+    let fields = meta.fields();
+    meta.is_span() && (fields.field("request_id").is_some() || fields.field("trace_id").is_some())
+}
 
 impl<S> Layer<S> for RequestIds
 where

@@ -54,6 +54,28 @@ pub struct IncomingStream {
     pub recv: quinn::RecvStream,
 }
 
+/// The socket buffers the cluster's UDP socket asks for: a model file arrives at hundreds of
+/// MB/s, and with the kernel's default (about 200 KiB) a burst overflows the receive buffer,
+/// the packets are lost and QUIC's congestion control slows the whole transfer down.
+const UDP_BUFFER_BYTES: usize = 8 << 20;
+
+/// Asks for [`UDP_BUFFER_BYTES`] each way; the kernel caps it at `net.core.rmem_max` and
+/// `net.core.wmem_max` (which `golek doctor` may be asked to check), and says what it gave.
+fn grow_buffers(socket: &std::net::UdpSocket) {
+    let s = socket2::SockRef::from(socket);
+    let _ = s.set_recv_buffer_size(UDP_BUFFER_BYTES);
+    let _ = s.set_send_buffer_size(UDP_BUFFER_BYTES);
+    let (recv, send) = (s.recv_buffer_size().ok(), s.send_buffer_size().ok());
+    if recv.is_some_and(|r| r < UDP_BUFFER_BYTES) {
+        tracing::info!(
+            wanted = UDP_BUFFER_BYTES,
+            ?recv,
+            ?send,
+            "the UDP receive buffer is smaller than asked (raise net.core.rmem_max for faster model transfers)"
+        );
+    }
+}
+
 impl QuicNode {
     /// Binds the endpoint; [`accept_loop`] serves it.
     pub fn bind(
@@ -78,6 +100,7 @@ impl QuicNode {
             .expect("the payload cap is within QUIC's bounds");
         let socket = std::net::UdpSocket::bind(addr)
             .map_err(|source| ClusterError::Bind { addr, source })?;
+        grow_buffers(&socket);
         let runtime = quinn::default_runtime().ok_or_else(|| ClusterError::Bind {
             addr,
             source: std::io::Error::other("no async runtime found"),

@@ -9,16 +9,15 @@
 //! ask the seed for different chunks before they know of each other.
 
 use std::collections::HashMap;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::write::ChunkWriter;
 use super::{
     ask, chunk_len, connect, ChunkMap, FileReply, FileRequest, Has, Partial, Progress, Source,
     CHUNK_BYTES, FILE_PROTOCOL_VERSION,
 };
 use crate::cluster::transport::QuicNode;
-use crate::placement::store::hash_bytes;
 
 /// How often a worker asks its source again which chunks it has.
 const REFRESH: Duration = Duration::from_millis(200);
@@ -46,6 +45,10 @@ pub struct Job {
     /// The fetchers seeds named as holding chunks.
     holders: Mutex<Vec<String>>,
     failures: Mutex<Vec<String>>,
+    /// Writes the chunks into the partial file.
+    writer: ChunkWriter,
+    /// Told each time a chunk arrives.
+    pub arrived: tokio::sync::Notify,
 }
 
 impl Job {
@@ -54,6 +57,7 @@ impl Job {
         sha: String,
         partial: Arc<Partial>,
         progress: Arc<Progress>,
+        writer: ChunkWriter,
     ) -> Self {
         let start = fastrand::usize(..partial.chunk_count().max(1));
         Job {
@@ -66,6 +70,8 @@ impl Job {
             seeded: Mutex::new(HashMap::new()),
             holders: Mutex::new(Vec::new()),
             failures: Mutex::new(Vec::new()),
+            writer,
+            arrived: tokio::sync::Notify::new(),
         }
     }
 
@@ -110,20 +116,22 @@ impl Job {
 
 /// What came of asking for one chunk.
 enum Got {
-    Bytes(Vec<u8>),
+    /// It arrived, matched the manifest and is written at its offset.
+    Written,
+    /// It arrived and does not match the manifest.
+    Corrupt,
     /// The source does not have it yet.
     Missing,
 }
 
-async fn chunk(
-    connection: &quinn::Connection,
-    sha: &str,
-    offset: u64,
-    len: u64,
-) -> Result<Got, String> {
+/// Asks `connection` for chunk `i` and, off the async threads, checks it against the manifest
+/// and writes it into the partial file (so the connection keeps receiving meanwhile).
+async fn chunk(connection: &quinn::Connection, job: &Arc<Job>, i: usize) -> Result<Got, String> {
+    let offset = i as u64 * CHUNK_BYTES;
+    let len = chunk_len(job.partial.size, i);
     let request = FileRequest::Range {
         version: FILE_PROTOCOL_VERSION,
-        sha256: sha.to_string(),
+        sha256: job.sha.clone(),
         offset,
         len,
     };
@@ -134,9 +142,40 @@ async fn chunk(
         FileReply::Refused(e) => return Err(e),
         _ => return Err("an unexpected answer".to_string()),
     }
-    let mut buf = vec![0u8; len as usize];
-    recv.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
-    Ok(Got::Bytes(buf))
+    let want = usize::try_from(len).map_err(|e| e.to_string())?;
+    let mut buf = job.writer.buffer(want);
+    let mut filled = 0;
+    while filled < want {
+        match recv.read_chunk(want - filled, true).await {
+            Ok(Some(c)) => {
+                let end = filled + c.bytes.len();
+                buf.bytes_mut()[filled..end].copy_from_slice(&c.bytes);
+                filled = end;
+            }
+            Ok(None) => return Err(format!("the chunk ended after {filled} bytes")),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let shared = job.clone();
+    tokio::task::spawn_blocking(move || {
+        let got = if shared.partial.digest.of(buf.bytes()) != shared.partial.chunks[i] {
+            Ok(Got::Corrupt)
+        } else {
+            shared
+                .writer
+                .write(&buf, offset)
+                .map(|_| Got::Written)
+                .map_err(|e| format!("cannot write the partial file: {e}"))
+        };
+        shared.writer.give_back(buf);
+        got
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| {
+        lock(&job.failures).push(e.clone());
+        e
+    })
 }
 
 /// The source's map now; a seed of an older build that does not answer `Have` has it all.
@@ -164,7 +203,7 @@ async fn map_of(
 
 /// One worker on `source`: takes chunks until all are here. A chunk it cannot deliver (or
 /// delivers corrupt) goes back for another source, and this worker stops.
-pub async fn pull(job: &Job, source: &Source) -> Result<(), String> {
+pub async fn pull(job: &Arc<Job>, source: &Source) -> Result<(), String> {
     let outcome = work(job, source).await;
     if outcome.is_err() {
         job.forget(source);
@@ -172,7 +211,7 @@ pub async fn pull(job: &Job, source: &Source) -> Result<(), String> {
     outcome
 }
 
-async fn work(job: &Job, source: &Source) -> Result<(), String> {
+async fn work(job: &Arc<Job>, source: &Source) -> Result<(), String> {
     let connection = connect(&job.quic, source)
         .await
         .map_err(|e| format!("{}: {e}", source.node))?;
@@ -203,11 +242,10 @@ async fn work(job: &Job, source: &Source) -> Result<(), String> {
             continue;
         };
         idle_since = None;
-        let offset = i as u64 * CHUNK_BYTES;
         let len = chunk_len(size, i);
-        let bytes = match chunk(&connection, &job.sha, offset, len).await {
-            Ok(Got::Bytes(b)) if hash_bytes(&b) == job.partial.chunks[i] => b,
-            Ok(Got::Bytes(_)) => {
+        match chunk(&connection, job, i).await {
+            Ok(Got::Written) => {}
+            Ok(Got::Corrupt) => {
                 job.partial.give_back(i);
                 tracing::warn!(peer = %source.node, chunk = i, "model file: a corrupt chunk; fetching it from another peer");
                 metrics::counter!(crate::metrics::MODEL_CORRUPT_CHUNKS_TOTAL, "peer" => source.node.clone()).increment(1);
@@ -222,14 +260,9 @@ async fn work(job: &Job, source: &Source) -> Result<(), String> {
                 job.partial.give_back(i);
                 return Err(format!("{}: {e}", source.node));
             }
-        };
-        if let Err(e) = job.partial.file.write_all_at(&bytes, offset) {
-            job.partial.give_back(i);
-            let e = format!("cannot write the partial file: {e}");
-            lock(&job.failures).push(e.clone());
-            return Err(e);
         }
         job.partial.mark_here(i);
+        job.arrived.notify_one();
         job.progress
             .done
             .fetch_add(len, std::sync::atomic::Ordering::Relaxed);

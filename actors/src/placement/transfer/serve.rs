@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use golek_protocol::cluster::{decode_frame, encode_frame};
 use golek_providers::Faults;
 
-use super::{chunk_len, ChunkMap, FileReply, FileRequest, Manifest, CHUNK_BYTES};
+use super::{
+    chunk_len, ChunkMap, Digest, FileReply, FileRequest, Manifest, CHUNK_BYTES,
+    FILE_PROTOCOL_VERSION,
+};
 use crate::cluster::frames::read_frame;
 use crate::placement::store::{hash_bytes, hex, ModelStore};
 
@@ -25,16 +28,24 @@ const HERE: u8 = 2;
 /// A file this node is fetching: its manifest and where each chunk stands.
 pub struct Partial {
     pub size: u64,
+    /// How `chunks` (the manifest's digests) are made.
+    pub digest: Digest,
     pub chunks: Vec<String>,
     pub file: Arc<std::fs::File>,
     state: Vec<AtomicU8>,
 }
 
 impl Partial {
-    pub fn new(size: u64, chunks: Vec<String>, file: Arc<std::fs::File>) -> Arc<Partial> {
+    pub fn new(
+        size: u64,
+        digest: Digest,
+        chunks: Vec<String>,
+        file: Arc<std::fs::File>,
+    ) -> Arc<Partial> {
         let state = chunks.iter().map(|_| AtomicU8::new(TODO)).collect();
         Arc::new(Partial {
             size,
+            digest,
             chunks,
             file,
             state,
@@ -102,7 +113,7 @@ type SentChunks = HashMap<usize, Vec<(String, Instant)>>;
 /// fetching, and which chunks of its files it recently sent to whom.
 pub struct FileServer {
     pub store: Arc<ModelStore>,
-    manifests: Mutex<HashMap<String, Manifest>>,
+    manifests: Mutex<HashMap<String, Arc<Manifest>>>,
     partials: Mutex<HashMap<String, Arc<Partial>>>,
     /// Per file: per chunk, the peers it was sent to and when.
     sent: Mutex<HashMap<String, SentChunks>>,
@@ -151,21 +162,32 @@ impl FileServer {
         std::fs::File::open(self.store.path(sha)?).ok()
     }
 
-    /// The manifest of `sha`: of the stored file (hashed once, and only for a file whose whole
-    /// hash is `sha`), else the one a fetch in progress here got.
-    fn manifest(&self, sha: &str) -> Result<Manifest, String> {
+    /// The manifest of `sha` with `digest` chunk digests: of the stored file (hashed once, and
+    /// only for a file whose whole hash is `sha`), else the one a fetch in progress here got
+    /// (when its digests are of that kind).
+    fn manifest(&self, sha: &str, digest: Digest) -> Result<(u64, Vec<String>), String> {
+        let pick = |m: &Manifest| {
+            let chunks = match digest {
+                Digest::Sha256 => m.sha256.clone(),
+                Digest::Blake3 => m.blake3.clone(),
+            };
+            (m.size, chunks)
+        };
         if let Some(m) = lock(&self.manifests).get(sha) {
-            return Ok(m.clone());
+            return Ok(pick(m));
         }
         let Some(file) = self.stored(sha) else {
             return match self.partial(sha) {
-                Some(p) => Ok(Arc::new((p.size, p.chunks.clone()))),
+                Some(p) if p.digest == digest => Ok((p.size, p.chunks.clone())),
+                Some(_) => Err(format!(
+                    "this node is fetching it with other chunk digests than {digest:?}"
+                )),
                 None => Err("this node does not have it".into()),
             };
         };
         let size = file.metadata().map_err(|e| e.to_string())?.len();
         let mut whole = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut chunks = Vec::new();
+        let (mut sha256, mut blake3) = (Vec::new(), Vec::new());
         let mut offset = 0u64;
         let mut buf = vec![0u8; CHUNK_BYTES as usize];
         while offset < size {
@@ -173,15 +195,20 @@ impl FileServer {
             file.read_exact_at(&mut buf[..n], offset)
                 .map_err(|e| e.to_string())?;
             whole.update(&buf[..n]);
-            chunks.push(hash_bytes(&buf[..n]));
+            sha256.push(hash_bytes(&buf[..n]));
+            blake3.push(Digest::Blake3.of(&buf[..n]));
             offset += n as u64;
         }
         if hex(whole.finish().as_ref()) != sha {
             return Err("its copy does not match its sha256".into());
         }
-        let m = Arc::new((size, chunks));
+        let m = Arc::new(Manifest {
+            size,
+            sha256,
+            blake3,
+        });
         lock(&self.manifests).insert(sha.to_string(), m.clone());
-        Ok(m)
+        Ok(pick(&m))
     }
 
     /// Which chunks of `sha` this node can send to `peer` now, and which are on their way to
@@ -230,6 +257,40 @@ async fn send_frame(send: &mut quinn::SendStream, reply: &FileReply) -> Result<(
     send.write_all(&frame).await.map_err(|e| e.to_string())
 }
 
+/// Answers a manifest request of protocol `version` (this one or the one before).
+async fn send_manifest(
+    server: &Arc<FileServer>,
+    send: &mut quinn::SendStream,
+    version: u16,
+    sha: String,
+    digest: Digest,
+) -> Result<(), String> {
+    if !(FILE_PROTOCOL_VERSION - 1..=FILE_PROTOCOL_VERSION).contains(&version) {
+        let e = format!(
+            "model file protocol version {version} is not served here (this node speaks {} and {FILE_PROTOCOL_VERSION})",
+            FILE_PROTOCOL_VERSION - 1
+        );
+        return send_frame(send, &FileReply::Refused(e)).await;
+    }
+    let s = server.clone();
+    let made = tokio::task::spawn_blocking(move || s.manifest(&sha, digest)).await;
+    let reply = match (made, digest) {
+        (Ok(Ok((size, chunks))), Digest::Sha256) => FileReply::Manifest {
+            size,
+            chunk_bytes: CHUNK_BYTES,
+            chunks,
+        },
+        (Ok(Ok((size, chunks))), Digest::Blake3) => FileReply::ManifestBlake3 {
+            size,
+            chunk_bytes: CHUNK_BYTES,
+            chunks,
+        },
+        (Ok(Err(e)), _) => FileReply::Refused(e),
+        (Err(e), _) => FileReply::Refused(e.to_string()),
+    };
+    send_frame(send, &reply).await
+}
+
 /// Serves one connection's file requests.
 pub async fn serve(server: Arc<FileServer>, connection: quinn::Connection, peer: String) {
     while let Ok((mut send, mut recv)) = connection.accept_bi().await {
@@ -241,19 +302,11 @@ pub async fn serve(server: Arc<FileServer>, connection: quinn::Connection, peer:
                 _ => return,
             };
             let outcome = match request {
-                Ok(FileRequest::Manifest { sha256, .. }) => {
-                    let s = server.clone();
-                    let made = tokio::task::spawn_blocking(move || s.manifest(&sha256)).await;
-                    let reply = match made {
-                        Ok(Ok(m)) => FileReply::Manifest {
-                            size: m.0,
-                            chunk_bytes: CHUNK_BYTES,
-                            chunks: m.1.clone(),
-                        },
-                        Ok(Err(e)) => FileReply::Refused(e),
-                        Err(e) => FileReply::Refused(e.to_string()),
-                    };
-                    send_frame(&mut send, &reply).await
+                Ok(FileRequest::Manifest { version, sha256 }) => {
+                    send_manifest(&server, &mut send, version, sha256, Digest::Sha256).await
+                }
+                Ok(FileRequest::ManifestBlake3 { version, sha256 }) => {
+                    send_manifest(&server, &mut send, version, sha256, Digest::Blake3).await
                 }
                 Ok(FileRequest::Range {
                     sha256,
@@ -339,7 +392,10 @@ async fn send_range(
         tokio::time::sleep(delay).await;
     }
     send_frame(send, &FileReply::Range { len: n as u64 }).await?;
-    send.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    // Handed to QUIC as it is (no copy into the stream's buffer).
+    send.write_chunk(bytes.into())
+        .await
+        .map_err(|e| e.to_string())?;
     metrics::counter!(crate::metrics::MODEL_BYTES_SENT_TOTAL, "peer" => peer.to_string())
         .increment(n as u64);
     Ok(())
