@@ -7,6 +7,7 @@
 //!
 //!   bash bench/placement.sh
 //!   cargo bench -p golek-node --bench placement -- --mb 256 --runs 3
+//!   cargo bench -p golek-node --bench placement -- --mb 128 --runs 5 --p2p-only
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -128,6 +129,8 @@ fn curl(url: &str, out: &std::path::Path) -> f64 {
 fn main() {
     let mb: usize = arg("--mb").and_then(|s| s.parse().ok()).unwrap_or(256);
     let runs: usize = arg("--runs").and_then(|s| s.parse().ok()).unwrap_or(3);
+    // `--p2p-only`: the one-peer throughput alone (for profiling the transfer).
+    let p2p_only = std::env::args().any(|a| a == "--p2p-only");
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("model.bin");
@@ -170,11 +173,25 @@ fn main() {
             p2p_best = p2p_best.max(size / t.elapsed().as_secs_f64());
             post(&fetchers[0], "/admin/models/gc", json!({})).await;
         }
-        for line in fetchers[0].log().lines().filter(|l| l.contains("fetched from peers")) {
-            eprintln!("{line}");
+        // Where each one-peer fetch spent its time (the node logs one line a fetch).
+        for line in fetchers[0]
+            .log()
+            .lines()
+            .filter(|l| l.contains("fetched from peers"))
+        {
+            let phases = line
+                .split("\"bytes\"")
+                .nth(1)
+                .unwrap_or(line)
+                .trim_end_matches('}');
+            eprintln!("one-peer fetch: bytes{phases}");
         }
-        if std::env::var("P2P_ONLY").is_ok() {
-            println!("p2p best {:.0} MB/s", p2p_best / 1e6);
+        if p2p_only {
+            println!(
+                "| golek peer to peer, one seed | {:.0} MB/s ({:.0} % of HTTP into a file) |",
+                p2p_best / 1e6,
+                if http_best > 0.0 { p2p_best / http_best * 100.0 } else { 0.0 }
+            );
             return;
         }
         // Four at once from the one seed.

@@ -108,17 +108,17 @@ pub fn install(config: &LogConfig, otel: Option<OtelLayer>) -> LogControl {
             .with_writer(std::io::stderr)
             .boxed()
     };
-    // Without traces, a layer that wants nothing: `Option::None` as a layer would say it wants
-    // every callsite, and every span and event of every dependency would then be made.
-    let otel = match otel {
-        Some(layer) => layer.boxed(),
-        None => tracing_subscriber::layer::Identity::new()
-            .with_filter(tracing_subscriber::filter::LevelFilter::OFF)
-            .boxed(),
-    };
+    // Without traces, the same layer, inert (`Option::None` as a layer would say it wants every
+    // callsite, and every span and event of every dependency would then be made).
+    let otel = otel.unwrap_or_else(crate::telemetry::inert_layer);
     let installed = tracing_subscriber::registry()
         .with(otel)
-        .with(RequestIds.with_filter(tracing_subscriber::filter::filter_fn(carries_ids)))
+        .with(
+            RequestIds.with_filter(
+                tracing_subscriber::filter::filter_fn(carries_ids)
+                    .with_max_level_hint(tracing_subscriber::filter::LevelFilter::INFO),
+            ),
+        )
         .with(fmt_layer.with_filter(filter))
         .try_init();
     if installed.is_err() {
@@ -160,12 +160,15 @@ impl Visit for Ids {
 
 struct RequestIds;
 
-/// The spans [`RequestIds`] looks at: those that name a request or trace id (decided once per
+/// The spans [`RequestIds`] looks at: those at info and above that name a request or trace id
+/// (the spans that serve a request are info spans; decided once per
 /// callsite, so that the spans and events of dependencies, at any level, are never even made
 /// for it).
 fn carries_ids(meta: &tracing::Metadata<'_>) -> bool {
     let fields = meta.fields();
-    meta.is_span() && (fields.field("request_id").is_some() || fields.field("trace_id").is_some())
+    meta.is_span()
+        && *meta.level() <= tracing::Level::INFO
+        && (fields.field("request_id").is_some() || fields.field("trace_id").is_some())
 }
 
 impl<S> Layer<S> for RequestIds

@@ -18,3 +18,11 @@ pub fn layer(telemetry: &TelemetryConfig) -> Option<OtelLayer> {
     // times and fields.
     Some(WhileTraced(Recorder::new(pipeline).with_filter(Sampled)))
 }
+
+/// The layer installed when traces are not exported: the same layer, inert. Its filter wants
+/// no callsite while no exporter is installed (so nothing is recorded or even looked at), and
+/// the subscriber keeps one type either way.
+pub fn inert_layer() -> OtelLayer {
+    let pipeline = golek_actors::observe::Pipeline::new(0.0);
+    WhileTraced(Recorder::new(pipeline).with_filter(Sampled))
+}

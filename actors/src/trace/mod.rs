@@ -105,7 +105,8 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Filter<S> for Sampled {
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if ours(meta) {
+        // Without an exporter (installed before the subscriber), nothing is ever traced.
+        if ours(meta) && otel_installed() {
             Interest::sometimes()
         } else {
             Interest::never()
@@ -113,7 +114,11 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Filter<S> for Sampled {
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(LevelFilter::INFO)
+        if otel_installed() {
+            Some(LevelFilter::INFO)
+        } else {
+            Some(LevelFilter::OFF)
+        }
     }
 
     fn on_new_span(

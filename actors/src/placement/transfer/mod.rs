@@ -542,6 +542,61 @@ mod tests {
         assert_eq!(chunk_len(CHUNK_BYTES, 3), 0);
     }
 
+    /// `FileRequest` as a node of protocol version 1 has it.
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    enum FileRequestV1 {
+        Manifest {
+            version: u16,
+            sha256: String,
+        },
+        Range {
+            version: u16,
+            sha256: String,
+            offset: u64,
+            len: u64,
+        },
+        Have {
+            version: u16,
+            sha256: String,
+        },
+    }
+
+    #[test]
+    fn a_version_1_node_cannot_read_the_blake3_request_and_says_malformed() {
+        let sha = "ab".repeat(32);
+        let new = FileRequest::ManifestBlake3 {
+            version: FILE_PROTOCOL_VERSION,
+            sha256: sha.clone(),
+        };
+        let frame = golek_protocol::cluster::encode_frame(&new).unwrap();
+        // What its server answers is this error, which `manifest_of` takes as "ask for SHA-256".
+        let err = decode_frame::<FileRequestV1>(&frame[4..]).unwrap_err();
+        assert!(err.starts_with("malformed"), "{err}");
+        // And the SHA-256 request is still the one it reads.
+        let old = FileRequest::Manifest {
+            version: FILE_PROTOCOL_VERSION,
+            sha256: sha,
+        };
+        let frame = golek_protocol::cluster::encode_frame(&old).unwrap();
+        assert!(matches!(
+            decode_frame::<FileRequestV1>(&frame[4..]),
+            Ok(FileRequestV1::Manifest { .. })
+        ));
+    }
+
+    #[test]
+    fn digests_are_lowercase_hex_of_their_kind() {
+        assert_eq!(
+            Digest::Sha256.of(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            Digest::Blake3.of(b"abc"),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+    }
+
     #[test]
     fn chunks_are_taken_once_and_given_back() {
         let file = Arc::new(tempfile::tempfile().unwrap());
