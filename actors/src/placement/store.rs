@@ -147,10 +147,7 @@ impl ModelStore {
             let _ = std::fs::remove_file(partial);
             return Err(format!("the downloaded file's sha256 is {got}, not {sha}"));
         }
-        let target = self.dir.join(sha);
-        std::fs::rename(partial, &target).map_err(|e| format!("cannot store the file: {e}"))?;
-        self.refresh();
-        Ok(target)
+        self.commit_checked(sha, partial)
     }
 
     /// Moves a finished peer-to-peer download into place without hashing it again: every chunk

@@ -165,17 +165,17 @@ async fn chunk(connection: &quinn::Connection, job: &Arc<Job>, i: usize) -> Resu
                 .writer
                 .write(&buf, offset)
                 .map(|_| Got::Written)
-                .map_err(|e| format!("cannot write the partial file: {e}"))
+                .map_err(|e| {
+                    let e = format!("cannot write the partial file: {e}");
+                    lock(&shared.failures).push(e.clone());
+                    e
+                })
         };
         shared.writer.give_back(buf);
         got
     })
     .await
     .map_err(|e| e.to_string())?
-    .map_err(|e| {
-        lock(&job.failures).push(e.clone());
-        e
-    })
 }
 
 /// The source's map now; a seed of an older build that does not answer `Have` has it all.
