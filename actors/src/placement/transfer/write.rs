@@ -78,7 +78,7 @@ impl ChunkWriter {
     pub fn write(&self, chunk: &ChunkBuf, offset: u64) -> std::io::Result<()> {
         let bytes = chunk.bytes();
         let aligned = match &self.direct {
-            Some(_) if offset.is_multiple_of(ALIGN as u64) => bytes.len() - bytes.len() % ALIGN,
+            Some(_) if offset % ALIGN as u64 == 0 => bytes.len() - bytes.len() % ALIGN,
             _ => 0,
         };
         let mut done = 0;
