@@ -229,8 +229,11 @@ fn main() {
         for n in &nodes {
             n.wait_ready_within(&client, Duration::from_secs(120)).await;
         }
-        for _ in 0..runs {
-            for (m, node) in nodes.iter().enumerate() {
+        for run in 0..runs {
+            // Each run starts with the next mode, so no mode always goes first.
+            for k in 0..nodes.len() {
+                let m = (run + k) % nodes.len();
+                let node = &nodes[m];
                 for (p, path) in paths.iter().enumerate() {
                     let point = load(&client, &node.base, *path, seconds).await;
                     if point.0 > best[m][p].0 {

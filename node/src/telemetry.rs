@@ -2,11 +2,8 @@
 //! the ObservabilityManager runs, and the `tracing` layer that records the spans of traced
 //! requests into it. Installed once, at start.
 
-use golek_actors::trace::{Recorder, Sampled, WhileTraced};
-use golek_config::TelemetryConfig;
-use tracing_subscriber::Layer;
-
 use crate::logging::OtelLayer;
+use golek_config::TelemetryConfig;
 
 /// The layer to install, or `None` when traces are not exported.
 pub fn layer(telemetry: &TelemetryConfig) -> Option<OtelLayer> {
@@ -14,9 +11,9 @@ pub fn layer(telemetry: &TelemetryConfig) -> Option<OtelLayer> {
     let pipeline = golek_actors::observe::Pipeline::new(telemetry.sampling_ratio);
     golek_actors::observe::install_pipeline(pipeline.clone());
     golek_actors::trace::set_otel_installed();
-    // Golek's own spans of traced requests only ([`Sampled`]), each with its name, kind,
+    // Golek's own spans of traced requests only (`Sampled`), each with its name, kind,
     // times and fields.
-    Some(WhileTraced(Recorder::new(pipeline).with_filter(Sampled)))
+    Some(golek_actors::trace::recording_layer(pipeline))
 }
 
 /// The layer installed when traces are not exported: the same layer, inert. Its filter wants
@@ -24,5 +21,5 @@ pub fn layer(telemetry: &TelemetryConfig) -> Option<OtelLayer> {
 /// the subscriber keeps one type either way.
 pub fn inert_layer() -> OtelLayer {
     let pipeline = golek_actors::observe::Pipeline::new(0.0);
-    WhileTraced(Recorder::new(pipeline).with_filter(Sampled))
+    golek_actors::trace::recording_layer(pipeline)
 }

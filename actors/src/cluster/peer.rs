@@ -291,7 +291,7 @@ async fn serve_one(
             otel.name = tracing::field::Empty,
             otel.kind = "server",
             from = %peer_id,
-            model = %request.model,
+            model = request.model.as_str(),
             trace_id = tracing::field::Empty,
         )
     });

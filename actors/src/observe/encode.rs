@@ -174,26 +174,84 @@ impl Encoder {
         Encoder { resource, scope }
     }
 
-    /// The protobuf body of one export request.
+    /// The protobuf body of one export request holding `batch`.
+    #[cfg(test)]
     pub fn encode(&self, batch: Vec<SpanRecord>) -> Vec<u8> {
         let (mut spans, mut one, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
         for r in &batch {
             one.clear();
-            span(&mut one, &mut scratch, r);
-            bytes(&mut spans, 2, &one);
+            span_message(&mut one, &mut scratch, r);
+            push_span(&mut spans, &one);
         }
-        let scope_spans = self.scope.len() + spans.len();
-        let resource_spans = self.resource.len() + field_len(scope_spans);
-        let mut out = Vec::with_capacity(field_len(resource_spans) + 8);
-        key(&mut out, 1, LEN);
-        varint(&mut out, resource_spans as u64);
-        out.extend_from_slice(&self.resource);
-        key(&mut out, 2, LEN);
-        varint(&mut out, scope_spans as u64);
-        out.extend_from_slice(&self.scope);
-        out.extend_from_slice(&spans);
+        self.body(&spans)
+    }
+
+    /// The most bytes [`Encoder::body_in_place_with`] writes in front of the spans.
+    pub fn head_room(&self) -> usize {
+        2 * (1 + 10) + self.resource.len() + self.scope.len()
+    }
+
+    /// The body of one export request, written into `buf` in place: its spans (each by
+    /// [`push_span`]) start at `room` (at least [`Encoder::head_room`]), and the head goes
+    /// right in front of them; no byte of the spans is copied.
+    #[cfg(test)]
+    pub fn body_in_place(&self, buf: Vec<u8>, room: usize) -> bytes::Bytes {
+        self.body_in_place_with(buf, room, |buf| bytes::Bytes::from(buf))
+    }
+
+    /// The body written in place as `body_in_place` does, the buffer made into `Bytes` by
+    /// `own` (which may give it back to its owner once sent).
+    pub fn body_in_place_with(
+        &self,
+        mut buf: Vec<u8>,
+        room: usize,
+        own: impl FnOnce(Vec<u8>) -> bytes::Bytes,
+    ) -> bytes::Bytes {
+        let mut head = Vec::with_capacity(self.head_room());
+        self.head(&mut head, buf.len().saturating_sub(room));
+        if head.len() > room || buf.len() < room {
+            // Not laid out as asked: the body made the ordinary way.
+            return self.body(buf.get(room..).unwrap_or_default()).into();
+        }
+        let start = room - head.len();
+        buf[start..room].copy_from_slice(&head);
+        own(buf).slice(start..)
+    }
+
+    /// The protobuf body of one export request whose spans are already encoded (each by
+    /// [`push_span`]).
+    pub fn body(&self, spans: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head_room() + spans.len());
+        self.head(&mut out, spans.len());
+        out.extend_from_slice(spans);
         out
     }
+
+    /// What comes before `spans` bytes of encoded spans in a body.
+    fn head(&self, out: &mut Vec<u8>, spans: usize) {
+        let scope_spans = self.scope.len() + spans;
+        let resource_spans = self.resource.len() + field_len(scope_spans);
+        key(out, 1, LEN);
+        varint(out, resource_spans as u64);
+        out.extend_from_slice(&self.resource);
+        key(out, 2, LEN);
+        varint(out, scope_spans as u64);
+        out.extend_from_slice(&self.scope);
+    }
+}
+
+/// `r` as one `Span` message (without its key and length) into `out`; `scratch` is working
+/// space, reused by the caller.
+pub fn span_message(out: &mut Vec<u8>, scratch: &mut Vec<u8>, r: &SpanRecord) {
+    span(out, scratch, r);
+}
+
+/// Appends one encoded `Span` message (from [`span_message`]) to `spans` as a field of a
+/// `ScopeSpans`, as [`Encoder::body`] takes them.
+pub fn push_span(spans: &mut Vec<u8>, message: &[u8]) {
+    key(spans, 2, LEN);
+    varint(spans, message.len() as u64);
+    spans.extend_from_slice(message);
 }
 
 #[cfg(test)]

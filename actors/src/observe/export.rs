@@ -17,14 +17,32 @@ use super::encode::Encoder;
 use crate::metrics as m;
 use crate::trace::SpanRecord;
 
-/// Finished spans waiting for the export thread.
+/// Finished spans waiting for the export thread, already encoded: a span is encoded and
+/// freed on the thread that closed it (where its memory came from), and the export thread
+/// only frees whole batches.
 #[derive(Debug, Default)]
 struct Queue {
-    spans: Vec<SpanRecord>,
+    /// The queued spans, each a `spans` field of a `ScopeSpans` ([`super::encode::push_span`]).
+    encoded: Vec<u8>,
+    /// Where each queued span ends in `encoded`.
+    ends: Vec<usize>,
+    /// Bytes left free at the start of `encoded` for the request's head
+    /// ([`Encoder::body_in_place_with`]).
+    room: usize,
+    /// The buffer of the last batch sent, back from the HTTP client ([`Recycled`]): the next
+    /// batch's, so that no batch allocates (and frees) its large buffer.
+    spare: Vec<u8>,
     /// An exporter runs (else spans are dropped).
     open: bool,
     cap: usize,
     batch: usize,
+}
+
+thread_local! {
+    /// A span's message and the encoder's working space, reused by each thread that closes
+    /// spans.
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// What the provider, the request path and the ObservabilityManager share.
@@ -63,24 +81,51 @@ impl Pipeline {
     /// Hands a finished span to the export thread without waiting: when the queue is full,
     /// or no exporter runs, it is dropped and counted.
     pub fn push(&self, span: SpanRecord) {
-        let mut q = self.lock();
-        if !q.open || q.spans.len() >= q.cap {
-            drop(q);
+        let queued = SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut bufs) => {
+                let (one, scratch) = &mut *bufs;
+                one.clear();
+                super::encode::span_message(one, scratch, &span);
+                drop(span);
+                self.enqueue(one)
+            }
+            // Only if a span closes while this thread encodes one (never, today).
+            Err(_) => {
+                let (mut one, mut scratch) = (Vec::new(), Vec::new());
+                super::encode::span_message(&mut one, &mut scratch, &span);
+                drop(span);
+                self.enqueue(&one)
+            }
+        });
+        if !queued {
             self.drop_span();
-            return;
-        }
-        q.spans.push(span);
-        if q.spans.len() == q.batch {
-            self.ready.notify_one();
         }
     }
 
-    /// The next batch: up to `batch` spans, once that many wait or `interval` has passed;
-    /// `None` once the queue is closed and empty.
-    fn next_batch(&self, batch: usize, interval: Duration) -> Option<Vec<SpanRecord>> {
+    fn enqueue(&self, message: &[u8]) -> bool {
+        let mut q = self.lock();
+        if !q.open || q.ends.len() >= q.cap {
+            return false;
+        }
+        if q.encoded.is_empty() {
+            let room = q.room;
+            q.encoded.resize(room, 0);
+        }
+        super::encode::push_span(&mut q.encoded, message);
+        let end = q.encoded.len();
+        q.ends.push(end);
+        if q.ends.len() == q.batch {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// The next batch, encoded, and how many spans it holds: up to `batch` spans, once that
+    /// many wait or `interval` has passed; `None` once the queue is closed and empty.
+    fn next_batch(&self, batch: usize, interval: Duration) -> Option<(Vec<u8>, usize)> {
         let deadline = Instant::now() + interval;
         let mut q = self.lock();
-        while q.open && q.spans.len() < batch {
+        while q.open && q.ends.len() < batch {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -91,11 +136,35 @@ impl Pipeline {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        if !q.open && q.spans.is_empty() {
+        if !q.open && q.ends.is_empty() {
             return None;
         }
-        let n = q.spans.len().min(batch);
-        Some(q.spans.drain(..n).collect())
+        let n = q.ends.len().min(batch);
+        if n == 0 {
+            return Some((Vec::new(), 0));
+        }
+        let q = &mut *q;
+        let taken = if n == q.ends.len() {
+            q.ends.clear();
+            let fresh = match std::mem::take(&mut q.spare) {
+                spare if spare.capacity() > 0 => spare,
+                _ => Vec::with_capacity(q.encoded.capacity()),
+            };
+            std::mem::replace(&mut q.encoded, fresh)
+        } else {
+            // The spans left over move to a new buffer, behind the same room.
+            let cut = q.ends[n - 1];
+            let mut rest = Vec::with_capacity(q.encoded.capacity());
+            rest.resize(q.room, 0);
+            rest.extend_from_slice(&q.encoded[cut..]);
+            q.encoded.truncate(cut);
+            q.ends.drain(..n);
+            for end in &mut q.ends {
+                *end = *end - cut + q.room;
+            }
+            std::mem::replace(&mut q.encoded, rest)
+        };
+        Some((taken, n))
     }
 
     fn drop_span(&self) {
@@ -132,6 +201,20 @@ impl Exporting {
             q.open = true;
             q.cap = telemetry.queue_spans.max(1);
             q.batch = batch;
+            // Spans queued behind another room (a restart with another node id) move.
+            let room = encoder.head_room();
+            if q.room != room {
+                if !q.encoded.is_empty() {
+                    let mut moved = vec![0; room];
+                    moved.extend_from_slice(q.encoded.get(q.room..).unwrap_or_default());
+                    let old = q.room;
+                    for end in &mut q.ends {
+                        *end = *end - old + room;
+                    }
+                    q.encoded = moved;
+                }
+                q.room = room;
+            }
         }
         let shared = pipeline.clone();
         let thread = std::thread::Builder::new()
@@ -180,8 +263,35 @@ impl Drop for Exporting {
     }
 }
 
+/// A sent batch's buffer: given back to the queue when the HTTP client is done with it.
+struct Recycled {
+    buf: Vec<u8>,
+    pipeline: Arc<Pipeline>,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut q = self.pipeline.lock();
+        if q.spare.capacity() < buf.capacity() {
+            q.spare = buf;
+        }
+    }
+}
+
 /// Sends one encoded batch; the error says what went wrong.
-fn post(client: &reqwest::blocking::Client, endpoint: &str, body: Vec<u8>) -> Result<(), String> {
+fn post(
+    client: &reqwest::blocking::Client,
+    endpoint: &str,
+    body: bytes::Bytes,
+) -> Result<(), String> {
     let answer = client
         .post(endpoint)
         .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
@@ -201,7 +311,7 @@ fn post(client: &reqwest::blocking::Client, endpoint: &str, body: Vec<u8>) -> Re
 }
 
 fn export_loop(
-    pipeline: &Pipeline,
+    pipeline: &Arc<Pipeline>,
     endpoint: &str,
     encoder: &Encoder,
     batch_size: usize,
@@ -215,8 +325,8 @@ fn export_loop(
         Ok(client) => client,
         Err(err) => {
             tracing::error!(%endpoint, %err, "cannot build the OTLP client; spans are dropped");
-            while let Some(batch) = pipeline.next_batch(batch_size, interval) {
-                for _ in batch {
+            while let Some((_, n)) = pipeline.next_batch(batch_size, interval) {
+                for _ in 0..n {
                     pipeline.drop_span();
                 }
             }
@@ -225,12 +335,19 @@ fn export_loop(
     };
     tracing::info!(%endpoint, "exporting traces over OTLP/HTTP");
     let mut last_error: Option<Instant> = None;
-    while let Some(batch) = pipeline.next_batch(batch_size, interval) {
-        if batch.is_empty() {
+    while let Some((spans, n)) = pipeline.next_batch(batch_size, interval) {
+        if n == 0 {
             continue;
         }
-        let n = batch.len() as u64;
-        match post(&client, endpoint, encoder.encode(batch)) {
+        let n = n as u64;
+        let room = pipeline.lock().room;
+        let body = encoder.body_in_place_with(spans, room, |buf| {
+            bytes::Bytes::from_owner(Recycled {
+                buf,
+                pipeline: pipeline.clone(),
+            })
+        });
+        match post(&client, endpoint, body) {
             Ok(()) => {
                 pipeline.exported.fetch_add(n, Ordering::Relaxed);
                 metrics::counter!(m::TRACE_SPANS_EXPORTED_TOTAL).increment(n);
@@ -245,5 +362,78 @@ fn export_loop(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    use std::borrow::Cow;
+
+    fn span(name: &'static str) -> SpanRecord {
+        SpanRecord {
+            trace_id: [3; 16],
+            span_id: [4; 8],
+            parent_span_id: [0; 8],
+            trace_state: String::new(),
+            name: Cow::Borrowed(name),
+            kind: crate::trace::SpanKind::Internal,
+            start_unix_nano: 1,
+            end_unix_nano: 2,
+            attributes: vec![("model", crate::trace::Value::Str(name.into()))],
+            events: Vec::new(),
+            dropped_events: 0,
+            error: None,
+        }
+    }
+
+    fn names(encoder: &Encoder, spans: Vec<u8>, room: usize) -> Vec<String> {
+        let body = encoder.body_in_place(spans, room);
+        let request = ExportTraceServiceRequest::decode(body).unwrap();
+        request.resource_spans[0].scope_spans[0]
+            .spans
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn batches_hold_at_most_batch_spans_in_order_and_a_full_queue_drops() {
+        let pipeline = Pipeline::new(0.0);
+        {
+            let mut q = pipeline.lock();
+            q.open = true;
+            q.cap = 4;
+            q.batch = 2;
+            q.room = Encoder::new("n").head_room();
+        }
+        for name in ["a", "b", "c", "d", "e"] {
+            pipeline.push(span(name));
+        }
+        assert_eq!(
+            pipeline.dropped.load(Ordering::Relaxed),
+            1,
+            "the fifth span is over cap"
+        );
+        let encoder = Encoder::new("n");
+        let room = encoder.head_room();
+        let wait = Duration::from_millis(1);
+        let (first, n) = pipeline.next_batch(2, wait).unwrap();
+        assert_eq!(
+            (n, names(&encoder, first, room)),
+            (2, vec!["a".into(), "b".into()])
+        );
+        pipeline.push(span("f"));
+        let (second, n) = pipeline.next_batch(2, wait).unwrap();
+        assert_eq!(
+            (n, names(&encoder, second, room)),
+            (2, vec!["c".into(), "d".into()])
+        );
+        let (third, n) = pipeline.next_batch(2, wait).unwrap();
+        assert_eq!((n, names(&encoder, third, room)), (1, vec!["f".into()]));
+        pipeline.lock().open = false;
+        assert!(pipeline.next_batch(2, wait).is_none(), "closed and empty");
     }
 }

@@ -244,7 +244,7 @@ impl RouterHandle {
         tenant: Tenant,
     ) -> Result<EventRx, ErrorInfo> {
         // Resolution and selection (a chain, here or a peer); attempts are its children.
-        let _route = tracing::info_span!("route", model = %model).entered();
+        let _route = tracing::info_span!("route", model).entered();
         self.checked(model, &request)?;
         let timeout = timeout.min(self.max_timeout());
         match self.route(model) {
@@ -452,7 +452,10 @@ impl RouterHandle {
             }),
             tenant,
             // The request's span (HTTP, a peer's, a QUIC client's) and its wait in the queue.
-            queued: Some(tracing::info_span!("queue_wait", model = %entry.name)),
+            queued: Some(tracing::info_span!(
+                "queue_wait",
+                model = entry.name.as_str()
+            )),
             span: tracing::Span::current(),
         };
         match sender.try_submit(job) {

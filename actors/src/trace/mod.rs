@@ -9,6 +9,7 @@
 //! trace id (or starts one), returns it, logs it and sends it to peers, kept in the span's
 //! extensions, at the cost of tracing off.
 
+mod gate;
 mod record;
 
 use std::cell::Cell;
@@ -22,7 +23,19 @@ use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Registry;
 
+pub use gate::Noted;
 pub use record::{Recorder, SpanEvent, SpanKind, SpanRecord, Value};
+
+/// The recording layer as the process installs it: innermost (on the registry itself), and every
+/// other layer's filter wrapped in [`Noted`] (see [`WhileTraced`]).
+pub type RecordingLayer =
+    WhileTraced<tracing_subscriber::filter::Filtered<Recorder, Noted<Sampled>, Registry>>;
+
+/// The recording layer that exports into `pipeline`.
+pub fn recording_layer(pipeline: std::sync::Arc<crate::observe::Pipeline>) -> RecordingLayer {
+    use tracing_subscriber::Layer;
+    WhileTraced(Recorder::new(pipeline).with_filter(Noted(Sampled)))
+}
 
 static OTEL: AtomicBool = AtomicBool::new(false);
 
@@ -139,6 +152,10 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Filter<S> for Sampled {
 /// spans skip it (its filter would look each span up only to find it untraced); entering and
 /// leaving spans always skip it (the recorder keeps no busy time, and the current span is the
 /// registry's). Span creation, events and the filter's own calls always go through.
+///
+/// It must be the innermost layer (the one asked last whether a span is wanted), with every
+/// other layer's filter wrapped in [`Noted`]: a span or event that no filter wanted is then
+/// refused here, where `tracing-subscriber` would make it anyway (see `gate.rs`).
 pub struct WhileTraced<L>(pub L);
 
 impl<S, L> tracing_subscriber::Layer<S> for WhileTraced<L>
@@ -156,7 +173,8 @@ where
         self.0.register_callsite(meta)
     }
     fn enabled(&self, meta: &Metadata<'_>, cx: Context<'_, S>) -> bool {
-        self.0.enabled(meta, cx)
+        let pass = self.0.enabled(meta, cx);
+        gate::take_wanted() && pass
     }
     fn on_new_span(
         &self,
@@ -172,7 +190,7 @@ where
         values: &tracing::span::Record<'_>,
         cx: Context<'_, S>,
     ) {
-        if OPEN.load(Ordering::Relaxed) > 0 {
+        if OPEN.load(Ordering::Relaxed) > 0 && !only_trace_id(values) {
             self.0.on_record(id, values, cx)
         }
     }
@@ -209,6 +227,26 @@ where
         // SAFETY: forwarded as is; the inner layer answers for its own types.
         unsafe { self.0.downcast_raw(id) }
     }
+}
+
+/// Whether a record sets only `trace_id`: a span's trace id is its own (recorded for the log
+/// by [`begin`]), so the recorder has nothing to do with it.
+fn only_trace_id(values: &tracing::span::Record<'_>) -> bool {
+    struct Names(bool);
+    impl tracing::field::Visit for Names {
+        fn record_debug(&mut self, field: &tracing::field::Field, _: &dyn std::fmt::Debug) {
+            self.0 &= field.name() == "trace_id";
+        }
+        fn record_str(&mut self, field: &tracing::field::Field, _: &str) {
+            self.0 &= field.name() == "trace_id";
+        }
+    }
+    if values.len() != 1 {
+        return false;
+    }
+    let mut names = Names(true);
+    values.record(&mut names);
+    names.0
 }
 
 /// Says that the recording layer is installed in this process (the node's start-up).

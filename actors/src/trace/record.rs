@@ -14,7 +14,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -39,14 +38,15 @@ pub enum SpanKind {
 
 impl SpanKind {
     fn parse(text: &str) -> Option<SpanKind> {
-        Some(match text.to_ascii_lowercase().as_str() {
-            "internal" => SpanKind::Internal,
-            "server" => SpanKind::Server,
-            "client" => SpanKind::Client,
-            "producer" => SpanKind::Producer,
-            "consumer" => SpanKind::Consumer,
-            _ => return None,
-        })
+        [
+            ("internal", SpanKind::Internal),
+            ("server", SpanKind::Server),
+            ("client", SpanKind::Client),
+            ("producer", SpanKind::Producer),
+            ("consumer", SpanKind::Consumer),
+        ]
+        .into_iter()
+        .find_map(|(name, kind)| text.eq_ignore_ascii_case(name).then_some(kind))
     }
 }
 
@@ -88,7 +88,13 @@ pub struct SpanRecord {
 }
 
 impl SpanRecord {
-    fn new(name: &'static str, trace_id: [u8; 16], parent: [u8; 8], state: String) -> Self {
+    fn new(
+        name: &'static str,
+        fields: usize,
+        trace_id: [u8; 16],
+        parent: [u8; 8],
+        state: String,
+    ) -> Self {
         SpanRecord {
             trace_id,
             span_id: fastrand::u64(1..).to_be_bytes(),
@@ -98,40 +104,67 @@ impl SpanRecord {
             kind: SpanKind::Internal,
             start_unix_nano: now(),
             end_unix_nano: 0,
-            attributes: Vec::new(),
+            attributes: Vec::with_capacity(fields),
             events: Vec::new(),
             dropped_events: 0,
             error: None,
         }
     }
 
-    fn set(&mut self, key: &'static str, value: Value) {
-        match (key, value) {
-            ("otel.name", Value::Str(name)) => self.name = Cow::Owned(name),
-            ("otel.kind", Value::Str(kind)) => {
-                if let Some(kind) = SpanKind::parse(&kind) {
+    /// A text field: the `otel.*` ones set the span's name, kind and status (without making
+    /// a string where none is kept); `trace_id` is the span's own; others are attributes.
+    fn set_str(&mut self, key: &'static str, value: &str) {
+        match key {
+            "otel.name" => self.name = Cow::Owned(value.to_owned()),
+            "otel.kind" => {
+                if let Some(kind) = SpanKind::parse(value) {
                     self.kind = kind;
                 }
             }
-            ("otel.status_code", Value::Str(code)) => {
-                if code.eq_ignore_ascii_case("error") && self.error.is_none() {
+            "otel.status_code" => {
+                if value.eq_ignore_ascii_case("error") && self.error.is_none() {
                     self.error = Some(String::new());
                 }
             }
-            ("otel.status_message", Value::Str(message)) => self.error = Some(message),
-            ("trace_id", _) => {}
-            (key, value) => match self.attributes.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => self.attributes.push((key, value)),
-            },
+            "otel.status_message" => self.error = Some(value.to_owned()),
+            "trace_id" => {}
+            key => self.put(key, Value::Str(value.to_owned())),
+        }
+    }
+
+    /// Any other field: an attribute (`trace_id` is left out).
+    fn put(&mut self, key: &'static str, value: Value) {
+        if key == "trace_id" {
+            return;
+        }
+        match self.attributes.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.attributes.push((key, value)),
         }
     }
 }
 
-/// Nanoseconds since the Unix epoch.
+/// Nanoseconds since the Unix epoch (the real-time clock read directly: twice a span, and
+/// `SystemTime`'s checked conversions cost more than the read).
+#[cfg(unix)]
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_REALTIME always exists.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) } != 0 {
+        return 0;
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+#[cfg(not(unix))]
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
@@ -144,23 +177,28 @@ struct Fields<'a>(&'a mut SpanRecord);
 
 impl Visit for Fields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.set(field.name(), value_of(value));
+        match field.name() {
+            "trace_id" => {}
+            "otel.name" => self.0.name = Cow::Owned(format!("{value:?}")),
+            key if key.starts_with("otel.") => self.0.set_str(key, &format!("{value:?}")),
+            key => self.0.put(key, value_of(value)),
+        }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.set(field.name(), Value::Str(value.to_owned()));
+        self.0.set_str(field.name(), value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.set(field.name(), Value::Int(value));
+        self.0.put(field.name(), Value::Int(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         let value = i64::try_from(value).map_or_else(|_| Value::Str(value.to_string()), Value::Int);
-        self.0.set(field.name(), value);
+        self.0.put(field.name(), value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.set(field.name(), Value::Float(value));
+        self.0.put(field.name(), Value::Float(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.set(field.name(), Value::Bool(value));
+        self.0.put(field.name(), Value::Bool(value));
     }
 }
 
@@ -233,7 +271,9 @@ where
         };
         let (trace_id, parent_id, state) =
             parent.unwrap_or_else(|| (fastrand::u128(1..).to_be_bytes(), [0; 8], String::new()));
-        let mut record = SpanRecord::new(attrs.metadata().name(), trace_id, parent_id, state);
+        let meta = attrs.metadata();
+        let mut record =
+            SpanRecord::new(meta.name(), meta.fields().len(), trace_id, parent_id, state);
         attrs.record(&mut Fields(&mut record));
         span.extensions_mut().insert(record);
     }

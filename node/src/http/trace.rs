@@ -49,21 +49,26 @@ pub async fn traced(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let traced = golek_actors::trace::decide(incoming.as_ref());
+    // A traced request's span name, `METHOD route`.
+    let name = traced.then(|| {
+        let mut name = String::with_capacity(method.as_str().len() + 1 + route.len());
+        name.push_str(method.as_str());
+        name.push(' ');
+        name.push_str(&route);
+        name
+    });
     let span = golek_actors::trace::ingress(traced, || {
         tracing::info_span!(
             "http_request",
-            otel.name = tracing::field::Empty,
+            otel.name = name.as_deref(),
             otel.kind = "server",
-            request_id = %request_id,
+            request_id = request_id.as_str(),
             trace_id = tracing::field::Empty,
-            http.request.method = %method,
-            http.route = %route,
+            http.request.method = method.as_str(),
+            http.route = route.as_str(),
             http.response.status_code = tracing::field::Empty,
         )
     });
-    if traced {
-        span.record("otel.name", format!("{method} {route}").as_str());
-    }
     let hop = golek_actors::trace::begin(&span, traced, incoming, tracestate.as_deref());
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;

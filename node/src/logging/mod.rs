@@ -5,8 +5,11 @@
 //! `trace_id` of the request it belongs to (taken from the request's span), the span's name, and
 //! the event's own fields.
 
+mod quiet;
+
 use std::sync::{Arc, OnceLock};
 
+use golek_actors::trace::Noted;
 use golek_config::{LogConfig, LogFormat};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -17,16 +20,12 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
+use tracing_subscriber::{reload, EnvFilter, Layer};
+
+use quiet::{Quiet, Wants};
 
 /// The trace recording layer, when traces are exported (built by [`crate::telemetry`]).
-pub type OtelLayer = golek_actors::trace::WhileTraced<
-    tracing_subscriber::filter::Filtered<
-        golek_actors::trace::Recorder,
-        golek_actors::trace::Sampled,
-        Registry,
-    >,
->;
+pub type OtelLayer = golek_actors::trace::RecordingLayer;
 
 /// Applies a filter text to the installed subscriber.
 type SetFilter = dyn Fn(&str) -> Result<(), String> + Send + Sync;
@@ -96,7 +95,9 @@ pub fn install(config: &LogConfig, otel: Option<OtelLayer>) -> LogControl {
         LogFormat::Text => false,
         LogFormat::Auto => !terminal,
     };
-    let (filter, handle) = reload::Layer::new(start_filter(config));
+    let start = start_filter(config);
+    quiet::set_log_filter_text(&config.filter);
+    let (filter, handle) = reload::Layer::new(start);
     let fmt_layer = if json {
         tracing_subscriber::fmt::layer()
             .event_format(JsonLines)
@@ -109,17 +110,22 @@ pub fn install(config: &LogConfig, otel: Option<OtelLayer>) -> LogControl {
             .boxed()
     };
     // Without traces, the same layer, inert (`Option::None` as a layer would say it wants every
-    // callsite, and every span and event of every dependency would then be made).
+    // callsite, and every span and event of every dependency would then be made). It is the
+    // innermost layer, and the other filters are `Noted`: what none of them wants is not made.
     let otel = otel.unwrap_or_else(crate::telemetry::inert_layer);
     let installed = tracing_subscriber::registry()
         .with(otel)
-        .with(
-            RequestIds.with_filter(
+        .with(Quiet {
+            inner: RequestIds.with_filter(Noted(
                 tracing_subscriber::filter::filter_fn(carries_ids)
                     .with_max_level_hint(tracing_subscriber::filter::LevelFilter::INFO),
-            ),
-        )
-        .with(fmt_layer.with_filter(filter))
+            )),
+            wants: Wants::Never,
+        })
+        .with(Quiet {
+            inner: fmt_layer.with_filter(Noted(filter)),
+            wants: Wants::WhileScoped,
+        })
         .try_init();
     if installed.is_err() {
         return LogControl::inert();
@@ -127,7 +133,9 @@ pub fn install(config: &LogConfig, otel: Option<OtelLayer>) -> LogControl {
     let control = LogControl {
         set: Arc::new(move |text: &str| {
             let filter = EnvFilter::try_new(text).map_err(|e| e.to_string())?;
-            handle.reload(filter).map_err(|e| e.to_string())
+            handle.reload(filter).map_err(|e| e.to_string())?;
+            quiet::set_log_filter_text(text);
+            Ok(())
         }),
     };
     let _ = CONTROL.set(control.clone());
@@ -196,12 +204,23 @@ where
         values: &tracing::span::Record<'_>,
         ctx: Context<'_, S>,
     ) {
+        let mut ids = Ids::default();
+        values.record(&mut ids);
+        if ids.request_id.is_none() && ids.trace_id.is_none() {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
-        let mut ids = extensions.get_mut::<Ids>().cloned().unwrap_or_default();
-        values.record(&mut ids);
-        if ids.request_id.is_some() || ids.trace_id.is_some() {
-            extensions.replace(ids);
+        match extensions.get_mut::<Ids>() {
+            Some(kept) => {
+                if ids.request_id.is_some() {
+                    kept.request_id = ids.request_id;
+                }
+                if ids.trace_id.is_some() {
+                    kept.trace_id = ids.trace_id;
+                }
+            }
+            None => extensions.insert(ids),
         }
     }
 }
