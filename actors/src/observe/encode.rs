@@ -196,7 +196,7 @@ impl Encoder {
     /// right in front of them; no byte of the spans is copied.
     #[cfg(test)]
     pub fn body_in_place(&self, buf: Vec<u8>, room: usize) -> bytes::Bytes {
-        self.body_in_place_with(buf, room, |buf| bytes::Bytes::from(buf))
+        self.body_in_place_with(buf, room, bytes::Bytes::from)
     }
 
     /// The body written in place as `body_in_place` does, the buffer made into `Bytes` by
