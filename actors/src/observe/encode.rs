@@ -5,6 +5,95 @@
 
 use crate::trace::{SpanRecord, Value};
 
+/// An attribute's value as it is written, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Any<'a> {
+    Str(&'a str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Value {
+    pub fn as_any(&self) -> Any<'_> {
+        match self {
+            Value::Str(s) => Any::Str(s),
+            Value::Int(i) => Any::Int(*i),
+            Value::Float(f) => Any::Float(*f),
+            Value::Bool(b) => Any::Bool(*b),
+        }
+    }
+}
+
+/// A span's attributes, kept as they are exported: each one an OTLP `KeyValue` (the span's
+/// field 9, with its key and length), encoded when it is recorded, so that no value is copied
+/// into a string of its own and the span's message takes them as they are.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Attributes {
+    encoded: Vec<u8>,
+}
+
+/// The `attributes` field of `Span`.
+const SPAN_ATTRIBUTES: u32 = 9;
+
+impl Attributes {
+    /// Room for about `n` short attributes.
+    pub fn with_capacity(n: usize) -> Self {
+        Attributes {
+            encoded: Vec::with_capacity(n.saturating_mul(32)),
+        }
+    }
+
+    /// Adds `name` (not set before: the fields of one callsite, as a span is made).
+    pub fn push(&mut self, name: &str, value: Any<'_>) {
+        attribute(&mut self.encoded, SPAN_ATTRIBUTES, name, value);
+    }
+
+    /// Sets `name`, replacing the value it had (it keeps its place no longer: it moves last).
+    pub fn set(&mut self, name: &str, value: Any<'_>) {
+        if let Some(range) = self.find(name) {
+            self.encoded.drain(range);
+        }
+        self.push(name, value);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.encoded.is_empty()
+    }
+
+    /// The bytes `name`'s entry takes, when it is set.
+    fn find(&self, name: &str) -> Option<std::ops::Range<usize>> {
+        let buf = self.encoded.as_slice();
+        let mut at = 0;
+        while at < buf.len() {
+            // One key byte (field 9, LEN), the entry's length, then its `key` field first.
+            let (len, n) = read_varint(buf.get(at + 1..)?)?;
+            let body = at + 1 + n;
+            let end = body.checked_add(usize::try_from(len).ok()?)?;
+            let (key_len, m) = read_varint(buf.get(body + 1..end)?)?;
+            let key_start = body + 1 + m;
+            let key = buf.get(key_start..key_start.checked_add(usize::try_from(key_len).ok()?)?)?;
+            if key == name.as_bytes() {
+                return Some(at..end);
+            }
+            at = end;
+        }
+        None
+    }
+}
+
+/// A varint at the start of `buf` and the bytes it took.
+fn read_varint(buf: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, b) in buf.iter().enumerate().take(10) {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
 /// W3C trace flags: the trace is sampled (every exported span is).
 const SAMPLED: u32 = 0x01;
 
@@ -61,17 +150,17 @@ fn field_len(n: usize) -> usize {
 }
 
 /// An `AnyValue`'s encoded length.
-fn any_len(value: &Value) -> usize {
+fn any_len(value: Any<'_>) -> usize {
     match value {
-        Value::Str(s) => field_len(s.len()),
-        Value::Bool(_) => 2,
-        Value::Int(i) => 1 + varint_len(*i as u64),
-        Value::Float(_) => 9,
+        Any::Str(s) => field_len(s.len()),
+        Any::Bool(_) => 2,
+        Any::Int(i) => 1 + varint_len(i as u64),
+        Any::Float(_) => 9,
     }
 }
 
 /// A `KeyValue` (`key`, `value`: an `AnyValue`) as field `field`.
-fn attribute(out: &mut Vec<u8>, field: u32, name: &str, value: &Value) {
+fn attribute(out: &mut Vec<u8>, field: u32, name: &str, value: Any<'_>) {
     let any = any_len(value);
     key(out, field, LEN);
     varint(out, (field_len(name.len()) + field_len(any)) as u64);
@@ -81,20 +170,20 @@ fn attribute(out: &mut Vec<u8>, field: u32, name: &str, value: &Value) {
     key(out, 2, LEN);
     varint(out, any as u64);
     match value {
-        Value::Str(s) => {
+        Any::Str(s) => {
             key(out, 1, LEN);
             varint(out, s.len() as u64);
             out.extend_from_slice(s.as_bytes());
         }
-        Value::Bool(b) => {
+        Any::Bool(b) => {
             key(out, 2, VARINT);
-            out.push(u8::from(*b));
+            out.push(u8::from(b));
         }
-        Value::Int(i) => {
+        Any::Int(i) => {
             key(out, 3, VARINT);
-            varint(out, *i as u64);
+            varint(out, i as u64);
         }
-        Value::Float(f) => {
+        Any::Float(f) => {
             key(out, 4, FIXED64);
             out.extend_from_slice(&f.to_le_bytes());
         }
@@ -113,15 +202,13 @@ fn span(out: &mut Vec<u8>, scratch: &mut Vec<u8>, r: &SpanRecord) {
     uint(out, 6, r.kind as u64);
     fixed64(out, 7, r.start_unix_nano);
     fixed64(out, 8, r.end_unix_nano);
-    for (name, value) in &r.attributes {
-        attribute(out, 9, name, value);
-    }
+    out.extend_from_slice(&r.attributes.encoded);
     for e in &r.events {
         scratch.clear();
         fixed64(scratch, 1, e.time_unix_nano);
         bytes(scratch, 2, e.name.as_bytes());
         for (name, value) in &e.attributes {
-            attribute(scratch, 3, name, value);
+            attribute(scratch, 3, name, value.as_any());
         }
         key(out, 11, LEN);
         varint(out, scratch.len() as u64);
@@ -162,7 +249,7 @@ impl Encoder {
             ("service.instance.id", node_id),
             ("service.version", version),
         ] {
-            attribute(&mut attributes, 1, name, &Value::Str(value.to_string()));
+            attribute(&mut attributes, 1, name, Any::Str(value));
         }
         let mut resource = Vec::new();
         bytes(&mut resource, 1, &attributes);
@@ -263,6 +350,42 @@ mod tests {
     use prost::Message;
     use std::borrow::Cow;
 
+    fn attributes(list: &[(&str, Any<'_>)]) -> Attributes {
+        let mut a = Attributes::default();
+        for (name, value) in list {
+            a.push(name, *value);
+        }
+        a
+    }
+
+    #[test]
+    fn an_attribute_set_again_is_replaced_and_the_others_kept() {
+        let mut a = attributes(&[
+            ("model", Any::Str("m")),
+            ("long", Any::Str(&"y".repeat(200))),
+            ("n", Any::Int(1)),
+        ]);
+        a.set("long", Any::Bool(true));
+        a.set("n", Any::Int(2));
+        a.set("new", Any::Float(0.5));
+        let mut want = attributes(&[
+            ("model", Any::Str("m")),
+            ("long", Any::Bool(true)),
+            ("n", Any::Int(2)),
+            ("new", Any::Float(0.5)),
+        ]);
+        assert_eq!(a, want);
+        a.set("model", Any::Str("other"));
+        want = attributes(&[
+            ("long", Any::Bool(true)),
+            ("n", Any::Int(2)),
+            ("new", Any::Float(0.5)),
+            ("model", Any::Str("other")),
+        ]);
+        assert_eq!(a, want);
+        assert!(Attributes::default().find("model").is_none());
+    }
+
     #[test]
     fn a_record_decodes_as_the_span_it_was() {
         let record = SpanRecord {
@@ -274,7 +397,7 @@ mod tests {
             kind: crate::trace::SpanKind::Server,
             start_unix_nano: 10,
             end_unix_nano: 25,
-            attributes: vec![("model", Value::Str("m".into())), ("n", Value::Int(-3))],
+            attributes: attributes(&[("model", Any::Str("m")), ("n", Any::Int(-3))]),
             events: vec![crate::trace::SpanEvent {
                 time_unix_nano: 20,
                 name: "failed".into(),
@@ -292,12 +415,12 @@ mod tests {
             kind: crate::trace::SpanKind::Client,
             start_unix_nano: u64::MAX,
             end_unix_nano: u64::MAX,
-            attributes: vec![
-                ("ratio", Value::Float(0.25)),
-                ("ok", Value::Bool(false)),
-                ("big", Value::Int(i64::MAX)),
-                ("long", Value::Str("x".repeat(300))),
-            ],
+            attributes: attributes(&[
+                ("ratio", Any::Float(0.25)),
+                ("ok", Any::Bool(false)),
+                ("big", Any::Int(i64::MAX)),
+                ("long", Any::Str(&"x".repeat(300))),
+            ]),
             events: Vec::new(),
             dropped_events: 0,
             error: Some(String::new()),

@@ -80,20 +80,18 @@ impl Pipeline {
 
     /// Hands a finished span to the export thread without waiting: when the queue is full,
     /// or no exporter runs, it is dropped and counted.
-    pub fn push(&self, span: SpanRecord) {
+    pub fn push(&self, span: &SpanRecord) {
         let queued = SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut bufs) => {
                 let (one, scratch) = &mut *bufs;
                 one.clear();
-                super::encode::span_message(one, scratch, &span);
-                drop(span);
+                super::encode::span_message(one, scratch, span);
                 self.enqueue(one)
             }
             // Only if a span closes while this thread encodes one (never, today).
             Err(_) => {
                 let (mut one, mut scratch) = (Vec::new(), Vec::new());
-                super::encode::span_message(&mut one, &mut scratch, &span);
-                drop(span);
+                super::encode::span_message(&mut one, &mut scratch, span);
                 self.enqueue(&one)
             }
         });
@@ -382,7 +380,11 @@ mod tests {
             kind: crate::trace::SpanKind::Internal,
             start_unix_nano: 1,
             end_unix_nano: 2,
-            attributes: vec![("model", crate::trace::Value::Str(name.into()))],
+            attributes: {
+                let mut a = crate::trace::Attributes::default();
+                a.push("model", crate::trace::Any::Str(name));
+                a
+            },
             events: Vec::new(),
             dropped_events: 0,
             error: None,
@@ -410,7 +412,7 @@ mod tests {
             q.room = Encoder::new("n").head_room();
         }
         for name in ["a", "b", "c", "d", "e"] {
-            pipeline.push(span(name));
+            pipeline.push(&span(name));
         }
         assert_eq!(
             pipeline.dropped.load(Ordering::Relaxed),
@@ -425,7 +427,7 @@ mod tests {
             (n, names(&encoder, first, room)),
             (2, vec!["a".into(), "b".into()])
         );
-        pipeline.push(span("f"));
+        pipeline.push(&span("f"));
         let (second, n) = pipeline.next_batch(2, wait).unwrap();
         assert_eq!(
             (n, names(&encoder, second, room)),

@@ -16,6 +16,7 @@ use golek_config::{NodeConfig, TelemetryConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
+pub use encode::{Any, Attributes};
 pub use export::{Exporting, Pipeline};
 
 use crate::router::RoutingTable;

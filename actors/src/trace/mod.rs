@@ -23,13 +23,13 @@ use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Registry;
 
+pub use crate::observe::{Any, Attributes};
 pub use gate::Noted;
 pub use record::{Recorder, SpanEvent, SpanKind, SpanRecord, Value};
 
 /// The recording layer as the process installs it: innermost (on the registry itself), and every
 /// other layer's filter wrapped in [`Noted`] (see [`WhileTraced`]).
-pub type RecordingLayer =
-    WhileTraced<tracing_subscriber::filter::Filtered<Recorder, Noted<Sampled>, Registry>>;
+pub type RecordingLayer = WhileTraced;
 
 /// The recording layer that exports into `pipeline`.
 pub fn recording_layer(pipeline: std::sync::Arc<crate::observe::Pipeline>) -> RecordingLayer {
@@ -134,6 +134,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Filter<S> for Sampled {
         }
     }
 
+    /// One more traced span open ([`WhileTraced`] counts it closed).
     fn on_new_span(
         &self,
         _attrs: &tracing::span::Attributes<'_>,
@@ -142,37 +143,31 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Filter<S> for Sampled {
     ) {
         OPEN.fetch_add(1, Ordering::Relaxed);
     }
-
-    fn on_close(&self, _id: tracing::span::Id, _cx: Context<'_, S>) {
-        OPEN.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// Wraps the filtered recording layer: while no traced span is open, recording on and closing
 /// spans skip it (its filter would look each span up only to find it untraced); entering and
 /// leaving spans always skip it (the recorder keeps no busy time, and the current span is the
-/// registry's). Span creation, events and the filter's own calls always go through.
+/// registry's). Span creation, events and the filter's own calls always go through. A record
+/// or a close is handed to the recorder after one lookup (a traced span is one that holds a
+/// [`SpanRecord`]), not the filter's and then the recorder's.
 ///
 /// It must be the innermost layer (the one asked last whether a span is wanted), with every
 /// other layer's filter wrapped in [`Noted`]: a span or event that no filter wanted is then
 /// refused here, where `tracing-subscriber` would make it anyway (see `gate.rs`).
-pub struct WhileTraced<L>(pub L);
+pub struct WhileTraced(tracing_subscriber::filter::Filtered<Recorder, Noted<Sampled>, Registry>);
 
-impl<S, L> tracing_subscriber::Layer<S> for WhileTraced<L>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    L: tracing_subscriber::Layer<S>,
-{
+impl tracing_subscriber::Layer<Registry> for WhileTraced {
     fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
         self.0.on_register_dispatch(subscriber)
     }
-    fn on_layer(&mut self, subscriber: &mut S) {
+    fn on_layer(&mut self, subscriber: &mut Registry) {
         self.0.on_layer(subscriber)
     }
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
         self.0.register_callsite(meta)
     }
-    fn enabled(&self, meta: &Metadata<'_>, cx: Context<'_, S>) -> bool {
+    fn enabled(&self, meta: &Metadata<'_>, cx: Context<'_, Registry>) -> bool {
         let pass = self.0.enabled(meta, cx);
         gate::take_wanted() && pass
     }
@@ -180,7 +175,7 @@ where
         &self,
         attrs: &tracing::span::Attributes<'_>,
         id: &tracing::span::Id,
-        cx: Context<'_, S>,
+        cx: Context<'_, Registry>,
     ) {
         self.0.on_new_span(attrs, id, cx)
     }
@@ -188,36 +183,54 @@ where
         &self,
         id: &tracing::span::Id,
         values: &tracing::span::Record<'_>,
-        cx: Context<'_, S>,
+        cx: Context<'_, Registry>,
     ) {
-        if OPEN.load(Ordering::Relaxed) > 0 && !only_trace_id(values) {
-            self.0.on_record(id, values, cx)
+        if OPEN.load(Ordering::Relaxed) == 0 || only_trace_id(values) {
+            return;
+        }
+        if let Some(span) = cx.span(id) {
+            if let Some(record) = span.extensions_mut().get_mut::<SpanRecord>() {
+                Recorder::record(record, values);
+            }
         }
     }
     fn on_follows_from(
         &self,
         id: &tracing::span::Id,
         follows: &tracing::span::Id,
-        cx: Context<'_, S>,
+        cx: Context<'_, Registry>,
     ) {
         if OPEN.load(Ordering::Relaxed) > 0 {
             self.0.on_follows_from(id, follows, cx)
         }
     }
-    fn event_enabled(&self, event: &tracing::Event<'_>, cx: Context<'_, S>) -> bool {
+    fn event_enabled(&self, event: &tracing::Event<'_>, cx: Context<'_, Registry>) -> bool {
         self.0.event_enabled(event, cx)
     }
-    fn on_event(&self, event: &tracing::Event<'_>, cx: Context<'_, S>) {
+    fn on_event(&self, event: &tracing::Event<'_>, cx: Context<'_, Registry>) {
         self.0.on_event(event, cx)
     }
-    fn on_enter(&self, _id: &tracing::span::Id, _cx: Context<'_, S>) {}
-    fn on_exit(&self, _id: &tracing::span::Id, _cx: Context<'_, S>) {}
-    fn on_close(&self, id: tracing::span::Id, cx: Context<'_, S>) {
-        if OPEN.load(Ordering::Relaxed) > 0 {
-            self.0.on_close(id, cx)
+    fn on_enter(&self, _id: &tracing::span::Id, _cx: Context<'_, Registry>) {}
+    fn on_exit(&self, _id: &tracing::span::Id, _cx: Context<'_, Registry>) {}
+    fn on_close(&self, id: tracing::span::Id, cx: Context<'_, Registry>) {
+        if OPEN.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(span) = cx.span(&id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        if let Some(record) = extensions.get_mut::<SpanRecord>() {
+            OPEN.fetch_sub(1, Ordering::Relaxed);
+            self.0.inner().close(record);
         }
     }
-    fn on_id_change(&self, old: &tracing::span::Id, new: &tracing::span::Id, cx: Context<'_, S>) {
+    fn on_id_change(
+        &self,
+        old: &tracing::span::Id,
+        new: &tracing::span::Id,
+        cx: Context<'_, Registry>,
+    ) {
         self.0.on_id_change(old, new, cx)
     }
     unsafe fn downcast_raw(&self, id: std::any::TypeId) -> Option<*const ()> {

@@ -16,12 +16,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
+use tracing::span::{Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::observe::Pipeline;
+use crate::observe::{Any, Attributes, Pipeline};
 
 /// Events kept on one span; more are counted, not kept.
 const MAX_EVENTS: usize = 32;
@@ -80,7 +80,7 @@ pub struct SpanRecord {
     pub kind: SpanKind,
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
-    pub attributes: Vec<(&'static str, Value)>,
+    pub attributes: Attributes,
     pub events: Vec<SpanEvent>,
     pub dropped_events: u32,
     /// Set when the span failed: the message (`otel.status_message` or the error event's).
@@ -104,7 +104,7 @@ impl SpanRecord {
             kind: SpanKind::Internal,
             start_unix_nano: now(),
             end_unix_nano: 0,
-            attributes: Vec::with_capacity(fields),
+            attributes: Attributes::with_capacity(fields),
             events: Vec::new(),
             dropped_events: 0,
             error: None,
@@ -113,7 +113,8 @@ impl SpanRecord {
 
     /// A text field: the `otel.*` ones set the span's name, kind and status (without making
     /// a string where none is kept); `trace_id` is the span's own; others are attributes.
-    fn set_str(&mut self, key: &'static str, value: &str) {
+    /// `fresh`: the span is being made (its fields are each given once).
+    fn set_str(&mut self, key: &'static str, value: &str, fresh: bool) {
         match key {
             "otel.name" => self.name = Cow::Owned(value.to_owned()),
             "otel.kind" => {
@@ -128,18 +129,19 @@ impl SpanRecord {
             }
             "otel.status_message" => self.error = Some(value.to_owned()),
             "trace_id" => {}
-            key => self.put(key, Value::Str(value.to_owned())),
+            key => self.put(key, Any::Str(value), fresh),
         }
     }
 
     /// Any other field: an attribute (`trace_id` is left out).
-    fn put(&mut self, key: &'static str, value: Value) {
+    fn put(&mut self, key: &'static str, value: Any<'_>, fresh: bool) {
         if key == "trace_id" {
             return;
         }
-        match self.attributes.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.attributes.push((key, value)),
+        if fresh {
+            self.attributes.push(key, value);
+        } else {
+            self.attributes.set(key, value);
         }
     }
 }
@@ -172,33 +174,43 @@ fn value_of(value: &dyn fmt::Debug) -> Value {
     Value::Str(format!("{value:?}"))
 }
 
-/// Collects a span's fields.
-struct Fields<'a>(&'a mut SpanRecord);
+/// Collects a span's fields: as it is made (`fresh`, each field once) or recorded later.
+struct Fields<'a> {
+    record: &'a mut SpanRecord,
+    fresh: bool,
+}
+
+impl Fields<'_> {
+    fn put(&mut self, field: &Field, value: Any<'_>) {
+        self.record.put(field.name(), value, self.fresh);
+    }
+}
 
 impl Visit for Fields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         match field.name() {
             "trace_id" => {}
-            "otel.name" => self.0.name = Cow::Owned(format!("{value:?}")),
-            key if key.starts_with("otel.") => self.0.set_str(key, &format!("{value:?}")),
-            key => self.0.put(key, value_of(value)),
+            "otel.name" => self.record.name = Cow::Owned(format!("{value:?}")),
+            key => self.record.set_str(key, &format!("{value:?}"), self.fresh),
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.set_str(field.name(), value);
+        self.record.set_str(field.name(), value, self.fresh);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.put(field.name(), Value::Int(value));
+        self.put(field, Any::Int(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        let value = i64::try_from(value).map_or_else(|_| Value::Str(value.to_string()), Value::Int);
-        self.0.put(field.name(), value);
+        match i64::try_from(value) {
+            Ok(v) => self.put(field, Any::Int(v)),
+            Err(_) => self.put(field, Any::Str(&value.to_string())),
+        }
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.put(field.name(), Value::Float(value));
+        self.put(field, Any::Float(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.put(field.name(), Value::Bool(value));
+        self.put(field, Any::Bool(value));
     }
 }
 
@@ -249,13 +261,27 @@ impl Recorder {
     pub fn new(pipeline: Arc<Pipeline>) -> Self {
         Recorder { pipeline }
     }
+
+    /// Fields recorded on an open span.
+    pub(super) fn record(record: &mut SpanRecord, values: &Record<'_>) {
+        values.record(&mut Fields {
+            record,
+            fresh: false,
+        });
+    }
+
+    /// A span closes: it is encoded where it is, and the registry drops it with the span.
+    pub(super) fn close(&self, record: &mut SpanRecord) {
+        record.end_unix_nano = now().max(record.start_unix_nano);
+        self.pipeline.push(record);
+    }
 }
 
 impl<S> tracing_subscriber::Layer<S> for Recorder
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, cx: Context<'_, S>) {
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &Id, cx: Context<'_, S>) {
         let Some(span) = cx.span(id) else {
             return;
         };
@@ -274,14 +300,17 @@ where
         let meta = attrs.metadata();
         let mut record =
             SpanRecord::new(meta.name(), meta.fields().len(), trace_id, parent_id, state);
-        attrs.record(&mut Fields(&mut record));
+        attrs.record(&mut Fields {
+            record: &mut record,
+            fresh: true,
+        });
         span.extensions_mut().insert(record);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, cx: Context<'_, S>) {
         if let Some(span) = cx.span(id) {
             if let Some(record) = span.extensions_mut().get_mut::<SpanRecord>() {
-                values.record(&mut Fields(record));
+                Recorder::record(record, values);
             }
         }
     }
@@ -317,10 +346,9 @@ where
         let Some(span) = cx.span(&id) else {
             return;
         };
-        let Some(mut record) = span.extensions_mut().remove::<SpanRecord>() else {
-            return;
-        };
-        record.end_unix_nano = now().max(record.start_unix_nano);
-        self.pipeline.push(record);
+        let mut extensions = span.extensions_mut();
+        if let Some(record) = extensions.get_mut::<SpanRecord>() {
+            self.close(record);
+        }
     }
 }
