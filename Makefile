@@ -27,4 +27,5 @@ bench: setup
 	bash bench/proxy.sh
 	bash bench/failover.sh
 	bash bench/tracing.sh
+	bash bench/plugins.sh
 	bash bench/cluster.sh

@@ -26,6 +26,8 @@ command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
 command -v clang >/dev/null 2>&1 || need_pkgs+=(clang)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need_pkgs+=(libclang-dev)
 command -v unzip >/dev/null 2>&1 || need_pkgs+=(unzip)
+# lld: the wasm32 linker for the example plugins in C (scripts/build-plugins.sh).
+command -v wasm-ld >/dev/null 2>&1 || need_pkgs+=(lld)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     log "missing packages: ${need_pkgs[*]} (run this script as root, or install them)"
@@ -105,6 +107,8 @@ if [ "$with_tests" = true ]; then
   # llama.cpp's OpenAI-compatible server, a real upstream for the openai provider's tests
   # (compiles llama.cpp the first time: ~10 min on 2 cores; pip's wheel cache after that).
   venv llamacpp-venv llamacpp-requirements.txt CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF"
+  # The example plugins in C (the tests load them).
+  bash "$root/scripts/build-plugins.sh" "$assets/plugins" >&2
 fi
 
 log "ready: $assets"

@@ -11,6 +11,8 @@
 //! │   ├── peer-server     (loop) serves streams from peers and QUIC clients
 //! │   ├── publisher       (loop) the gossip round: advert out, view in
 //! │   └── resources       (loop) the machine's CPUs, memory and GPUs
+//! ├── PluginManager       plugins: discovery, dependency order, hot reload, the chain
+//! │   └── PluginActor*    one per plugin instance: lifecycle, failures, restart intensity
 //! └── Router              the routing table: model -> state, queue, capabilities
 //! ```
 //!
@@ -30,6 +32,7 @@ pub mod metrics;
 mod node_handle;
 pub mod observe;
 pub mod placement;
+pub mod plugins;
 mod provider;
 mod reconfigure;
 pub mod registry;
@@ -40,6 +43,7 @@ mod tasks;
 pub mod tenants;
 pub mod trace;
 mod tree;
+pub mod watch;
 
 pub use config_manager::{
     ChangeRefused, ChangeReport, ConfigChange, ConfigManager, ConfigMsg, ConfigReport,

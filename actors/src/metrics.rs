@@ -15,6 +15,23 @@ pub const PROVIDER_BREAKER_OPEN_TOTAL: &str = "golek_provider_breaker_open_total
 /// Workers found hung (holding work, no progress past `supervision.hang_timeout_s`), by model.
 pub const PROVIDER_HUNG_TOTAL: &str = "golek_provider_hung_total";
 
+/// Plugin calls that failed or were skipped (breaker open), by plugin, hook and outcome.
+pub const PLUGIN_CALLS_TOTAL: &str = "golek_plugin_calls_total";
+/// Requests a plugin refused, by plugin.
+pub const PLUGIN_REJECTED_TOTAL: &str = "golek_plugin_rejected_total";
+/// Times a plugin's breaker opened, by plugin.
+pub const PLUGIN_BREAKER_OPEN_TOTAL: &str = "golek_plugin_breaker_open_total";
+/// Plugins disabled past their restart intensity, by plugin.
+pub const PLUGIN_DISABLED_TOTAL: &str = "golek_plugin_disabled_total";
+/// 1 while a plugin is started, by plugin.
+pub const PLUGIN_STARTED: &str = "golek_plugin_started";
+/// response-cache lookups, by result (hit, miss).
+pub const PLUGIN_CACHE_TOTAL: &str = "golek_plugin_cache_total";
+/// Bytes the response cache holds.
+pub const PLUGIN_CACHE_BYTES: &str = "golek_plugin_cache_bytes";
+/// audit-log lines dropped because its queue was full.
+pub const PLUGIN_AUDIT_DROPPED_TOTAL: &str = "golek_plugin_audit_dropped_total";
+
 /// 1, labelled with the node's id (the one its certificate names, in a cluster) and version.
 pub const NODE_INFO: &str = "golek_node_info";
 

@@ -174,6 +174,11 @@ impl NodeHandle {
         self.managers.placement.clone()
     }
 
+    /// The plugins' chain and their manager (`/admin/plugins`, the request hooks).
+    pub fn plugins(&self) -> crate::plugins::PluginsHandle {
+        self.managers.plugins.clone()
+    }
+
     pub fn inspector(&self) -> Inspector {
         Inspector {
             system: self.system.clone(),

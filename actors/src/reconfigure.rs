@@ -18,6 +18,7 @@ pub(crate) async fn follow(
     router: RouterHandle,
     providers: ActorRef<SupervisorMsg>,
     observability: ActorRef<ObservabilityMsg>,
+    plugins: ActorRef<crate::plugins::PluginManagerMsg>,
 ) {
     let mut before = updates.borrow_and_update().clone();
     while updates.changed().await.is_ok() {
@@ -25,6 +26,10 @@ pub(crate) async fn follow(
         apply(&before, &after, &router, &providers);
         if before.telemetry != after.telemetry {
             let _ = observability.cast(ObservabilityMsg::Reconfigure(after.clone()));
+        }
+        // A plugin's table reloads that plugin.
+        if before.plugins != after.plugins {
+            let _ = plugins.cast(crate::plugins::PluginManagerMsg::Reconfigure(after.clone()));
         }
         before = after;
     }

@@ -49,6 +49,8 @@ pub struct Managers {
     pub router: ActorRef<crate::router::RouterMsg>,
     /// Run-time deployments: the desired state and the PlacementManager.
     pub placement: crate::placement::PlacementHandle,
+    /// The plugins' chain and their manager.
+    pub plugins: crate::plugins::PluginsHandle,
     pub node_id: String,
 }
 
@@ -266,6 +268,23 @@ impl Actor for SystemModule {
         .await
         .map_err(|e| spawn_err("PlacementManager", e))?;
 
+        let (plugin_manager, _) = Actor::spawn_linked(
+            None,
+            crate::plugins::PluginManager,
+            crate::plugins::PluginArgs {
+                config: config.clone(),
+                chain: args.router.plugins().clone(),
+                router: args.router.clone(),
+            },
+            myself.get_cell(),
+        )
+        .await
+        .map_err(|e| spawn_err("PluginManager", e))?;
+        let plugins = crate::plugins::PluginsHandle {
+            chain: args.router.plugins().clone(),
+            manager: plugin_manager.clone(),
+        };
+
         // Run-time changes reach their owners from here on.
         let tasks = Tasks::new();
         let updates = call(&config_ref, "ConfigManager", ConfigMsg::Subscribe).await?;
@@ -274,6 +293,7 @@ impl Actor for SystemModule {
             args.router.clone(),
             providers.clone(),
             observability.clone(),
+            plugin_manager,
         ));
         Ok(SystemState {
             tasks,
@@ -288,6 +308,7 @@ impl Actor for SystemModule {
                 cluster,
                 router,
                 placement,
+                plugins,
                 node_id,
             },
         })

@@ -181,6 +181,20 @@ pub(crate) async fn snapshot(managers: &Managers) -> ActorSnapshot {
             )
         }),
     );
+    root.children.push(
+        call(
+            &managers.plugins.manager,
+            "PluginManager",
+            crate::plugins::PluginManagerMsg::Snapshot,
+        )
+        .await
+        .unwrap_or_else(|_| {
+            answered(
+                ActorSnapshot::running("PluginManager", "plugin_manager"),
+                false,
+            )
+        }),
+    );
     root.children.push(answered(
         ActorSnapshot::running("Router", "router"),
         alive(&managers.router.get_cell()),

@@ -17,6 +17,8 @@ pub const HOT_KEYS: &[&str] = &[
     "reliability.*",
     "routes.*.targets",
     "telemetry.sampling_ratio",
+    // A plugin's table reloads that plugin (its own keys are any depth).
+    "plugins.**",
 ];
 
 /// Keys a run-time change may not touch at all, with the reason.
@@ -44,6 +46,7 @@ fn matches(pattern: &str, path: &str) -> bool {
     loop {
         match (pattern.next(), path.next()) {
             (None, None) => return true,
+            (Some("**"), Some(_)) => return true,
             (Some("*"), Some(_)) => {}
             (Some(p), Some(s)) if p == s => {}
             _ => return false,
@@ -70,6 +73,7 @@ pub fn running(started: &NodeConfig, next: &NodeConfig) -> NodeConfig {
     out.reliability = next.reliability.clone();
     out.routes = next.routes.clone();
     out.telemetry.sampling_ratio = next.telemetry.sampling_ratio;
+    out.plugins = next.plugins.clone();
     out
 }
 
@@ -93,6 +97,10 @@ mod tests {
         assert!(is_hot("supervision.max_restarts"));
         assert!(is_hot("routes.chat.targets"));
         assert!(is_hot("telemetry.sampling_ratio"));
+        assert!(is_hot("plugins.prompt-guard.deny"));
+        assert!(is_hot("plugins.x.nested.key"));
+        assert!(!is_hot("plugins"));
+        assert!(!is_hot("node.plugin_dir"));
         assert!(!is_hot("telemetry.otlp_endpoint"));
         assert!(!is_hot("log.format"));
         assert!(!is_hot("http.addr"));

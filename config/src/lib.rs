@@ -24,8 +24,8 @@ pub use layers::{Provenance, Source};
 pub use node_config::{
     AuthConfig, ClusterConfig, DebugConfig, GgufParams, HttpConfig, LogConfig, LogFormat,
     ModelConfig, NodeConfig, NodeSection, OnnxParams, OnnxPipeline, OpenaiParams, PlacementConfig,
-    ProviderKind, ProviderParams, ReliabilityConfig, RemoteConnection, RemoteTls, RouteConfig,
-    RuntimeConfig, SupervisionConfig, TelemetryConfig, TritonParams,
+    PluginConfig, ProviderKind, ProviderParams, ReliabilityConfig, RemoteConnection, RemoteTls,
+    RouteConfig, RuntimeConfig, SupervisionConfig, TelemetryConfig, TritonParams, BUILTIN_PLUGINS,
 };
 pub use validate::{filter_problem, validate_deployment, FieldError};
 

@@ -27,6 +27,34 @@ pub struct NodeConfig {
     pub models: BTreeMap<String, ModelConfig>,
     /// Fallback chains by served name.
     pub routes: BTreeMap<String, RouteConfig>,
+    /// Plugin instances by name (`[plugins.NAME]`).
+    pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// The built-in plugin kinds (`[plugins.NAME]` with NAME one of these, or `kind = "..."`).
+pub const BUILTIN_PLUGINS: [&str; 3] = ["audit-log", "prompt-guard", "response-cache"];
+
+/// One plugin instance: the host's keys, and the plugin's own (checked against its schema when
+/// it loads).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginConfig {
+    /// A built-in kind; `None`: the WebAssembly plugin `<node.plugin_dir>/<NAME>.wasm`.
+    pub kind: Option<String>,
+    pub enabled: bool,
+    /// A failing call lets the request go on (`open`) or refuses it (`closed`).
+    pub fail_closed: bool,
+    /// Plugins run by their dependencies first, then by this (lower first), then by name.
+    pub order: i64,
+    /// WebAssembly: `log` and `clock`, the only capabilities a plugin can be granted.
+    pub capabilities: Vec<String>,
+    /// WebAssembly: fuel per call (about one unit per instruction).
+    pub fuel: u64,
+    /// WebAssembly: the memory cap of an instance.
+    pub memory_bytes: u64,
+    /// WebAssembly: the wall-clock limit of one call.
+    pub timeout: Duration,
+    /// The plugin's own keys, as JSON.
+    pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
 /// How requests survive failing targets: outcome breakers, retries, stream continuation.
@@ -75,6 +103,8 @@ pub struct NodeSection {
     pub assets_dir: PathBuf,
     /// What deployments' label selectors match; gossiped.
     pub labels: BTreeMap<String, String>,
+    /// WebAssembly plugins (`*.wasm`), watched while the node runs.
+    pub plugin_dir: PathBuf,
 }
 
 /// Membership in a cluster: on when `tls_dir` holds this node's certificate.

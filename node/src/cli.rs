@@ -34,6 +34,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// WebAssembly plugins on a running node: load (or replace), unload, list.
+    Plugin {
+        #[command(subcommand)]
+        command: crate::plugin_cli::PluginCommand,
+    },
     /// API keys for tenants: create (shown once), list, revoke.
     Key {
         #[command(subcommand)]
@@ -322,6 +327,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster { command } => cluster_command(command),
         Command::Status { http, json } => crate::status::actors_command(&http, json),
         Command::Key { command } => crate::keys_cli::run(command),
+        Command::Plugin { command } => crate::plugin_cli::run(command),
         Command::Infer(args) => infer_command(args),
         Command::Model {
             command:

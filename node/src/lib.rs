@@ -11,6 +11,7 @@ mod keys_cli;
 pub mod logging;
 mod metrics;
 mod model_cli;
+mod plugin_cli;
 mod reload;
 mod server;
 mod status;

@@ -102,28 +102,20 @@ fn watch_file(
     file: &Path,
     reload: mpsc::UnboundedSender<&'static str>,
 ) -> Option<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
     let dir = file.parent()?.to_path_buf();
     let name = file.file_name()?.to_os_string();
     let watched = file.to_path_buf();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        let ours = event
-            .paths
-            .iter()
-            .any(|p| p.file_name() == Some(name.as_os_str()));
-        if ours && (event.kind.is_modify() || event.kind.is_create()) {
+    let outcome = golek_actors::watch::watch_dir(
+        &dir,
+        move |p| p.file_name() == Some(name.as_os_str()),
+        move || {
             let _ = reload.send("file");
-        }
-    });
-    let outcome = watcher.as_mut().map_err(|e| e.to_string()).and_then(|w| {
-        w.watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|e| e.to_string())
-    });
+        },
+    );
     match outcome {
-        Ok(()) => {
+        Ok(watcher) => {
             tracing::info!(file = %watched.display(), "watching the configuration file");
-            watcher.ok()
+            Some(watcher)
         }
         Err(err) => {
             tracing::warn!(file = %watched.display(), %err, "cannot watch the configuration file; SIGHUP reloads it");

@@ -91,6 +91,7 @@ pub async fn serve(
         inspector: node.inspector(),
         keys: node.keys(),
         placement: node.placement(),
+        plugins: node.plugins(),
         prometheus,
     });
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();

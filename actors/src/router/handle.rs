@@ -31,13 +31,15 @@ pub struct RouterHandle {
     /// Set once when the node joins a cluster; shared by every clone.
     cluster: Arc<OnceLock<ClusterHandle>>,
     /// The node's id, for the `Served` event of what runs here (set at start).
-    node_id: Arc<OnceLock<String>>,
+    pub(super) node_id: Arc<OnceLock<String>>,
     /// Fallback chains, from the configuration.
     pub(super) routes: Arc<RwLock<Arc<Routes>>>,
     /// Outcome breakers of every target and the retry budget (the ReliabilityManager's).
     reliability: Arc<Reliability>,
     /// Keys and tenants' usage on this node.
     tenants: Arc<Tenants>,
+    /// The plugins' chain (route hooks run here).
+    pub(super) plugins: crate::plugins::Plugins,
 }
 
 /// The tenant a request is for, when it came with a key.
@@ -71,7 +73,18 @@ impl RouterHandle {
             routes: Arc::new(RwLock::new(Arc::new(Routes::new()))),
             reliability,
             tenants: Arc::new(Tenants::default()),
+            plugins: Default::default(),
         }
+    }
+
+    /// The plugins' chain, as the PluginManager publishes it.
+    pub fn plugins(&self) -> &crate::plugins::Plugins {
+        &self.plugins
+    }
+
+    /// The routing table as it changes.
+    pub fn watch_table(&self) -> watch::Receiver<Arc<RoutingTable>> {
+        self.table.clone()
     }
 
     /// The keys this node knows and its tenants' usage.
@@ -262,6 +275,9 @@ impl RouterHandle {
         tenant: Tenant,
     ) -> Result<EventRx, ErrorInfo> {
         let Some(cluster) = self.cluster.get() else {
+            if !self.routed_here(model, &tenant, vec![]).0 {
+                return Err(super::route_hooks::excluded(model));
+            }
             return self.local(model, request, timeout, tenant);
         };
         let view = cluster.view();
@@ -275,20 +291,25 @@ impl RouterHandle {
             .get(model)
             .map(|e| e.state.clone());
         let open = self.reliability.is_open(&Target::Local(model.to_string()));
-        if local == Some(ModelState::Ready) && !open {
+        let peers = view.candidates_for(model, &cluster.links);
+        let (here, peers) = if local == Some(ModelState::Ready) && !open {
+            self.routed_here(model, &tenant, peers)
+        } else {
+            let (_, peers) = self.routed(model, &tenant, false, peers);
+            (false, peers)
+        };
+        if here {
             match self.local(model, request.clone(), timeout, tenant.clone()) {
                 Err(e) if matches!(e.code, ErrorCode::Overloaded | ErrorCode::Unavailable) => {}
                 other => return other,
             }
         }
-        Ok(cluster.links.forward(
-            model,
-            request,
-            timeout,
-            view.candidates_for(model, &cluster.links),
-            tenant,
-            cluster.view.clone(),
-        ))
+        if peers.is_empty() && self.plugins.chain().wants(crate::plugins::Hook::OnRoute) {
+            return Err(super::route_hooks::excluded(model));
+        }
+        Ok(cluster
+            .links
+            .forward(model, request, timeout, peers, tenant, cluster.view.clone()))
     }
 
     /// Routes a request to this node's worker queue only.

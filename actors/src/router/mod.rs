@@ -11,6 +11,7 @@
 mod chain;
 mod faults;
 mod handle;
+mod route_hooks;
 mod table;
 
 use std::sync::Arc;

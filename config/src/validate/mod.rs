@@ -20,6 +20,7 @@ mod gguf;
 mod observe;
 mod onnx;
 mod placement;
+mod plugins;
 mod reliability;
 mod remote;
 
@@ -67,6 +68,8 @@ struct RawConfig {
     models: BTreeMap<String, RawModel>,
     #[serde(default)]
     routes: BTreeMap<String, reliability::RawRoute>,
+    #[serde(default)]
+    plugins: BTreeMap<String, toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +79,9 @@ struct RawNode {
     assets_dir: String,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// Unset: `<data_dir>/plugins`.
+    #[serde(default)]
+    plugin_dir: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +319,10 @@ pub(crate) fn build_and_validate(
         .path("node.assets_dir", &raw.node.assets_dir, &cwd)
         .unwrap_or_default();
     let data_dir = c.path("node.data_dir", &raw.node.data_dir, &assets_dir);
+    let plugin_dir = match &raw.node.plugin_dir {
+        Some(dir) => c.path("node.plugin_dir", dir, &assets_dir),
+        None => data_dir.as_ref().map(|d| d.join("plugins")),
+    };
 
     let addr = c.socket_addr("http.addr", &raw.http.addr);
     let max_body_bytes = c.range(
@@ -414,6 +424,12 @@ pub(crate) fn build_and_validate(
     }
 
     let routes = reliability::routes_section(raw.routes, &models, &mut c);
+    let mut plugins = BTreeMap::new();
+    for (name, table) in raw.plugins {
+        if let Some(p) = plugins::plugin_section(&name, table, &mut c) {
+            plugins.insert(name, p);
+        }
+    }
 
     if !c.errors.is_empty() {
         return Err(c.errors);
@@ -425,6 +441,7 @@ pub(crate) fn build_and_validate(
                 data_dir: data_dir?,
                 assets_dir,
                 labels,
+                plugin_dir: plugin_dir?,
             },
             http: HttpConfig {
                 addr: addr?,
@@ -459,6 +476,7 @@ pub(crate) fn build_and_validate(
             telemetry: telemetry?,
             models,
             routes,
+            plugins,
         })
     })();
     config.ok_or_else(|| {

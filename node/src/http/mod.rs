@@ -11,6 +11,8 @@ mod keys;
 mod kserve;
 mod models;
 mod ops;
+mod plugin_admin;
+mod plugins;
 pub mod trace;
 
 use std::sync::Arc;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub keys: golek_actors::tenants::KeyStore,
     /// Run-time deployments (`/admin/deployments`).
     pub placement: golek_actors::placement::PlacementHandle,
+    /// The plugins' chain (request and response hooks) and their manager (`/admin/plugins`).
+    pub plugins: golek_actors::plugins::PluginsHandle,
     pub prometheus: PrometheusHandle,
 }
 
@@ -219,6 +223,16 @@ pub fn app(state: AppState) -> Router {
             get(deployments::show).delete(deployments::undeploy),
         )
         .route("/admin/keys/{id}", axum::routing::delete(keys::revoke))
+        .route(
+            "/admin/plugins",
+            get(plugin_admin::list).post(plugin_admin::upload).layer(
+                axum::extract::DefaultBodyLimit::max(golek_actors::plugins::wasm::MAX_MODULE_BYTES),
+            ),
+        )
+        .route(
+            "/admin/plugins/{name}",
+            get(plugin_admin::show).delete(plugin_admin::unload),
+        )
         .route("/admin/debug/crash/{model}", post(ops::crash))
         .route("/admin/debug/hang/{model}", post(ops::hang))
         .route("/admin/debug/refuse/{model}", post(ops::refuse))
@@ -227,6 +241,11 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/debug/slow/model-files", post(ops::slow_model_files))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Plugins see a request once it is authenticated (its tenant known).
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            plugins::hooks,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

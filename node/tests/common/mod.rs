@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod plugins;
+
 pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Serve golek-tiny, not the default SmolLM2 (flags put before a test's own).
