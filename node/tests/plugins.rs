@@ -39,6 +39,35 @@ path = "audit/requests.log"
         "{listing}"
     );
 
+    // The supervision tree has the manager and one actor per plugin.
+    let tree = node.get_json("/admin/actors").await;
+    let manager = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "PluginManager")
+        .unwrap_or_else(|| panic!("{tree}"))
+        .clone();
+    let kids: Vec<(&str, &str)> = manager["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kids,
+        [
+            ("audit-log", "started"),
+            ("prompt-guard", "started"),
+            ("response-cache", "started")
+        ]
+    );
+    assert_eq!(
+        node.metric("golek_plugin_started{plugin=\"prompt-guard\"}")
+            .await,
+        Some(1.0)
+    );
+
     // The guard: 400 with the rule that matched; the model never sees it.
     let refused = chat(&node, "golek-tiny", "say the FORBIDDEN WORD").await;
     assert_eq!(refused.status(), 400);
@@ -327,4 +356,51 @@ fn the_c_guard_example_refuses_its_word() {
         plugin.on_request(&call("I like apples")).unwrap(),
         Verdict::Continue
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_loads_lists_and_unloads_a_plugin() {
+    let node = TestNode::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("add-header.wasm");
+    std::fs::write(
+        &file,
+        wat::parse_file(examples().join("add-header.wat")).unwrap(),
+    )
+    .unwrap();
+    let addr = node.base.trim_start_matches("http://").to_string();
+    let golek = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_golek"))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = golek(&["plugin", "load", file.to_str().unwrap(), "--http", &addr]);
+    assert!(ok && text.contains("add-header started"), "{text}");
+    assert_eq!(
+        chat(&node, "golek-tiny", "hi").await.headers()["x-golek-plugin-example"],
+        "1"
+    );
+    let (ok, text) = golek(&["plugin", "list", "--http", &addr]);
+    assert!(
+        ok && text.contains("chain: add-header") && text.contains("1.0.0"),
+        "{text}"
+    );
+    let (ok, text) = golek(&["plugin", "unload", "add-header", "--http", &addr]);
+    assert!(ok, "{text}");
+    assert!(chat(&node, "golek-tiny", "hi")
+        .await
+        .headers()
+        .get("x-golek-plugin-example")
+        .is_none());
+    // A file that is not a module: the node's reason, and a failed command.
+    std::fs::write(&file, b"nope").unwrap();
+    let (ok, text) = golek(&["plugin", "load", file.to_str().unwrap(), "--http", &addr]);
+    assert!(
+        !ok && text.contains("not a valid WebAssembly module"),
+        "{text}"
+    );
 }
