@@ -57,6 +57,19 @@ pub(crate) fn call(
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<Value> {
+    call_with(node, method, path, |request| match &body {
+        Some(body) => request.json(body),
+        None => request,
+    })
+}
+
+/// [`call`] with the request's body (and headers) set by `with`: a JSON body, an upload.
+pub(crate) fn call_with(
+    node: &NodeArgs,
+    method: reqwest::Method,
+    path: &str,
+    with: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> anyhow::Result<Value> {
     let url = format!("http://{}{path}", node.http);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -66,9 +79,7 @@ pub(crate) fn call(
         if let Some(key) = &node.key {
             request = request.bearer_auth(key);
         }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
+        let request = with(request);
         let response = request
             .send()
             .await

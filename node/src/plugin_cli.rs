@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::keys_cli::{call, NodeArgs};
+use crate::keys_cli::{call, call_with, NodeArgs};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginCommand {
@@ -116,28 +116,10 @@ fn join(v: &Value) -> String {
 }
 
 fn upload(node: &NodeArgs, name: &str, bytes: Vec<u8>) -> anyhow::Result<Value> {
-    let url = format!("http://{}/admin/plugins?name={name}", node.http);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut request = reqwest::Client::new()
-            .post(&url)
+    let path = format!("/admin/plugins?name={name}");
+    call_with(node, reqwest::Method::POST, &path, |request| {
+        request
             .header("content-type", "application/wasm")
-            .body(bytes);
-        if let Some(key) = &node.key {
-            request = request.bearer_auth(key);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = answer["error"]["message"].as_str().unwrap_or("no details");
-            anyhow::bail!("{url} answered HTTP {status}: {message}");
-        }
-        Ok(answer)
+            .body(bytes)
     })
 }

@@ -23,16 +23,16 @@ async fn failing_plugins_are_cut_off_and_bad_ones_refused_while_the_node_serves(
     let node = TestNode::start_in(
         dir,
         &[
-            "--set",
-            "models.golek-tiny.enabled=true",
-            "--set",
-            "models.smollm2-135m-instruct.enabled=false",
-            "--config",
-            config.to_str().unwrap(),
+            &common::TINY_INSTEAD_OF_SMOLLM2[..],
             // Past 2 failures in a minute a plugin is disabled (before its breaker opens at 5).
-            "--set",
-            "supervision.max_restarts=2",
-        ],
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--set",
+                "supervision.max_restarts=2",
+            ],
+        ]
+        .concat(),
     )
     .await;
     let spin = plugin(
@@ -193,13 +193,10 @@ async fn route_chunk_and_event_hooks_run() {
     let node = TestNode::start_in(
         dir,
         &[
-            "--set",
-            "models.golek-tiny.enabled=true",
-            "--set",
-            "models.smollm2-135m-instruct.enabled=false",
-            "--config",
-            config.to_str().unwrap(),
-        ],
+            &common::TINY_INSTEAD_OF_SMOLLM2[..],
+            &["--config", config.to_str().unwrap()],
+        ]
+        .concat(),
     )
     .await;
     // Route: every target excluded, so the request has nowhere to go.

@@ -176,13 +176,10 @@ async fn wasm_plugins_rewrite_annotate_and_swap_under_load_without_a_failed_requ
     let node = TestNode::start_in(
         dir,
         &[
-            "--set",
-            "models.golek-tiny.enabled=true",
-            "--set",
-            "models.smollm2-135m-instruct.enabled=false",
-            "--config",
-            config.to_str().unwrap(),
-        ],
+            &common::TINY_INSTEAD_OF_SMOLLM2[..],
+            &["--config", config.to_str().unwrap()],
+        ]
+        .concat(),
     )
     .await;
 
