@@ -24,6 +24,7 @@ use super::tls;
 use super::transport::{IncomingStream, QuicNode};
 use crate::error::ClusterError;
 use crate::loops::{loop_fn, LoopFn};
+use crate::plugins::door;
 use crate::reliability::{Outcome, Reliability, Target};
 use crate::router::RouterHandle;
 use crate::tasks::Tasks;
@@ -253,7 +254,7 @@ async fn serve_one(
             return Err(e.to_string());
         }
     };
-    let (request, version) = match cluster_v2::decode_request(&body) {
+    let (mut request, version) = match cluster_v2::decode_request(&body) {
         Ok(r) => r,
         Err(RequestError::Malformed(e)) => {
             // A malformed frame closes this stream with the reason; the connection lives on.
@@ -299,17 +300,42 @@ async fn serve_one(
         span.record("otel.name", format!("serve {}", request.model).as_str());
     }
     crate::trace::begin(&span, traced, incoming, None);
-    let submitted = span.in_scope(|| {
-        if alpn == tls::ALPN_PEER {
-            router.submit_local_as(&request.model, request.request, timeout, tenant)
-        } else {
-            router.submit(&request.model, request.request, timeout)
+    // A QUIC client's request passes the plugins' request hooks here (a peer's passed them
+    // on the node the client reached).
+    let mut exchange = None;
+    let submitted = if alpn == tls::ALPN_PEER {
+        let model = &request.model;
+        span.in_scope(|| router.submit_local_as(model, request.request, timeout, tenant))
+    } else {
+        let chain = router.plugins().chain();
+        match span.in_scope(|| door::admit(chain, request.model.clone(), request.request)) {
+            door::Admission::Go {
+                model,
+                request: admitted,
+                exchange: hooks,
+            } => {
+                exchange = hooks;
+                // A rewrite may have named another model: the rest follows that one.
+                request.model = model;
+                span.in_scope(|| router.submit(&request.model, admitted, timeout))
+            }
+            door::Admission::Refused(info) => Err(info),
+            door::Admission::Answered(events) => {
+                for event in events {
+                    reply(&mut send, ForwardReply::Event(event), version).await?;
+                }
+                let _ = send.finish();
+                return Ok(());
+            }
         }
-    });
+    };
     tracing::debug!(from = %peer_id, model = %request.model, node = self_id, "serving a forwarded request");
     let mut events = match submitted {
         Ok(rx) => rx,
         Err(info) => {
+            if let Some(x) = exchange.as_mut() {
+                x.on_error(&info);
+            }
             reply(&mut send, ForwardReply::Error(info), version).await?;
             let _ = send.finish();
             return Ok(());
@@ -346,10 +372,19 @@ async fn serve_one(
             Ok(None) => break,
             Ok(Some(item)) => item,
         };
+        let item = match (item, exchange.as_mut()) {
+            (Ok(mut e), Some(x)) => x.on_event(&mut e).map(|()| e),
+            (item, _) => item,
+        };
         let last = item.is_err();
         let frame = match item {
             Ok(e) => ForwardReply::Event(e),
-            Err(e) => ForwardReply::Error(e),
+            Err(e) => {
+                if let Some(x) = exchange.as_mut() {
+                    x.on_error(&e);
+                }
+                ForwardReply::Error(e)
+            }
         };
         if reply(&mut send, frame, version).await.is_err() {
             return Ok(());

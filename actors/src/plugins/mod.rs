@@ -27,6 +27,7 @@
 mod admin;
 pub mod builtin;
 mod chain;
+pub mod door;
 mod events;
 mod instance;
 mod load;
