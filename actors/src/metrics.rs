@@ -35,6 +35,9 @@ pub const PLUGIN_AUDIT_DROPPED_TOTAL: &str = "golek_plugin_audit_dropped_total";
 /// 1, labelled with the node's id (the one its certificate names, in a cluster) and version.
 pub const NODE_INFO: &str = "golek_node_info";
 
+/// 1 while the node drains (on its way out of a rolling restart), 0 otherwise.
+pub const NODE_DRAINING: &str = "golek_node_draining";
+
 /// Cluster members by state (alive, dead).
 pub const CLUSTER_MEMBERS: &str = "golek_cluster_members";
 /// Gossip bytes and messages, by direction (sent, received); messages dropped on full queues.
@@ -95,6 +98,7 @@ pub fn describe() {
         "run-time configuration changes by outcome (applied, refused)"
     );
     metrics::describe_gauge!(NODE_INFO, "the node's id and version (always 1)");
+    metrics::describe_gauge!(NODE_DRAINING, "1 while the node drains");
     metrics::describe_gauge!(CLUSTER_MEMBERS, "cluster members by state");
     metrics::describe_counter!(GOSSIP_BYTES_TOTAL, "gossip bytes by direction");
     metrics::describe_counter!(GOSSIP_MESSAGES_TOTAL, "gossip messages by direction");

@@ -262,6 +262,7 @@ fn main() {
     // gossip_values: a member's key-values as NUL-separated `key=value` records.
     let member = MemberAdvert {
         files: Vec::new(),
+        draining: false,
         node: NodeAdvert {
             http_addr: "127.0.0.1:8080".into(),
             quic_addr: "127.0.0.1:7946".into(),

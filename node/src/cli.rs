@@ -44,6 +44,9 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::keys_cli::KeyCommand,
     },
+    /// Drain a running node (as SIGTERM does): it tells its peers, hands new requests to them,
+    /// finishes what it holds and exits 0. The step of a rolling restart.
+    Drain(crate::fleet_cli::DrainArgs),
     /// Show a running node's supervision tree: every actor's state, restarts, last failure.
     Status {
         /// The node's HTTP address.
@@ -327,6 +330,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster { command } => cluster_command(command),
         Command::Status { http, json } => crate::status::actors_command(&http, json),
         Command::Key { command } => crate::keys_cli::run(command),
+        Command::Drain(args) => crate::fleet_cli::drain(args),
         Command::Plugin { command } => crate::plugin_cli::run(command),
         Command::Infer(args) => infer_command(args),
         Command::Model {

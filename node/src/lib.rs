@@ -6,6 +6,7 @@
 
 pub mod cli;
 mod config_cli;
+mod fleet_cli;
 pub mod http;
 mod keys_cli;
 pub mod logging;

@@ -1,10 +1,13 @@
 //! Start-up and graceful shutdown.
 //!
-//! On the shutdown signal the listener stops accepting, in-flight requests finish (up to
-//! `http.shutdown_grace_ms`), then the models' workers stop and the registry is flushed.
+//! On the shutdown signal (or `POST /admin/drain`) a clustered node first drains: it gossips
+//! that it is going and sends new requests to peers while they learn it (three gossip rounds).
+//! Then the listener stops accepting, in-flight requests finish (up to
+//! `http.shutdown_grace_ms`), the models' workers stop and the registry is flushed.
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use golek_config::LoadedConfig;
@@ -81,6 +84,21 @@ pub async fn serve(
         .context("cannot follow the configuration")?;
     let followers =
         crate::reload::start(config_handle.clone(), config.clone(), updates.clone(), file);
+    // With seeds, client requests wait (in the listen queue) until the node has heard from a
+    // peer: what it cannot serve yet goes to one that can, instead of failing.
+    if config.cluster.enabled() && !config.cluster.seeds.is_empty() {
+        let patience = config
+            .cluster
+            .gossip_interval
+            .saturating_mul(50)
+            .max(Duration::from_secs(5));
+        if !node.router.joined(patience).await {
+            tracing::warn!(
+                waited_ms = patience.as_millis() as u64,
+                "no peer heard from yet; serving anyway"
+            );
+        }
+    }
     tracing::info!(%addr, %node_id, models = config.models.len(), "golek listening");
 
     let app = http::app(AppState {
@@ -95,6 +113,12 @@ pub async fn serve(
         prometheus,
     });
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let router = node.router.clone();
+    // Long enough for the peers to read the draining advert (a round spreads it to some of them).
+    let announce = match config.cluster.enabled() {
+        true => config.cluster.gossip_interval.saturating_mul(3) + Duration::from_millis(250),
+        false => Duration::ZERO,
+    };
     // Streamed tokens are small writes: send each at once rather than waiting for an ACK.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         if let Err(err) = tcp.set_nodelay(true) {
@@ -107,7 +131,13 @@ pub async fn serve(
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {
+                router.drain();
+            }
+            () = router.drain_started() => {}
+        }
+        tokio::time::sleep(announce).await;
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         let _ = signalled_tx.send(());
     })

@@ -97,6 +97,9 @@ pub struct MemberAdvert {
     /// Model files it is fetching (sha256): it sends the chunks it already has.
     #[serde(default)]
     pub fetching: Vec<String>,
+    /// It is draining (on its way out): peers send it nothing new.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// The version of the gossip values this build publishes.
@@ -123,6 +126,8 @@ const KEY_RESOURCES: &str = "golek.resources";
 const KEY_FILES: &str = "golek.files";
 /// The sha256 of every model file the node is fetching (version 4; older nodes ignore it).
 const KEY_FETCHING: &str = "golek.fetching";
+/// `true` while the node drains (absent from builds before draining: not draining).
+const KEY_DRAINING: &str = "golek.draining";
 
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("gossip values are plain data")
@@ -138,6 +143,7 @@ pub fn encode_member(member: &MemberAdvert) -> Vec<(String, String)> {
         (KEY_RESOURCES.into(), json(&member.resources)),
         (KEY_FILES.into(), json(&member.files)),
         (KEY_FETCHING.into(), json(&member.fetching)),
+        (KEY_DRAINING.into(), json(&member.draining)),
     ]
 }
 
@@ -178,6 +184,7 @@ pub fn decode_member<'a, F: Fn(&str) -> Option<&'a str>>(
         resources: field(get, KEY_RESOURCES)?.unwrap_or_default(),
         files: field(get, KEY_FILES)?.unwrap_or_default(),
         fetching: field(get, KEY_FETCHING)?.unwrap_or_default(),
+        draining: field(get, KEY_DRAINING)?.unwrap_or_default(),
     }))
 }
 
@@ -316,6 +323,7 @@ mod tests {
             resources: ResourcesAdvert::default(),
             files: vec!["ab".repeat(32)],
             fetching: vec!["cd".repeat(32)],
+            draining: true,
         };
         let kv: BTreeMap<String, String> = encode_member(&member).into_iter().collect();
         let back = decode_member(|k| kv.get(k).map(String::as_str)).unwrap();

@@ -22,6 +22,8 @@ pub fn advert(
     fetching: Vec<String>,
 ) -> MemberAdvert {
     let table = router.table();
+    // Draining, every model reads as draining: no peer picks this node for new requests.
+    let draining = router.draining();
     let mut load = LoadAdvert {
         in_flight: links.serving(),
         ..Default::default()
@@ -37,7 +39,10 @@ pub fn advert(
             ModelAdvert {
                 name: e.name.clone(),
                 provider: e.provider.clone(),
-                state: e.state.clone(),
+                state: match draining {
+                    true => golek_protocol::model::ModelState::Draining,
+                    false => e.state.clone(),
+                },
                 info: e.info.clone(),
             }
         })
@@ -49,6 +54,7 @@ pub fn advert(
         resources: resources.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         files,
         fetching,
+        draining,
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Member {
     /// Model files it is fetching (sha256): it sends the chunks it has.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fetching: Vec<String>,
+    /// It drains (on its way out of a rolling restart): nothing new is sent to it.
+    pub draining: bool,
 }
 
 /// The cluster as this node sees it; published on every gossip round.
@@ -79,7 +81,7 @@ impl ClusterView {
     ) -> impl Iterator<Item = &'a Member> + 'a {
         self.members
             .iter()
-            .filter(|m| !m.is_self && m.alive && m.quic_addr.is_some())
+            .filter(|m| !m.is_self && m.alive && !m.draining && m.quic_addr.is_some())
             .filter(move |m| {
                 m.models
                     .iter()

@@ -203,6 +203,7 @@ impl Publisher {
                     }
                     members.remove(prev);
                 }
+                let draining = advert.as_ref().is_some_and(|a| a.draining);
                 let (node, models, load, resources, files, fetching) = match advert {
                     Some(a) => (
                         Some(a.node),
@@ -237,6 +238,7 @@ impl Publisher {
                         resources,
                         files,
                         fetching,
+                        draining,
                     },
                 ));
             }

@@ -53,6 +53,7 @@ mod tests {
             labels: Default::default(),
             files: Vec::new(),
             fetching: Vec::new(),
+            draining: false,
             node_id: id.into(),
             alive: true,
             is_self: false,

@@ -147,6 +147,7 @@ pub(crate) fn single_node_view(node_id: &str) -> ClusterView {
             load: Default::default(),
             files: Vec::new(),
             fetching: Vec::new(),
+            draining: false,
             resources: golek_protocol::cluster::ResourcesAdvert {
                 memory_total_bytes: total,
                 ..Default::default()

@@ -29,7 +29,7 @@ pub struct RouterHandle {
     limits: Arc<Limits>,
     health: Arc<Health>,
     /// Set once when the node joins a cluster; shared by every clone.
-    cluster: Arc<OnceLock<ClusterHandle>>,
+    pub(super) cluster: Arc<OnceLock<ClusterHandle>>,
     /// The node's id, for the `Served` event of what runs here (set at start).
     pub(super) node_id: Arc<OnceLock<String>>,
     /// Fallback chains, from the configuration.
@@ -40,6 +40,8 @@ pub struct RouterHandle {
     tenants: Arc<Tenants>,
     /// The plugins' chain (route hooks run here).
     pub(super) plugins: crate::plugins::Plugins,
+    /// Whether the node drains (see `drain.rs`).
+    pub(super) drain: Arc<watch::Sender<bool>>,
 }
 
 /// The tenant a request is for, when it came with a key.
@@ -74,6 +76,7 @@ impl RouterHandle {
             reliability,
             tenants: Arc::new(Tenants::default()),
             plugins: Default::default(),
+            drain: Arc::new(watch::Sender::new(false)),
         }
     }
 
@@ -292,7 +295,9 @@ impl RouterHandle {
             .map(|e| e.state.clone());
         let open = self.reliability.is_open(&Target::Local(model.to_string()));
         let peers = view.candidates_for(model, &cluster.links);
-        let (here, peers) = if local == Some(ModelState::Ready) && !open {
+        // A draining node serves here only what no peer can.
+        let leaving = self.draining() && !peers.is_empty();
+        let (here, peers) = if local == Some(ModelState::Ready) && !open && !leaving {
             self.routed_here(model, &tenant, peers)
         } else {
             let (_, peers) = self.routed(model, &tenant, false, peers);

@@ -9,6 +9,7 @@
 //! checks, local submission, routing to peers), `faults.rs` (the test switches).
 
 mod chain;
+mod drain;
 mod faults;
 mod handle;
 mod route_hooks;

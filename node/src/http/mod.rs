@@ -205,6 +205,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/admin/models", get(ops::admin_models))
         .route("/admin/cluster", get(ops::admin_cluster))
+        .route("/admin/drain", post(ops::admin_drain))
         .route("/admin/actors", get(ops::admin_actors))
         .route("/admin/reliability", get(ops::reliability))
         .route("/admin/config", get(config::show).put(config::put))

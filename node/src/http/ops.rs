@@ -36,15 +36,22 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let tree = state.inspector.actors().await.map_err(|e| e.to_string());
     let readiness =
         golek_actors::observe::readiness(&state.router.table(), state.router.health(), tree);
-    let status = if readiness.ready {
+    // A draining node is on its way out: a load balancer should send it nothing new.
+    let draining = state.router.draining();
+    let status = if readiness.ready && !draining {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let word = match (draining, readiness.ready) {
+        (true, _) => "draining",
+        (false, true) => "ready",
+        (false, false) => "not_ready",
+    };
     (
         status,
         Json(json!({
-            "status": if readiness.ready { "ready" } else { "not_ready" },
+            "status": word,
             "models": readiness.models,
             "failing_actors": readiness.failing_actors,
         })),
@@ -243,4 +250,13 @@ pub async fn crash(
         StatusCode::ACCEPTED,
         Json(json!({"model": model, "crash": "armed"})),
     ))
+}
+
+/// `POST /admin/drain`: the node drains and stops, as on SIGTERM (a rolling restart's step).
+pub async fn admin_drain(State(state): State<AppState>) -> impl IntoResponse {
+    let started = state.router.drain();
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"draining": true, "started_now": started})),
+    )
 }
