@@ -107,6 +107,15 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
+    /// Every `[models.NAME]` table, enabled or not.
+    pub fn model_names(&self) -> Vec<String> {
+        self.merged
+            .get("models")
+            .and_then(toml::Value::as_table)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The effective configuration, one `key = value  # source` line per value.
     pub fn show(&self) -> String {
         let mut out = String::new();

@@ -44,6 +44,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::keys_cli::KeyCommand,
     },
+    /// Chat with a model from the terminal, streamed: one PROMPT, or an interactive session.
+    /// Against a running node with --http, else in this process.
+    Run(crate::run_cli::RunArgs),
+    /// The models a node (or, with --cluster, every node) serves, with state and load.
+    Ps(crate::run_cli::PsArgs),
     /// Drain a running node (as SIGTERM does): it tells its peers, hands new requests to them,
     /// finishes what it holds and exits 0. The step of a rolling restart.
     Drain(crate::fleet_cli::DrainArgs),
@@ -307,8 +312,12 @@ impl ConfigArgs {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     // `serve` installs the configured log once its configuration is loaded.
-    if !matches!(cli.command, Command::Serve(_)) {
-        crate::init_tracing();
+    match cli.command {
+        Command::Serve(_) => {}
+        Command::Run(_) => {
+            crate::logging::install_default_at("warn");
+        }
+        _ => crate::init_tracing(),
     }
     match cli.command {
         Command::Serve(args) => {
@@ -331,6 +340,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { http, json } => crate::status::actors_command(&http, json),
         Command::Key { command } => crate::keys_cli::run(command),
         Command::Drain(args) => crate::fleet_cli::drain(args),
+        Command::Run(args) => crate::run_cli::run(args),
+        Command::Ps(args) => crate::run_cli::ps(args),
         Command::Plugin { command } => crate::plugin_cli::run(command),
         Command::Infer(args) => infer_command(args),
         Command::Model {

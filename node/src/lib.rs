@@ -14,10 +14,13 @@ mod metrics;
 mod model_cli;
 mod plugin_cli;
 mod reload;
+mod run_cli;
+mod runtime;
 mod server;
 mod status;
 pub mod telemetry;
 
+pub use runtime::{Events, Runtime, RuntimeBuilder};
 pub use server::{serve, with_stored_changes};
 
 /// Logs to stderr as text, filtered by `RUST_LOG` (default `info`), for commands that load no

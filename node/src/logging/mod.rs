@@ -306,10 +306,16 @@ where
 /// Before the configuration is known (or for commands that load none): text, `RUST_LOG` or
 /// `info`.
 pub fn install_default() -> LogControl {
+    install_default_at("info")
+}
+
+/// [`install_default`] with `level` when `RUST_LOG` does not say (`golek run` keeps the
+/// terminal for the conversation: warnings only).
+pub fn install_default_at(level: &str) -> LogControl {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|f| EnvFilter::try_new(f).is_ok())
-        .unwrap_or_else(|| "info".into());
+        .unwrap_or_else(|| level.into());
     install(
         &LogConfig {
             filter,
