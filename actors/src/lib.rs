@@ -27,7 +27,7 @@ mod config_manager;
 mod error;
 mod health;
 mod loops;
-mod machine;
+pub mod machine;
 pub mod metrics;
 mod node_handle;
 pub mod observe;

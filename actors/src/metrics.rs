@@ -40,6 +40,9 @@ pub const NODE_DRAINING: &str = "golek_node_draining";
 
 /// Cluster members by state (alive, dead).
 pub const CLUSTER_MEMBERS: &str = "golek_cluster_members";
+
+/// When the node's certificate expires (Unix seconds); updated when it is reloaded.
+pub const CLUSTER_CERT_EXPIRY: &str = "golek_cluster_certificate_expiry_seconds";
 /// Gossip bytes and messages, by direction (sent, received); messages dropped on full queues.
 pub const GOSSIP_BYTES_TOTAL: &str = "golek_gossip_bytes_total";
 pub const GOSSIP_MESSAGES_TOTAL: &str = "golek_gossip_messages_total";
@@ -100,6 +103,10 @@ pub fn describe() {
     metrics::describe_gauge!(NODE_INFO, "the node's id and version (always 1)");
     metrics::describe_gauge!(NODE_DRAINING, "1 while the node drains");
     metrics::describe_gauge!(CLUSTER_MEMBERS, "cluster members by state");
+    metrics::describe_gauge!(
+        CLUSTER_CERT_EXPIRY,
+        "when the node's certificate expires (Unix seconds)"
+    );
     metrics::describe_counter!(GOSSIP_BYTES_TOTAL, "gossip bytes by direction");
     metrics::describe_counter!(GOSSIP_MESSAGES_TOTAL, "gossip messages by direction");
     metrics::describe_counter!(GOSSIP_DROPPED_TOTAL, "gossip messages dropped (queue full)");

@@ -86,7 +86,7 @@ async fn malformed_frames_fail_their_stream_and_the_connection_serves_on() {
     tls::init_ca(&dir.path().join("ca")).unwrap();
     let (a, _a_tasks) = node(dir.path(), "a");
     let (b, _b_tasks) = node(dir.path(), "b");
-    let (connection, id) = b.connect(a.local_addr(), &b.peer_client).await.unwrap();
+    let (connection, id) = b.connect(a.local_addr(), &b.peer_client()).await.unwrap();
     assert_eq!(id, "a");
 
     // Junk in a well-sized frame: an error naming the problem.
@@ -162,7 +162,7 @@ async fn streams_that_announce_64_mib_and_send_ten_bytes_cost_ten_bytes() {
     tls::init_ca(&dir.path().join("ca")).unwrap();
     let (a, _a_tasks, a_links) = node_with_links(dir.path(), "a");
     let (b, _b_tasks) = node(dir.path(), "b");
-    let (connection, _) = b.connect(a.local_addr(), &b.peer_client).await.unwrap();
+    let (connection, _) = b.connect(a.local_addr(), &b.peer_client()).await.unwrap();
     // Warm up (first connection, first stream) before measuring.
     let _ = ask(&connection, &[0, 0, 0, 1, 0]).await;
     let before = rss_bytes();

@@ -348,6 +348,20 @@ impl Node {
         None
     }
 
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&self) -> bool {
+        !self.exited()
+    }
+
     /// SIGTERM: a graceful stop.
     pub fn sigterm(&self) {
         if let Some(child) = &self.child {

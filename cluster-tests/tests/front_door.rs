@@ -126,7 +126,7 @@ async fn quic_clients_and_peers_meet_the_same_checks_and_leave_other_streams_alo
         .unwrap();
     let tester = NodeIdentity::load(&ca.issue("tester")).unwrap();
     let me = QuicNode::bind("127.0.0.1:0".parse().unwrap(), tester, None, Tasks::new()).unwrap();
-    let (peer, id) = me.connect(quic, &me.peer_client).await.unwrap();
+    let (peer, id) = me.connect(quic, &me.peer_client()).await.unwrap();
     assert_eq!(id, "door");
 
     for (model, field, request) in bad_requests() {

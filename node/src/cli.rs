@@ -6,8 +6,16 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use golek_config::{CliOverride, ConfigInputs, LoadedConfig};
 
+/// The version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("GOLEK_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "golek", version, about = "Golek: a distributed inference node")]
+#[command(name = "golek", version = VERSION, about = "Golek: a distributed inference node")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -44,6 +52,9 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::keys_cli::KeyCommand,
     },
+    /// Check this host for a node with this configuration (the same flags as `serve`): CPU,
+    /// memory, GPUs, data dir, ports, certificate, clock, seeds. Non-zero exit on a failure.
+    Doctor(ConfigArgs),
     /// Chat with a model from the terminal, streamed: one PROMPT, or an interactive session.
     /// Against a running node with --http, else in this process.
     Run(crate::run_cli::RunArgs),
@@ -341,6 +352,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key { command } => crate::keys_cli::run(command),
         Command::Drain(args) => crate::fleet_cli::drain(args),
         Command::Run(args) => crate::run_cli::run(args),
+        Command::Doctor(args) => crate::doctor::run(&args.load()?.config),
         Command::Ps(args) => crate::run_cli::ps(args),
         Command::Plugin { command } => crate::plugin_cli::run(command),
         Command::Infer(args) => infer_command(args),

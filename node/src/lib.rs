@@ -6,6 +6,7 @@
 
 pub mod cli;
 mod config_cli;
+pub mod doctor;
 mod fleet_cli;
 pub mod http;
 mod keys_cli;

@@ -263,6 +263,10 @@ impl ClusterManager {
             ),
             ("publisher".to_string(), publish_loop(publisher)),
             ("resources".to_string(), resource_loop(machine)),
+            (
+                "certificates".to_string(),
+                super::certs::reload_loop(quic.clone(), tls_dir.clone()),
+            ),
         ];
         tracing::info!(node_id = %node_id, quic = %bound, %advertise, seeds = ?config.seeds, "cluster: joined gossip");
         let children = loops

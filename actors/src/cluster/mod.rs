@@ -12,6 +12,7 @@
 //! (the endpoint and gossip over it), `tls.rs`, `join.rs`, `client.rs`.
 
 mod advert;
+pub mod certs;
 pub mod client;
 pub mod close;
 mod forward;

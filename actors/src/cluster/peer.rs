@@ -180,7 +180,7 @@ impl PeerLinks {
             .quic_addr
             .parse()
             .map_err(|_| ClusterError::NoAddress(member.node_id.clone()))?;
-        let (connection, id) = self.quic.connect(addr, &self.quic.peer_client).await?;
+        let (connection, id) = self.quic.connect(addr, &self.quic.peer_client()).await?;
         if id != member.node_id {
             connection.close(CloseCode::Refused.into(), b"node id mismatch");
             return Err(ClusterError::WrongPeer {

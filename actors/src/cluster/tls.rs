@@ -292,11 +292,34 @@ pub fn node_id_of(cert: &CertificateDer<'_>) -> Option<String> {
     id
 }
 
+/// When the first certificate in the PEM file at `path` expires.
+pub fn not_after(path: &Path) -> Result<std::time::SystemTime, TlsError> {
+    let certs = pem_certs(path, &read(path)?)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs[0].as_ref())
+        .map_err(|e| file_err(path, format!("not an X.509 certificate: {e}")))?;
+    let secs = cert.validity().not_after.timestamp();
+    let secs = u64::try_from(secs).map_err(|_| file_err(path, "expires before 1970"))?;
+    Ok(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
 /// The node id of the other end of a verified connection.
 pub fn peer_node_id(connection: &quinn::Connection) -> Option<String> {
     let identity = connection.peer_identity()?;
     let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
     certs.first().and_then(node_id_of)
+}
+
+/// The SHA-256 (hex) of the certificate the other end of a connection presented, as
+/// [`pem_fingerprint`] gives for a file.
+pub fn peer_fingerprint(connection: &quinn::Connection) -> Option<String> {
+    let identity = connection.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let first = certs.first()?;
+    Some(hex(ring::digest::digest(
+        &ring::digest::SHA256,
+        first.as_ref(),
+    )
+    .as_ref()))
 }
 
 /// The ALPN a connection negotiated.

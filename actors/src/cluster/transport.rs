@@ -30,10 +30,8 @@ const PEER_QUEUE: usize = 64;
 pub struct QuicNode {
     pub endpoint: quinn::Endpoint,
     pub identity: Arc<NodeIdentity>,
-    gossip_client: quinn::ClientConfig,
-    pub peer_client: quinn::ClientConfig,
-    /// Model file transfers (`golek-model/1`).
-    pub model_client: quinn::ClientConfig,
+    /// The client sides of the current certificate (replaced when it is reloaded).
+    clients: std::sync::RwLock<Clients>,
     /// What this node serves of its model store (set once the store is open).
     pub files: std::sync::OnceLock<Arc<crate::placement::FileServer>>,
     gossip_rx: Mutex<Option<mpsc::Receiver<(SocketAddr, ChitchatMessage)>>>,
@@ -44,6 +42,26 @@ pub struct QuicNode {
     join: Option<super::join::JoinAuthority>,
     /// Where its connection and gossip tasks run (the ClusterManager's set).
     tasks: Tasks,
+}
+
+/// The client configurations of one identity, one per protocol this node dials.
+#[derive(Clone)]
+struct Clients {
+    gossip: quinn::ClientConfig,
+    peer: quinn::ClientConfig,
+    /// Model file transfers (`golek-model/1`).
+    model: quinn::ClientConfig,
+}
+
+impl Clients {
+    fn of(identity: &NodeIdentity) -> Result<Self, ClusterError> {
+        let config = |alpn| identity.client_config(alpn).map_err(ClusterError::Tls);
+        Ok(Clients {
+            gossip: config(tls::ALPN_GOSSIP)?,
+            peer: config(tls::ALPN_PEER)?,
+            model: config(tls::ALPN_MODEL)?,
+        })
+    }
 }
 
 /// Streams the accept loop hands over for the peer and client protocols.
@@ -85,15 +103,7 @@ impl QuicNode {
         tasks: Tasks,
     ) -> Result<Arc<Self>, ClusterError> {
         let server = identity.server_config().map_err(ClusterError::Tls)?;
-        let gossip_client = identity
-            .client_config(tls::ALPN_GOSSIP)
-            .map_err(ClusterError::Tls)?;
-        let peer_client = identity
-            .client_config(tls::ALPN_PEER)
-            .map_err(ClusterError::Tls)?;
-        let model_client = identity
-            .client_config(tls::ALPN_MODEL)
-            .map_err(ClusterError::Tls)?;
+        let clients = Clients::of(&identity)?;
         let mut config = quinn::EndpointConfig::default();
         config
             .max_udp_payload_size(tls::MAX_UDP_PAYLOAD)
@@ -111,9 +121,7 @@ impl QuicNode {
         let node = Arc::new(QuicNode {
             endpoint,
             identity: Arc::new(identity),
-            gossip_client,
-            peer_client,
-            model_client,
+            clients: std::sync::RwLock::new(clients),
             files: std::sync::OnceLock::new(),
             gossip_rx: Mutex::new(Some(gossip_rx)),
             gossip_tx,
@@ -122,6 +130,42 @@ impl QuicNode {
             tasks,
         });
         Ok(node)
+    }
+
+    fn clients(&self) -> Clients {
+        self.clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// What dials peers (`golek-peer/1`) with the current certificate.
+    pub fn peer_client(&self) -> quinn::ClientConfig {
+        self.clients().peer
+    }
+
+    /// What fetches model files from peers (`golek-model/1`).
+    pub fn model_client(&self) -> quinn::ClientConfig {
+        self.clients().model
+    }
+
+    /// Loads the certificate, key and CA in `dir` again: new connections, incoming and
+    /// outgoing, use them; open ones keep theirs. The certificate must name the same node.
+    /// On an error the current identity stays. Answers when the new certificate expires.
+    pub fn reload_identity(&self, dir: &std::path::Path) -> Result<std::time::SystemTime, String> {
+        let identity = NodeIdentity::load(dir).map_err(|e| e.to_string())?;
+        if identity.node_id != self.identity.node_id {
+            return Err(format!(
+                "the new certificate names node {:?}, not this node ({:?})",
+                identity.node_id, self.identity.node_id
+            ));
+        }
+        let expires = tls::not_after(&dir.join(tls::NODE_CERT)).map_err(|e| e.to_string())?;
+        let server = identity.server_config().map_err(|e| e.to_string())?;
+        let clients = Clients::of(&identity).map_err(|e| e.to_string())?;
+        self.endpoint.set_server_config(Some(server));
+        *self.clients.write().unwrap_or_else(|p| p.into_inner()) = clients;
+        Ok(expires)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -348,7 +392,7 @@ async fn drain_peer(node: Arc<QuicNode>, to: SocketAddr, mut rx: mpsc::Receiver<
             connection = None;
         }
         if connection.is_none() {
-            match node.connect(to, &node.gossip_client).await {
+            match node.connect(to, &node.clients().gossip).await {
                 Ok((c, _)) => {
                     last_error.clear();
                     connection = Some(c)

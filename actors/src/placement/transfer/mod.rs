@@ -235,7 +235,7 @@ pub struct Progress {
 
 async fn connect(quic: &QuicNode, source: &Source) -> Result<quinn::Connection, String> {
     let (connection, id) = quic
-        .connect(source.addr, &quic.model_client)
+        .connect(source.addr, &quic.model_client())
         .await
         .map_err(|e| e.to_string())?;
     if id != source.node {
