@@ -28,6 +28,10 @@ ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need_pkgs+=(libclang-dev)
 command -v unzip >/dev/null 2>&1 || need_pkgs+=(unzip)
 # lld: the wasm32 linker for the example plugins in C (scripts/build-plugins.sh).
 command -v wasm-ld >/dev/null 2>&1 || need_pkgs+=(lld)
+# chromium: the dashboard test renders /ui in a headless browser.
+if [ "$with_tests" = true ]; then
+  command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     log "missing packages: ${need_pkgs[*]} (run this script as root, or install them)"

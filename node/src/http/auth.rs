@@ -38,7 +38,8 @@ fn deny(code: ErrorCode, message: impl Into<String>) -> Response {
 }
 
 fn is_probe(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/v2/health")
+    // `/ui` is a static page: what it shows comes from the admin routes, with the key it is given.
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/ui") || path.starts_with("/v2/health")
 }
 
 pub async fn authenticate(

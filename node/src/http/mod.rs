@@ -202,6 +202,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/ui", get(ops::ui))
         .route("/metrics", get(ops::metrics))
         .route("/admin/models", get(ops::admin_models))
         .route("/admin/cluster", get(ops::admin_cluster))

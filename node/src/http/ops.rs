@@ -260,3 +260,12 @@ pub async fn admin_drain(State(state): State<AppState>) -> impl IntoResponse {
         Json(json!({"draining": true, "started_now": started})),
     )
 }
+
+/// `GET /ui`: the dashboard, one page served by the node itself. It refreshes itself from the
+/// admin routes (with the admin key given as `?key=` or typed in, when auth is on).
+pub async fn ui() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        axum::response::Html(include_str!("ui/index.html")),
+    )
+}
