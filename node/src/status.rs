@@ -74,6 +74,50 @@ fn render(actor: &serde_json::Value, prefix: &str, last: bool, root: bool, out: 
     }
 }
 
+/// `golek cluster status` for a person: one line a member.
+pub(crate) fn cluster_table(body: &serde_json::Value) -> String {
+    let mut out = format!(
+        "cluster {} as seen by {}\n{:<20} {:<6} {:<22} {:>7} {}\n",
+        body["cluster_id"].as_str().unwrap_or("-"),
+        body["node_id"].as_str().unwrap_or("-"),
+        "NODE",
+        "ALIVE",
+        "HTTP",
+        "QUEUED",
+        "MODELS"
+    );
+    for m in body["members"].as_array().into_iter().flatten() {
+        let models: Vec<String> = m["models"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| {
+                format!(
+                    "{} ({})",
+                    x["name"].as_str().unwrap_or("?"),
+                    x["state"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "{:<20} {:<6} {:<22} {:>7} {}\n",
+            m["node_id"].as_str().unwrap_or("?"),
+            if m["alive"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            m["http_addr"].as_str().unwrap_or("-"),
+            m["load"]["queued"].as_u64().unwrap_or(0),
+            models.join(", ")
+        ));
+    }
+    for r in body["refused"].as_array().into_iter().flatten() {
+        out.push_str(&format!("refused: {}\n", r.as_str().unwrap_or("?")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
