@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: setup run test lint bench
+.PHONY: setup run test lint bench deb
 
 setup:
 	bash scripts/setup.sh
@@ -15,6 +15,11 @@ run: setup
 test:
 	bash scripts/setup.sh --tests
 	$(CARGO) test --workspace
+
+# The .deb (target/debian/): the release binary, the default models, the systemd unit.
+deb: setup
+	$(CARGO) build --release -p golek-node --bin golek
+	bash scripts/package-deb.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -17,10 +17,10 @@ fi
 work="$root/.golek/cache/llama-cpp-python-$VERSION"
 mkdir -p "$work"
 if [ ! -d "$work/src" ]; then
-  # The sdist straight from the package index (pip download would build its metadata first,
-  # compiling build tools from source); checked against the pinned sha256.
-  url="$(curl -fsS https://pypi.org/simple/llama-cpp-python/ \
-    | grep -o "https://[^\"#]*/llama_cpp_python-$VERSION.tar.gz" | head -n1)"
+  # The sdist straight from the package index pip is configured with (PIP_INDEX_URL, pip's
+  # global.index-url, else pip's own default); pip download would build its metadata first,
+  # compiling build tools from source. Checked against the pinned sha256.
+  url="$(python3 "$root/bench/sdist_url.py" llama-cpp-python "$VERSION")"
   curl -fsSL -o "$work/llama_cpp_python-$VERSION.tar.gz" "$url"
   echo "$SHA256  $work/llama_cpp_python-$VERSION.tar.gz" | sha256sum --check --status \
     || { echo "sha256 mismatch for llama-cpp-python $VERSION" >&2; exit 1; }

@@ -26,11 +26,15 @@ command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
 command -v clang >/dev/null 2>&1 || need_pkgs+=(clang)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need_pkgs+=(libclang-dev)
 command -v unzip >/dev/null 2>&1 || need_pkgs+=(unzip)
+# dpkg-dev: dpkg-shlibdeps computes the .deb's Depends (scripts/package-deb.sh).
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need_pkgs+=(dpkg-dev)
 # lld: the wasm32 linker for the example plugins in C (scripts/build-plugins.sh).
 command -v wasm-ld >/dev/null 2>&1 || need_pkgs+=(lld)
 # chromium: the dashboard test renders /ui in a headless browser.
 if [ "$with_tests" = true ]; then
   command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+  # debootstrap: the package test installs the .deb into a fresh Debian root.
+  command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_pkgs+=(debootstrap)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

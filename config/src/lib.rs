@@ -129,10 +129,25 @@ impl LoadedConfig {
     }
 }
 
-/// The checkout's `.golek` folder, where `scripts/setup.sh` puts the runtime and the models.
+/// Where the ONNX Runtime library and the default models are: `PREFIX/share/golek` beside an
+/// installed `PREFIX/bin/golek` (the .deb's `/usr/share/golek`), else the checkout's `.golek`
+/// folder, where `scripts/setup.sh` puts them.
 pub fn default_assets_dir() -> PathBuf {
+    if let Some(installed) = installed_assets_dir() {
+        return installed;
+    }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).join(".golek")
+}
+
+fn installed_assets_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?;
+    if bin.file_name()? != "bin" {
+        return None;
+    }
+    let share = bin.parent()?.join("share/golek");
+    share.join("models").is_dir().then_some(share)
 }
 
 /// Builds the configuration from its layers and validates it.
