@@ -1,5 +1,5 @@
-//! What the remote providers share: a small runtime on the worker thread, a pooled HTTP client,
-//! and a loop that runs queued jobs concurrently up to a limit.
+//! What the remote providers share: the runtime their requests run on (the node's), a pooled
+//! HTTP client, and a loop that runs queued jobs concurrently up to a limit.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,13 +27,53 @@ pub fn within_deadline(request: reqwest::RequestBuilder, job: &Job) -> reqwest::
         .header(TIMEOUT_HEADER, left.as_millis().to_string())
 }
 
-/// A one-worker runtime for the requests of one remote deployment.
-pub fn runtime(name: &str) -> Result<tokio::runtime::Runtime> {
+/// Where a remote deployment's requests run.
+pub enum Rt {
+    /// The node's own runtime: the worker thread runs inside it (the provider actor enters it),
+    /// so upstream I/O, the client's events and the HTTP answer share its threads, with no
+    /// runtime or OS thread per deployment. The bulkhead is the semaphore in
+    /// [`serve_concurrently`].
+    Shared(tokio::runtime::Handle),
+    /// A one-worker runtime of the deployment's own, for a provider used outside a node's
+    /// runtime (its unit tests, a program that drives providers on plain threads) or inside a
+    /// current-thread runtime (which only its own thread drives).
+    Own(tokio::runtime::Runtime),
+}
+
+impl Rt {
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        match self {
+            Rt::Shared(handle) => handle.block_on(future),
+            Rt::Own(runtime) => runtime.block_on(future),
+        }
+    }
+
+    pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self {
+            Rt::Shared(handle) => handle.spawn(future),
+            Rt::Own(runtime) => runtime.spawn(future),
+        }
+    }
+}
+
+/// The runtime for the requests of one remote deployment: the node's when this thread runs
+/// inside a multi-thread runtime, else a one-worker runtime of its own.
+pub fn runtime(name: &str) -> Result<Rt> {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            return Ok(Rt::Shared(handle));
+        }
+    }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name(format!("golek-remote-{name}"))
         .enable_all()
         .build()
+        .map(Rt::Own)
         .map_err(|e| ProviderError::Load(format!("cannot start the remote runtime: {e}")))
 }
 
@@ -120,7 +160,7 @@ pub struct Probe {
 /// Probes every [`PROBE_INTERVAL`]; after [`PROBE_FAILURES`] failures in a row, sets `down` and
 /// stops.
 fn spawn_probe(
-    runtime: &tokio::runtime::Runtime,
+    runtime: &Rt,
     Probe { client, url, auth }: Probe,
     down: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -148,7 +188,7 @@ fn spawn_probe(
 /// remote again) and opens the breaker if the remote stays down, so clients get a 503 at once
 /// instead of each waiting on a dead connection.
 pub fn serve_concurrently<F, Fut>(
-    runtime: &tokio::runtime::Runtime,
+    runtime: &Rt,
     max_in_flight: usize,
     queue: &JobQueue,
     probe: Probe,

@@ -135,9 +135,13 @@ impl Actor for ProviderActor {
         let worker_ref = myself.clone();
         let runtime = args.runtime;
         let thread_model = model.clone();
+        // The worker thread runs inside the node's runtime: remote providers run their
+        // requests on it rather than on a runtime of their own.
+        let node_runtime = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name(format!("golek-worker-{}", model.name))
             .spawn(move || {
+                let _inside = node_runtime.enter();
                 let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     let mut provider = match build_provider(&thread_model, &runtime) {
                         Ok(p) => p,

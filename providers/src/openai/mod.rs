@@ -35,7 +35,7 @@ use crate::{Provider, ProviderError, ProviderInfo, Result};
 #[cfg(feature = "openai")]
 pub struct OpenaiProvider {
     name: String,
-    runtime: tokio::runtime::Runtime,
+    runtime: remote::Rt,
     client: reqwest::Client,
     base_url: String,
     remote_model: String,
@@ -172,54 +172,75 @@ impl Provider for OpenaiProvider {
     }
 
     fn serve(&mut self, queue: &JobQueue) -> Result<()> {
-        let client = self.client.clone();
-        let (base, model, key, name) = (
-            self.base_url.clone(),
-            self.remote_model.clone(),
-            self.api_key.clone(),
-            self.name.clone(),
-        );
+        let upstream = std::sync::Arc::new(Upstream {
+            client: self.client.clone(),
+            base: self.base_url.clone(),
+            model: self.remote_model.clone(),
+            key: self.api_key.clone(),
+            ok: metrics::counter!(m::REMOTE_REQUESTS_TOTAL, "model" => self.name.clone(), "outcome" => "ok"),
+            duration: metrics::histogram!(m::REMOTE_REQUEST_DURATION_SECONDS, "model" => self.name.clone()),
+            name: self.name.clone(),
+        });
         let probe = remote::Probe {
-            client: client.clone(),
-            url: format!("{base}/models"),
-            auth: key.clone(),
+            client: self.client.clone(),
+            url: format!("{}/models", self.base_url),
+            auth: self.api_key.clone(),
         };
         remote::serve_concurrently(&self.runtime, self.max_in_flight, queue, probe, |job| {
-            let (client, base, model, key, name) = (
-                client.clone(),
-                base.clone(),
-                model.clone(),
-                key.clone(),
-                name.clone(),
-            );
-            async move {
-                let InferenceRequest::Generate(request) = &job.request else {
-                    job.emit(Err(ErrorInfo::from(&ProviderError::Unsupported(
-                        "anything but chat and completions",
-                    ))));
-                    return;
-                };
-                if !request.continuation.is_empty() {
-                    // The upstream API takes text, not token ids: a stream cannot resume here.
-                    job.emit(Err(ErrorInfo::from(&ProviderError::Unsupported(
-                        "continuing another replica's stream (the remote API takes no token ids)",
-                    ))));
-                    return;
-                }
-                let started = Instant::now();
-                let outcome = generate(&client, &base, &model, key.as_deref(), request, &job).await;
-                let label = match &outcome {
-                    Ok(()) => "ok",
-                    Err(e) => e.code.as_str(),
-                };
-                metrics::counter!(m::REMOTE_REQUESTS_TOTAL, "model" => name.clone(), "outcome" => label)
-                    .increment(1);
-                metrics::histogram!(m::REMOTE_REQUEST_DURATION_SECONDS, "model" => name)
-                    .record(started.elapsed().as_secs_f64());
-                if let Err(e) = outcome {
-                    job.emit(Err(e));
-                }
-            }
+            let upstream = upstream.clone();
+            async move { upstream.serve(job).await }
         })
+    }
+}
+
+/// What every request of one deployment shares (one `Arc` clone a request, metric handles
+/// resolved once).
+#[cfg(feature = "openai")]
+struct Upstream {
+    client: reqwest::Client,
+    base: String,
+    model: String,
+    key: Option<String>,
+    name: String,
+    ok: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+#[cfg(feature = "openai")]
+impl Upstream {
+    async fn serve(&self, job: Job) {
+        let InferenceRequest::Generate(request) = &job.request else {
+            job.emit(Err(ErrorInfo::from(&ProviderError::Unsupported(
+                "anything but chat and completions",
+            ))));
+            return;
+        };
+        if !request.continuation.is_empty() {
+            // The upstream API takes text, not token ids: a stream cannot resume here.
+            job.emit(Err(ErrorInfo::from(&ProviderError::Unsupported(
+                "continuing another replica's stream (the remote API takes no token ids)",
+            ))));
+            return;
+        }
+        let started = Instant::now();
+        let outcome = generate(
+            &self.client,
+            &self.base,
+            &self.model,
+            self.key.as_deref(),
+            request,
+            &job,
+        )
+        .await;
+        match &outcome {
+            Ok(()) => self.ok.increment(1),
+            Err(e) => metrics::counter!(m::REMOTE_REQUESTS_TOTAL,
+                "model" => self.name.clone(), "outcome" => e.code.as_str())
+            .increment(1),
+        }
+        self.duration.record(started.elapsed().as_secs_f64());
+        if let Err(e) = outcome {
+            job.emit(Err(e));
+        }
     }
 }

@@ -2,8 +2,8 @@
 //! MLServer, another Golek node), called over HTTP with a keep-alive pool.
 //!
 //! Loading reads the remote model's metadata and checks its readiness. Serving runs requests
-//! concurrently (up to `max_in_flight`) on a small runtime owned by the worker thread; the
-//! bounded queue in front stays the bulkhead. A request that fails before any answer (a pooled
+//! concurrently (up to `max_in_flight`) on the node's runtime (`remote::Rt`); the bounded
+//! queue in front stays the bulkhead. A request that fails before any answer (a pooled
 //! connection the server had closed) is sent once more on a fresh connection.
 
 use std::time::Instant;
@@ -44,7 +44,7 @@ struct RemoteError {
 
 pub struct TritonProvider {
     name: String,
-    runtime: tokio::runtime::Runtime,
+    runtime: remote::Rt,
     client: reqwest::Client,
     /// `{url}/v2/models/{model}[/versions/{v}]`
     model_url: String,
