@@ -147,6 +147,10 @@ impl Actor for ProviderActor {
                         Ok(p) => p,
                         Err(e) => return WorkerExit::LoadFailed(e.to_string()),
                     };
+                    // Loading (ONNX Runtime's graph optimisation, llama.cpp's model load)
+                    // leaves freed temporaries in glibc's arenas: hand them back to the OS, so
+                    // an idle node holds its models and not their loading (bench/memory.sh).
+                    release_freed_memory();
                     let _ = worker_ref.cast(ProviderMsg::Loaded(provider.info()));
                     match provider.serve(&queue) {
                         Ok(()) => WorkerExit::Finished,
@@ -202,7 +206,11 @@ impl Actor for ProviderActor {
                 });
                 Ok(())
             }
-            ProviderMsg::Warmed(info, Ok(())) => Self::ready(state, info),
+            ProviderMsg::Warmed(info, Ok(())) => {
+                // The warm-up's buffers too.
+                release_freed_memory();
+                Self::ready(state, info)
+            }
             ProviderMsg::Warmed(_, Err(e)) => Err(format!("warm-up request failed: {e}").into()),
             ProviderMsg::Drain(until) => {
                 state.draining = Some(until);
@@ -240,5 +248,15 @@ impl Actor for ProviderActor {
                 Err(reason.into())
             }
         }
+    }
+}
+
+/// Returns the free pages of the C allocator's arenas to the OS (glibc's `malloc_trim`; the C
+/// and C++ libraries the providers use allocate there, not in the Rust allocator).
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
