@@ -112,12 +112,10 @@ impl Drop for DebianRoot {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// POSTs `body` as JSON and reads the answer as JSON.
+async fn post_json(client: &reqwest::Client, url: String, body: &Value) -> Value {
+    let response = client.post(url).json(body).send().await.unwrap();
+    response.json().await.unwrap()
 }
 
 /// The unit's ExecStart, split into words.
@@ -216,7 +214,7 @@ async fn the_package_installs_into_a_fresh_debian_root_and_serves_the_default_mo
 
     // The service's own command, as the service user, on free ports (the host shares the
     // network with the root).
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = format!("127.0.0.1:{}", golek_cluster_tests::free_tcp_port());
     let words = exec_start(&unit);
     let service = Some("golek:golek");
     let mut doctor = root.chroot_as(service, &["/usr/bin/golek", "doctor"]);
@@ -239,28 +237,13 @@ async fn the_package_installs_into_a_fresh_debian_root_and_serves_the_default_mo
     wait_ready(&client, &base, &mut node).await;
     let body = json!({"model": "smollm2-135m-instruct", "max_tokens": 32, "temperature": 0,
                       "messages": [{"role": "user", "content": "What is the capital of France?"}]});
-    let answer: Value = client
-        .post(format!("{base}/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = post_json(&client, format!("{base}/v1/chat/completions"), &body).await;
     let text = answer["choices"][0]["message"]["content"]
         .as_str()
         .unwrap_or_default();
     assert!(text.contains("Paris"), "{answer}");
-    let embedding: Value = client
-        .post(format!("{base}/v1/embeddings"))
-        .json(&json!({"model": "all-minilm-l6-v2", "input": "a packaged node"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let input = json!({"model": "all-minilm-l6-v2", "input": "a packaged node"});
+    let embedding = post_json(&client, format!("{base}/v1/embeddings"), &input).await;
     assert_eq!(
         embedding["data"][0]["embedding"].as_array().map(Vec::len),
         Some(384),
