@@ -11,9 +11,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+. "$root/bench/lib.sh"
 seconds="${SECONDS_PER_POINT:-10}"
-target="${CARGO_TARGET_DIR:-$root/target}"
-bin="${GOLEK_BIN:-$target/release/golek}"
 
 need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
@@ -21,9 +20,7 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-if [ -z "${GOLEK_BIN:-}" ]; then
-  cargo build --release -q -p golek-node --bin golek
-fi
+bin="$(golek_bin)"
 
 work="$(mktemp -d)"
 pids=()
@@ -34,7 +31,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 up_port="$(free_port)"; proxy_port="$(free_port)"; golek_port="$(free_port)"
 
 # The upstream's answer: what an OpenAI server streams for a four-token reply.
@@ -86,11 +82,7 @@ pids+=($!)
   --set models.fake.params.max_in_flight=64 > "$work/golek.log" 2>&1 &
 golek_pid=$!
 pids+=($golek_pid)
-for _ in $(seq 1 300); do
-  curl -fs "http://127.0.0.1:$golek_port/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fs "http://127.0.0.1:$golek_port/readyz" >/dev/null || { cat "$work/golek.log"; exit 1; }
+wait_ready "http://127.0.0.1:$golek_port/readyz" "$golek_pid" "$work/golek.log"
 
 for stream in false true; do
   cat > "$work/post-$stream.lua" <<EOF

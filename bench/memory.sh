@@ -9,18 +9,15 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-target="${CARGO_TARGET_DIR:-$root/target}"
-bin="${GOLEK_BIN:-$target/release/golek}"
-if [ -z "${GOLEK_BIN:-}" ]; then
-  bash scripts/setup.sh
-  cargo build --release -q -p golek-node --bin golek
-fi
+. "$root/bench/lib.sh"
+[ -n "${GOLEK_BIN:-}" ] || bash scripts/setup.sh
+bin="$(golek_bin)"
 work="$(mktemp -d)"
 node_pid=""
 cleanup() { [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 base="http://127.0.0.1:$port"
 
 # measure LABEL MINILM(true|false) SMOLLM(true|false)
@@ -31,11 +28,7 @@ measure() {
     --set "models.all-minilm-l6-v2.enabled=$minilm" \
     --set "models.smollm2-135m-instruct.enabled=$smollm" > "$work/node.log" 2>&1 &
   node_pid=$!
-  for _ in $(seq 1 600); do
-    curl -fs "$base/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  curl -fs "$base/readyz" >/dev/null || { cat "$work/node.log"; exit 1; }
+  wait_ready "$base/readyz" "$node_pid" "$work/node.log"
   if [ "$minilm" = true ]; then
     curl -fs "$base/v1/embeddings" -H 'content-type: application/json' \
       -d '{"model":"all-minilm-l6-v2","input":"A man is eating food."}' >/dev/null

@@ -253,7 +253,7 @@ impl Actor for ProviderActor {
 
 /// Returns the free pages of the C allocator's arenas to the OS (glibc's `malloc_trim`; the C
 /// and C++ libraries the providers use allocate there, not in the Rust allocator).
-pub(crate) fn release_freed_memory() {
+fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own arenas; it is thread-safe.
     unsafe {
